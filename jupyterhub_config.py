@@ -1,0 +1,76 @@
+"""Titan's JupyterHub configuration: wiring only.
+
+Reads titan.yaml (path in TITAN_SETTINGS) through titan.settings and hands each value to the
+part that owns it. No logic lives here.
+"""
+# ruff: noqa: F821  (`c` is provided by JupyterHub)
+
+import os
+from pathlib import Path
+
+from titan.settings import REPO_ROOT, load_settings
+from titan.state import ensure_state_dir, secret_file
+
+settings = load_settings()
+state = ensure_state_dir(settings.state_dir)
+
+# ---- hub, proxy, database -------------------------------------------------------------
+c.JupyterHub.bind_url = settings.public_url
+c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
+c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+secret_file(state / "jupyterhub_cookie_secret")
+c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+c.JupyterHub.log_level = settings.log_level
+c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+c.ConfigurableHTTPProxy.command = [str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")]
+c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+os.environ.setdefault("JUPYTERHUB_CRYPT_KEY", secret_file(state / "crypt-key"))
+
+# ---- login ----------------------------------------------------------------------------
+c.Authenticator.admin_users = set(settings.admin_users)
+c.Authenticator.enable_auth_state = True
+c.JupyterHub.template_paths = [str(Path(REPO_ROOT, "titan", "templates"))]
+if settings.github_configured:
+    c.JupyterHub.authenticator_class = "github"
+    c.GitHubOAuthenticator.client_id = settings.github["client_id"]
+    c.GitHubOAuthenticator.client_secret = settings.github["client_secret"]
+    if settings.github.get("callback_url"):
+        c.GitHubOAuthenticator.oauth_callback_url = settings.github["callback_url"]
+    if settings.github.get("url"):
+        c.GitHubOAuthenticator.github_url = settings.github["url"]
+    c.GitHubOAuthenticator.allowed_organizations = set(settings.github.get("allowed_organizations", []))
+    c.JupyterHub.template_vars = {"titan_dev_login": False}
+else:
+    c.JupyterHub.authenticator_class = "dummy"
+    c.Authenticator.allow_all = True
+    if settings.dev_password:
+        c.DummyAuthenticator.password = settings.dev_password
+    c.JupyterHub.template_vars = {"titan_dev_login": True, "titan_dev_password": bool(settings.dev_password)}
+
+# ---- servers --------------------------------------------------------------------------
+c.JupyterHub.spawner_class = "titan-docker"
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = settings.named_server_limit_per_user
+c.Spawner.start_timeout = settings.start_timeout
+c.Spawner.http_timeout = settings.start_timeout
+c.TitanDockerSpawner.deployment = settings.deployment
+c.TitanDockerSpawner.profiles_dir = str(settings.profiles_dir)
+c.TitanDockerSpawner.home_volume_template = settings.home_volume_template
+c.TitanDockerSpawner.port_range = settings.port_range
+c.TitanDockerSpawner.host_cpus = settings.host_cpus
+c.TitanDockerSpawner.host_memory = settings.host_memory
+
+# ---- services -------------------------------------------------------------------------
+# titan-admin: the token automation (bench/, Ansible checks) uses; least privilege.
+c.JupyterHub.services = [
+    {"name": "titan-admin", "api_token": secret_file(state / "admin-token")},
+]
+c.JupyterHub.load_roles = [
+    {
+        "name": "titan-admin",
+        "description": "Automation: create users and groups, start and stop servers, issue user tokens.",
+        "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens", "read:hub"],
+        "services": ["titan-admin"],
+    },
+]

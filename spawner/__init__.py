@@ -1,0 +1,1 @@
+"""Titan's profile-aware Docker spawner."""

@@ -1,0 +1,95 @@
+"""A pure builder: (selection, user, server, port) → the settings of that server's container.
+
+Nothing here talks to Docker; the spawner applies the result. Unit-tested without an engine.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from escapism import escape
+
+from spawner.options import Selection
+
+HOME_MOUNT = "/home/jovyan"
+LOOPBACK = "127.0.0.1"
+_SAFE = set(string.ascii_lowercase + string.digits)
+
+LABEL_DEPLOYMENT = "titan.deployment"
+LABEL_OWNER = "titan.owner"
+LABEL_SERVER = "titan.server"
+LABEL_PROFILE = "titan.profile"
+LABEL_GPUS = "titan.gpus"
+
+
+def docker_safe(name: str) -> str:
+    """A user or server name as a Docker-safe token (``Alice.B`` → ``alice-2eb``-style escapes)."""
+    return escape(name.lower(), safe=_SAFE, escape_char="-")
+
+
+def home_volume_name(template: str, user: str) -> str:
+    """The home volume of ``user``: one per user, shared by all of their servers."""
+    return template.format(username=docker_safe(user))
+
+
+@dataclass(frozen=True)
+class ContainerSettings:
+    image: str
+    mem_limit: int
+    memswap_limit: int
+    cpu_limit: float
+    volumes: Mapping[str, Mapping[str, str]]
+    labels: Mapping[str, str]
+    host_config: Mapping[str, Any]
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+
+def build_container_settings(
+    selection: Selection,
+    image_tag: str,
+    user: str,
+    server_name: str,
+    deployment: str,
+    home_volume_template: str,
+    gpu_uuids: Sequence[str] = (),
+) -> ContainerSettings:
+    """Everything the container of one server needs, derived from the validated selection."""
+    resources = selection.resources
+    labels = {
+        LABEL_DEPLOYMENT: deployment,
+        LABEL_OWNER: user,
+        LABEL_SERVER: server_name,
+        LABEL_PROFILE: selection.profile.slug,
+    }
+    host_config: dict[str, Any] = {
+        "network_mode": "host",
+        "init": True,
+        # Swap included in the limit: memswap equal to memory means no swap on top.
+        "memswap_limit": resources.memory,
+    }
+    environment = {
+        "TITAN_PROFILE": selection.profile.slug,
+        "TITAN_IMAGE": image_tag,
+        "MEM_LIMIT": str(resources.memory),
+        "CPU_LIMIT": f"{resources.cpu:g}",
+    }
+    if gpu_uuids:
+        labels[LABEL_GPUS] = ",".join(gpu_uuids)
+        host_config["device_requests"] = [
+            # docker-py turns this into a DeviceRequest: these exact GPUs, the "gpu" capability.
+            {"driver": "nvidia", "device_ids": list(gpu_uuids), "capabilities": [["gpu"]]}
+        ]
+        environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpu_uuids)
+    return ContainerSettings(
+        image=image_tag,
+        mem_limit=resources.memory,
+        memswap_limit=resources.memory,
+        cpu_limit=resources.cpu,
+        volumes={home_volume_name(home_volume_template, user): {"bind": HOME_MOUNT, "mode": "rw"}},
+        labels=labels,
+        host_config=host_config,
+        environment=environment,
+    )

@@ -1,0 +1,260 @@
+"""``TitanDockerSpawner``: DockerSpawner driven by Titan's profiles, on host networking.
+
+The base class owns the container lifecycle; this subclass only
+- validates ``user_options`` against the profiles (form and REST alike) before anything starts,
+- turns the selection into container settings with the pure builder in :mod:`spawner.container`,
+- gives each server its own free 127.0.0.1 port, and
+- reports real progress (image check, create, start, wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import docker.errors
+from dockerspawner import DockerSpawner
+from tornado import web
+from traitlets import Float, Integer, Tuple, Unicode, default
+
+from images.recipes import catalog, image_tag
+from spawner.capacity import HostCapacity
+from spawner.container import LOOPBACK, ContainerSettings, build_container_settings
+from spawner.form import form_view, render_form
+from spawner.options import OptionsError, Selection, parse_form, resolve_selection
+from spawner.ports import NoFreePort, PortPool
+from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
+from spawner.units import format_memory
+
+
+class TitanDockerSpawner(DockerSpawner):
+    """Spawns each server in a Docker container sized by the profile the user picked."""
+
+    profiles_dir = Unicode(
+        str(PROFILES_DIR),
+        config=True,
+        help="""Directory of profile YAML files (every *.yaml in it, by name), validated against
+        profiles/schema.json at start-up. Default: the repository's profiles/.
+        Example: c.TitanDockerSpawner.profiles_dir = "/etc/titan/profiles"
+        """,
+    )
+
+    deployment = Unicode(
+        "titan",
+        config=True,
+        help="""Name of this Titan deployment. Containers get the label titan.deployment=<name>
+        and the name prefix <name>-, so two deployments (or a test run) on one engine never
+        touch each other's containers. Default: "titan".
+        """,
+    )
+
+    home_volume_template = Unicode(
+        "titan-home-{username}",
+        config=True,
+        help="""Docker volume holding a user's home (/home/jovyan). One per user, mounted by
+        every server of that user, kept when servers stop. {username} is the escaped user name.
+        Default: "titan-home-{username}".
+        """,
+    )
+
+    port_range = Tuple(
+        Integer(), Integer(),
+        default_value=(20000, 29999),
+        config=True,
+        help="""Range of 127.0.0.1 ports given to servers (host networking: one free port per
+        server, never shared). Default: (20000, 29999).
+        """,
+    )
+
+    host_cpus = Float(
+        0.0,
+        config=True,
+        help="""CPUs this host offers servers; profiles needing more are shown disabled.
+        Default 0: read from the Docker engine (docker info NCPU).
+        """,
+    )
+
+    host_memory = Integer(
+        0,
+        config=True,
+        help="""Bytes of memory this host offers servers; profiles needing more are shown
+        disabled. Default 0: read from the Docker engine (docker info MemTotal).
+        """,
+    )
+
+    # One pool per hub process: ports are distinct across all servers of all users.
+    _port_pools: ClassVar[dict[tuple[int, int], PortPool]] = {}
+    _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
+    _engine_capacity: ClassVar[tuple[float, int] | None] = None
+
+    _selection: Selection | None = None
+    _progress_events: list[dict[str, Any]]
+
+    # ---- defaults that make DockerSpawner right for host networking ----------------------
+
+    @default("network_name")
+    def _default_network_name(self) -> str:
+        return "host"
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self) -> bool:
+        # With host networking there are no port bindings; we pick the port ourselves.
+        return True
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return LOOPBACK
+
+    @default("remove")
+    def _default_remove(self) -> bool:
+        return True
+
+    @default("prefix")
+    def _default_prefix(self) -> str:
+        return self.deployment
+
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        return TitanDockerSpawner._render_options_form
+
+    @default("apply_user_options")
+    def _default_apply_user_options(self) -> Any:
+        return TitanDockerSpawner._apply_profile
+
+    # ---- profiles and capacity ----------------------------------------------------------
+
+    @property
+    def profile_set(self) -> ProfileSet:
+        """The validated profiles, reloaded when a file in profiles_dir changes."""
+        files = profile_files(Path(self.profiles_dir))
+        stamp = tuple(p.stat().st_mtime for p in files)
+        cached = self._profile_cache.get(self.profiles_dir)
+        if cached is None or cached[0] != stamp:
+            profiles = load_profiles(files, images=[n for n, r in catalog().items() if r.builder == "docker"])
+            self._profile_cache[self.profiles_dir] = (stamp, profiles)
+            return profiles
+        return cached[1]
+
+    async def host_capacity(self) -> HostCapacity:
+        if TitanDockerSpawner._engine_capacity is None:
+            info = await self.docker("info")
+            TitanDockerSpawner._engine_capacity = (float(info["NCPU"]), int(info["MemTotal"]))
+        cpus, memory = TitanDockerSpawner._engine_capacity
+        return HostCapacity(cpus=self.host_cpus or cpus, memory=self.host_memory or memory)
+
+    @property
+    def group_names(self) -> list[str]:
+        return sorted(g.name for g in self.user.groups)
+
+    @property
+    def port_pool(self) -> PortPool:
+        low, high = self.port_range
+        return self._port_pools.setdefault((low, high), PortPool(low, high))
+
+    # ---- the options form and validation ------------------------------------------------
+
+    async def _render_options_form(self) -> str:
+        previous = self.orm_spawner.user_options if self.orm_spawner else None
+        views = form_view(self.profile_set, self.user.name, self.group_names, await self.host_capacity(),
+                          previous=previous if isinstance(previous, dict) else None)
+        return render_form(views)
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, str]:
+        return parse_form(formdata)
+
+    async def _apply_profile(self, user_options: Any) -> None:
+        try:
+            selection = resolve_selection(self.profile_set, user_options, self.user.name, self.group_names,
+                                          await self.host_capacity())
+        except OptionsError as error:
+            self.log.info("Refused options for %s: %s", self._log_name, error)
+            raise web.HTTPError(400, str(error)) from None
+        self._selection = selection
+
+    # ---- progress -----------------------------------------------------------------------
+
+    def _progress(self, percent: int, message: str) -> None:
+        self._progress_events.append({"progress": percent, "message": message})
+
+    async def progress(self) -> AsyncIterator[dict[str, Any]]:
+        sent = 0
+        while True:
+            events = getattr(self, "_progress_events", [])
+            while sent < len(events):
+                yield events[sent]
+                sent += 1
+            await asyncio.sleep(0.1)
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    def container_settings(self, selection: Selection, tag: str) -> ContainerSettings:
+        return build_container_settings(
+            selection, tag, user=self.user.name, server_name=self.name, deployment=self.deployment,
+            home_volume_template=self.home_volume_template,
+        )
+
+    def _apply_container_settings(self, settings: ContainerSettings) -> None:
+        self.image = settings.image
+        self.mem_limit = settings.mem_limit
+        self.cpu_limit = settings.cpu_limit
+        self.volumes = {name: dict(spec) for name, spec in settings.volumes.items()}
+        self.extra_create_kwargs = {"labels": dict(settings.labels)}
+        self.extra_host_config = dict(settings.host_config)
+        self.environment = dict(settings.environment)
+
+    async def pull_image(self, image: str) -> None:
+        """No registry: the image must have been built here. Say so clearly if it was not."""
+        self._progress(10, f"Checking image {image}")
+        try:
+            info = await self.docker("inspect_image", image)
+        except docker.errors.NotFound:
+            raise web.HTTPError(
+                500, f"The image {image} is not built on this host. An admin builds it with "
+                     f"`make images` (or `python -m images.build`)."
+            ) from None
+        self._progress(25, f"Image {image} is present ({format_memory(int(info.get('Size', 0)))})")
+
+    async def create_object(self) -> dict[str, Any]:
+        self._progress(40, "Creating the container")
+        obj: dict[str, Any] = await super().create_object()
+        return obj
+
+    async def start_object(self) -> None:
+        self._progress(60, f"Starting container {self.object_name}")
+        await super().start_object()
+
+    async def start(self) -> tuple[str, int]:
+        self._progress_events = []
+        if self._selection is None:  # started without passing apply_user_options (not expected)
+            await self._apply_profile(self.user_options)
+        assert self._selection is not None
+        selection = self._selection
+        tag = image_tag(selection.image)
+        try:
+            self.port = self.port_pool.acquire()
+        except NoFreePort as error:
+            raise web.HTTPError(503, f"No free port for a new server: {error}") from None
+        self._apply_container_settings(self.container_settings(selection, tag))
+        self.log.info("Starting %s: profile %s, image %s, port %d", self._log_name, selection.profile.slug,
+                      tag, self.port)
+        try:
+            ip, port = await super().start()
+        except BaseException:
+            await self._release_resources()
+            raise
+        self._progress(80, f"Container started; waiting for JupyterLab on {ip}:{port}")
+        return ip, port
+
+    async def get_ip_and_port(self) -> tuple[str, int]:
+        return LOOPBACK, int(self.port)
+
+    async def _release_resources(self) -> None:
+        self.port_pool.release(int(self.port))
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            await super().stop(now=now)
+        finally:
+            await self._release_resources()

@@ -1,0 +1,1 @@
+"""Titan's settings, state directory and hub wiring helpers."""

@@ -1,0 +1,111 @@
+"""``titan.yaml``: the one settings file an admin edits, validated against a schema that
+rejects unknown keys, with every default filled in once."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from spawner.units import parse_memory
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_FILE = Path(__file__).resolve().parent / "settings-schema.json"
+
+
+class SettingsError(ValueError):
+    """titan.yaml is invalid; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    source: str
+    state_dir: Path
+    deployment: str
+    public_url: str
+    hub_port: int
+    proxy_api_port: int
+    admin_users: frozenset[str]
+    named_server_limit_per_user: int
+    log_level: str
+    github: Mapping[str, Any]
+    dev_password: str
+    profiles_dir: Path
+    home_volume_template: str
+    port_range: tuple[int, int]
+    start_timeout: int
+    host_cpus: float
+    host_memory: int
+    public_links: bool
+
+    @property
+    def github_configured(self) -> bool:
+        return bool(self.github.get("client_id") and self.github.get("client_secret"))
+
+
+def settings_path() -> Path:
+    """TITAN_SETTINGS, else titan.yaml at the repository root (which may not exist)."""
+    return Path(os.environ.get("TITAN_SETTINGS") or REPO_ROOT / "titan.yaml")
+
+
+def _validate(document: Any, source: str) -> None:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(document),
+                    key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        prefix = "unknown key: " if error.validator == "additionalProperties" else ""
+        raise SettingsError(f"{source}: at {where}: {prefix}{error.message}")
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, validate and normalise the settings; a missing file means all defaults."""
+    path = path or settings_path()
+    env = os.environ if environ is None else environ
+    document: Any = {}
+    if path.exists():
+        try:
+            document = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise SettingsError(f"{path}: not valid YAML: {error}") from None
+    _validate(document, str(path))
+    hub = document.get("hub", {})
+    auth = document.get("auth", {})
+    spawner = document.get("spawner", {})
+    github = dict(auth.get("github", {}))
+    # oauthenticator's own variables are honoured, so secrets can stay out of the file.
+    for key, variable in (("client_id", "OAUTH_CLIENT_ID"), ("client_secret", "OAUTH_CLIENT_SECRET"),
+                          ("callback_url", "OAUTH_CALLBACK_URL")):
+        if env.get(variable):
+            github[key] = env[variable]
+    state_dir = Path(env.get("TITAN_STATE_DIR") or document.get("state_dir") or REPO_ROOT / "state")
+    low, high = spawner.get("port_range", [20000, 29999])
+    if low > high:
+        raise SettingsError(f"{path}: at spawner.port_range: {low} is above {high}")
+    return Settings(
+        source=str(path),
+        state_dir=state_dir.resolve(),
+        deployment=document.get("deployment", "titan"),
+        public_url=hub.get("public_url", "http://127.0.0.1:8000").rstrip("/"),
+        hub_port=hub.get("hub_port", 8081),
+        proxy_api_port=hub.get("proxy_api_port", 8001),
+        admin_users=frozenset(hub.get("admin_users", [])),
+        named_server_limit_per_user=hub.get("named_server_limit_per_user", 3),
+        log_level=hub.get("log_level", "INFO"),
+        github=github,
+        dev_password=auth.get("dev_password", ""),
+        profiles_dir=Path(spawner.get("profiles_dir") or REPO_ROOT / "profiles"),
+        home_volume_template=spawner.get("home_volume_template", "titan-home-{username}"),
+        port_range=(low, high),
+        start_timeout=spawner.get("start_timeout", 120),
+        host_cpus=float(spawner.get("host_cpus", 0)),
+        host_memory=parse_memory(spawner["host_memory"]) if "host_memory" in spawner else 0,
+        public_links=bool(document.get("sharing", {}).get("public_links", False)),
+    )
