@@ -204,6 +204,11 @@ class TitanDockerSpawner(DockerSpawner):
         self.extra_host_config = dict(settings.host_config)
         self.environment = dict(settings.environment)
 
+    async def check_allowed(self, image: str) -> str:
+        """DockerSpawner reads ``user_options["image"]`` as a raw image name. Ours is a profile
+        option already validated and resolved to a tag, so the resolved tag always wins."""
+        return str(self.image)
+
     async def pull_image(self, image: str) -> None:
         """No registry: the image must have been built here. Say so clearly if it was not."""
         self._progress(10, f"Checking image {image}")
