@@ -88,7 +88,12 @@ ensure_images() { "$PY" -m images.build "$@"; }
 
 prepare() {
   require_root "$1"
-  phase_start "system packages"; ensure_system_packages; phase_end
+  phase_start "system packages"
+  ensure_system_packages
+  if [ "$1" = test ]; then
+    command -v pdftotext >/dev/null || apt_install poppler-utils "the tests read exported PDFs with pdftotext"
+  fi
+  phase_end
   phase_start "docker engine"; ensure_docker; phase_end
   phase_start "python environment"; ensure_venv; phase_end
   phase_start "proxy"; ensure_proxy; phase_end

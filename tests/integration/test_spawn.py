@@ -33,8 +33,7 @@ def user(hub: Hub) -> Iterator[str]:
 
 
 def container_of(hub: Hub, user: str, server: str = "") -> dict[str, Any]:
-    found = [c for c in containers(hub.deployment)
-             if c["Config"]["Labels"].get("titan.owner") == user and c["Config"]["Labels"].get("titan.server") == server]
+    found = [c for c in owned_containers(hub, user) if c["Config"]["Labels"].get("titan.server") == server]
     assert len(found) == 1, f"expected one container for {user}/{server}, found {len(found)}"
     return found[0]
 

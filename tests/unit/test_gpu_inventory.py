@@ -24,7 +24,7 @@ from spawner.gpu.inventory import (
 )
 from spawner.gpu.types import describe_free, match_types
 
-FIXTURES = Path(os.environ.get("TITAN_GPU_FIXTURES") or Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h100")
+FIXTURES = Path(os.environ.get("TITAN_GPU_FIXTURES") or Path(__file__).resolve().parents[1] / "fixtures/gpu/h100")
 H100_UUID = "GPU-18eaba93-88f3-2a85-643f-427bd2819efb"
 H100_MODEL = "NVIDIA H100 80GB HBM3"
 H100 = GpuUnit(uuid=H100_UUID, index="0", model=H100_MODEL, memory_mib=81559, mig_mode=False, parent_uuid=None)

@@ -42,7 +42,8 @@ class ChromiumPDFExporter(HTMLExporter):
         Unicode(),
         default_value=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                        "--disable-background-networking", "--no-pdf-header-footer",
-                       "--run-all-compositor-stages-before-draw", "--virtual-time-budget=5000"],
+                       "--run-all-compositor-stages-before-draw", "--virtual-time-budget=10000",
+                       "--allow-file-access-from-files"],
         help="Arguments given to chromium before --print-to-pdf.",
     ).tag(config=True)
 
@@ -59,6 +60,11 @@ class ChromiumPDFExporter(HTMLExporter):
     @default("mathjax_url")
     def _default_mathjax_url(self) -> str:
         return _local_mathjax_url()
+
+    @default("template_name")
+    def _template_name_default(self) -> str:
+        # nbconvert's own webpdf template: the lab template, declared for application/pdf.
+        return "webpdf"
 
     @default("file_extension")
     def _file_extension_default(self) -> str:
