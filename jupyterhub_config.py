@@ -28,22 +28,28 @@ c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 os.environ.setdefault("JUPYTERHUB_CRYPT_KEY", secret_file(state / "crypt-key"))
 
 # ---- login ----------------------------------------------------------------------------
-c.Authenticator.admin_users = set(settings.admin_users)
+# auth_state (the GitHub token, teams and user) is encrypted with JUPYTERHUB_CRYPT_KEY (above).
 c.Authenticator.enable_auth_state = True
 c.JupyterHub.template_paths = [str(Path(REPO_ROOT, "titan", "templates"))]
 if settings.github_configured:
-    c.JupyterHub.authenticator_class = "github"
-    c.GitHubOAuthenticator.client_id = settings.github["client_id"]
-    c.GitHubOAuthenticator.client_secret = settings.github["client_secret"]
-    if settings.github.get("callback_url"):
-        c.GitHubOAuthenticator.oauth_callback_url = settings.github["callback_url"]
-    if settings.github.get("url"):
-        c.GitHubOAuthenticator.github_url = settings.github["url"]
-    c.GitHubOAuthenticator.allowed_organizations = set(settings.github.get("allowed_organizations", []))
-    c.JupyterHub.template_vars = {"titan_dev_login": False}
+    github = settings.github
+    c.JupyterHub.authenticator_class = "titan.auth.TitanGitHubOAuthenticator"
+    c.TitanGitHubOAuthenticator.client_id = github["client_id"]
+    c.TitanGitHubOAuthenticator.client_secret = github["client_secret"]
+    c.TitanGitHubOAuthenticator.oauth_callback_url = github["callback_url"]
+    c.TitanGitHubOAuthenticator.github_url = github["url"]
+    # Nobody gets in without an allow rule: allow_all stays False (start-up logs who may log in).
+    c.TitanGitHubOAuthenticator.allowed_organizations = set(github["allowed_organizations"])
+    c.TitanGitHubOAuthenticator.allowed_users = {name.lower() for name in github["allowed_users"]}
+    c.TitanGitHubOAuthenticator.admin_users = {name.lower() for name in settings.admin_users}
+    c.TitanGitHubOAuthenticator.admin_team = github["admin_team"]
+    c.TitanGitHubOAuthenticator.autosave_push = github["autosave_push"]
+    c.TitanGitHubOAuthenticator.auth_refresh_age = github["refresh_age"]
+    c.JupyterHub.template_vars = {"titan_dev_login": False, "titan_github_url": github["url"]}
 else:
     c.JupyterHub.authenticator_class = "dummy"
-    c.Authenticator.allow_all = True
+    c.Authenticator.admin_users = set(settings.admin_users)
+    c.DummyAuthenticator.allow_all = True
     if settings.dev_password:
         c.DummyAuthenticator.password = settings.dev_password
     c.JupyterHub.template_vars = {"titan_dev_login": True, "titan_dev_password": bool(settings.dev_password)}
@@ -60,6 +66,8 @@ c.TitanDockerSpawner.home_volume_template = settings.home_volume_template
 c.TitanDockerSpawner.port_range = settings.port_range
 c.TitanDockerSpawner.host_cpus = settings.host_cpus
 c.TitanDockerSpawner.host_memory = settings.host_memory
+c.TitanDockerSpawner.gpu_db_url = f"sqlite:///{state / 'gpu-allocations.sqlite'}"
+c.TitanDockerSpawner.gpu_inventory_xml = settings.gpu_inventory_xml
 
 # ---- services -------------------------------------------------------------------------
 # titan-admin: the token automation (bench/, Ansible checks) uses; least privilege.

@@ -12,6 +12,8 @@ from typing import Any
 
 from escapism import escape
 
+from spawner.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
+from spawner.gpu.inventory import GpuUnit
 from spawner.options import Selection
 
 HOME_MOUNT = "/home/jovyan"
@@ -22,7 +24,7 @@ LABEL_DEPLOYMENT = "titan.deployment"
 LABEL_OWNER = "titan.owner"
 LABEL_SERVER = "titan.server"
 LABEL_PROFILE = "titan.profile"
-LABEL_GPUS = "titan.gpus"
+LABEL_GPUS = GPU_LABEL
 
 
 def docker_safe(name: str) -> str:
@@ -54,7 +56,7 @@ def build_container_settings(
     server_name: str,
     deployment: str,
     home_volume_template: str,
-    gpu_uuids: Sequence[str] = (),
+    gpus: Sequence[GpuUnit] = (),
 ) -> ContainerSettings:
     """Everything the container of one server needs, derived from the validated selection."""
     resources = selection.resources
@@ -76,13 +78,11 @@ def build_container_settings(
         "MEM_LIMIT": str(resources.memory),
         "CPU_LIMIT": f"{resources.cpu:g}",
     }
-    if gpu_uuids:
-        labels[LABEL_GPUS] = ",".join(gpu_uuids)
-        host_config["device_requests"] = [
-            # docker-py turns this into a DeviceRequest: these exact GPUs, the "gpu" capability.
-            {"driver": "nvidia", "device_ids": list(gpu_uuids), "capabilities": [["gpu"]]}
-        ]
-        environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpu_uuids)
+    if gpus:
+        labels[LABEL_GPUS] = gpu_label_value(list(gpus))
+        # docker-py turns this into a DeviceRequest: these exact GPUs, the "gpu" capability.
+        host_config["device_requests"] = [docker_device_request(list(gpus))]
+        environment["NVIDIA_VISIBLE_DEVICES"] = labels[LABEL_GPUS]
     return ContainerSettings(
         image=image_tag,
         mem_limit=resources.memory,

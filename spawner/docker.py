@@ -21,8 +21,19 @@ from traitlets import Float, Integer, Tuple, Unicode, default
 
 from images.recipes import catalog, image_tag
 from spawner.capacity import HostCapacity
-from spawner.container import LOOPBACK, ContainerSettings, build_container_settings
+from spawner.container import (
+    LABEL_DEPLOYMENT,
+    LABEL_GPUS,
+    LABEL_OWNER,
+    LABEL_SERVER,
+    LOOPBACK,
+    ContainerSettings,
+    build_container_settings,
+)
 from spawner.form import form_view, render_form
+from spawner.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
+from spawner.gpu.inventory import GpuUnit
+from spawner.gpu.pool import gpu_allocator
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
 from spawner.ports import NoFreePort, PortPool
 from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
@@ -84,6 +95,24 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
+    gpu_db_url = Unicode(
+        "sqlite:///titan-gpu.sqlite",
+        config=True,
+        help="""Database (any sqlalchemy URL) recording which GPU each server holds, so a hub
+        restart rebuilds the same picture. jupyterhub_config.py puts it in state/.
+        Default: sqlite:///titan-gpu.sqlite in the hub's working directory.
+        """,
+    )
+
+    gpu_inventory_xml = Unicode(
+        "",
+        config=True,
+        help="""Read the host's GPUs from this `nvidia-smi -q -x` file instead of asking the driver
+        (NVML, then nvidia-smi). For hosts where the hub cannot see the driver, and for tests.
+        Default "": discover.
+        """,
+    )
+
     # One pool per hub process: ports are distinct across all servers of all users.
     _port_pools: ClassVar[dict[tuple[int, int], PortPool]] = {}
     _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
@@ -142,7 +171,31 @@ class TitanDockerSpawner(DockerSpawner):
             info = await self.docker("info")
             TitanDockerSpawner._engine_capacity = (float(info["NCPU"]), int(info["MemTotal"]))
         cpus, memory = TitanDockerSpawner._engine_capacity
-        return HostCapacity(cpus=self.host_cpus or cpus, memory=self.host_memory or memory)
+        allocator = await self.gpus()
+        types = list(self.profile_set.gpu_types)
+        return HostCapacity(
+            cpus=self.host_cpus or cpus, memory=self.host_memory or memory,
+            gpus_total={t: allocator.total_count(t) for t in types},
+            gpus_free={t: allocator.free_count(t) for t in types},
+        )
+
+    async def gpus(self) -> GpuAllocator:
+        """The hub's GPU allocator; on first use, reconciled with the containers really running."""
+        allocator, fresh = gpu_allocator(self.gpu_db_url, self.gpu_inventory_xml, self.profile_set.gpu_types,
+                                         self.log)
+        if fresh:
+            running = await self.docker("containers", filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
+            live = {
+                f"{c['Labels'].get(LABEL_OWNER, '')}/{c['Labels'].get(LABEL_SERVER, '')}":
+                    parse_gpu_label(c["Labels"].get(LABEL_GPUS))
+                for c in running
+            }
+            allocator.reconcile(live)
+        return allocator
+
+    @property
+    def gpu_owner(self) -> str:
+        return f"{self.user.name}/{self.name}"
 
     @property
     def group_names(self) -> list[str]:
@@ -189,11 +242,24 @@ class TitanDockerSpawner(DockerSpawner):
 
     # ---- lifecycle ----------------------------------------------------------------------
 
-    def container_settings(self, selection: Selection, tag: str) -> ContainerSettings:
+    def container_settings(self, selection: Selection, tag: str, gpus: list[GpuUnit]) -> ContainerSettings:
         return build_container_settings(
             selection, tag, user=self.user.name, server_name=self.name, deployment=self.deployment,
-            home_volume_template=self.home_volume_template,
+            home_volume_template=self.home_volume_template, gpus=gpus,
         )
+
+    async def _allocate_gpus(self, selection: Selection) -> list[GpuUnit]:
+        resources = selection.resources
+        if not resources.gpu_type or not resources.gpu_count:
+            return []
+        allocator = await self.gpus()
+        try:
+            units = allocator.allocate(resources.gpu_type, resources.gpu_count, self.gpu_owner)
+        except GpuUnavailable as error:
+            raise web.HTTPError(409, str(error)) from None
+        self.log.info("GPUs for %s: %s", self._log_name, ", ".join(u.uuid for u in units))
+        self._progress(30, f"Allocated {len(units)} {resources.gpu_type} GPU(s)")
+        return units
 
     def _apply_container_settings(self, settings: ContainerSettings) -> None:
         self.image = settings.image
@@ -224,6 +290,8 @@ class TitanDockerSpawner(DockerSpawner):
     async def create_object(self) -> dict[str, Any]:
         self._progress(40, "Creating the container")
         obj: dict[str, Any] = await super().create_object()
+        if LABEL_GPUS in self.extra_create_kwargs.get("labels", {}):
+            (await self.gpus()).attach(self.gpu_owner, self.object_name)
         return obj
 
     async def start_object(self) -> None:
@@ -241,10 +309,11 @@ class TitanDockerSpawner(DockerSpawner):
             self.port = self.port_pool.acquire()
         except NoFreePort as error:
             raise web.HTTPError(503, f"No free port for a new server: {error}") from None
-        self._apply_container_settings(self.container_settings(selection, tag))
-        self.log.info("Starting %s: profile %s, image %s, port %d", self._log_name, selection.profile.slug,
-                      tag, self.port)
         try:
+            gpus = await self._allocate_gpus(selection)
+            self._apply_container_settings(self.container_settings(selection, tag, gpus))
+            self.log.info("Starting %s: profile %s, image %s, port %d", self._log_name, selection.profile.slug,
+                          tag, self.port)
             ip, port = await super().start()
         except BaseException:
             await self._release_resources()
@@ -257,6 +326,9 @@ class TitanDockerSpawner(DockerSpawner):
 
     async def _release_resources(self) -> None:
         self.port_pool.release(int(self.port))
+        released = (await self.gpus()).release(self.gpu_owner)
+        if released:
+            self.log.info("Released GPUs of %s: %s", self._log_name, ", ".join(released))
 
     async def stop(self, now: bool = False) -> None:
         try:

@@ -9,6 +9,7 @@ from functools import cache
 import jinja2
 
 from spawner.capacity import HostCapacity, unmet_needs
+from spawner.gpu.types import describe_free
 from spawner.options import OPTION_FIELD_PREFIX, UNLISTED_SENTINEL, UNLISTED_SUFFIX, visible_profiles
 from spawner.profiles import Profile, ProfileOption, ProfileSet, deep_merge, resources_from_settings
 from spawner.units import format_cpu, format_memory
@@ -68,8 +69,8 @@ def _option_view(profile: Profile, option: ProfileOption, profiles: ProfileSet, 
             gpu_type = gpu["type"]
             total = host.gpus_total.get(gpu_type, 0)
             if total:
-                free = host.gpus_free.get(gpu_type, 0)
-                description = f"{description} ({gpu_type}: {free} of {total} free)".strip()
+                free_text = describe_free(gpu_type, host.gpus_free.get(gpu_type, 0), total)
+                description = f"{description}; {free_text}" if description else free_text
         choices.append(ChoiceView(key=choice.key, display_name=choice.display_name, description=description,
                                   selected=choice.key == wanted, disabled_reason="; ".join(reasons)))
     field = f"{OPTION_FIELD_PREFIX}{profile.slug}--{option.key}"

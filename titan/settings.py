@@ -42,6 +42,7 @@ class Settings:
     start_timeout: int
     host_cpus: float
     host_memory: int
+    gpu_inventory_xml: str
     public_links: bool
 
     @property
@@ -65,6 +66,24 @@ def _validate(document: Any, source: str) -> None:
         raise SettingsError(f"{source}: at {where}: {prefix}{error.message}")
 
 
+def _github_settings(github_doc: Mapping[str, Any], env: Mapping[str, str], public_url: str) -> dict[str, Any]:
+    """``auth.github`` with every default filled in; the client id and secret stay as given."""
+    github = dict(github_doc)
+    # oauthenticator's own variables are honoured, so secrets can stay out of the file.
+    for key, variable in (("client_id", "OAUTH_CLIENT_ID"), ("client_secret", "OAUTH_CLIENT_SECRET"),
+                          ("callback_url", "OAUTH_CALLBACK_URL")):
+        if env.get(variable):
+            github[key] = env[variable]
+    github["url"] = str(github.get("url") or "https://github.com").rstrip("/")
+    github["callback_url"] = github.get("callback_url") or public_url.rstrip("/") + "/hub/oauth_callback"
+    github["allowed_organizations"] = list(github.get("allowed_organizations", []))
+    github["allowed_users"] = list(github.get("allowed_users", []))
+    github["admin_team"] = github.get("admin_team", "")
+    github["autosave_push"] = bool(github.get("autosave_push", False))
+    github["refresh_age"] = int(github.get("refresh_age", 300))
+    return github
+
+
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, validate and normalise the settings; a missing file means all defaults."""
     path = path or settings_path()
@@ -79,12 +98,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     hub = document.get("hub", {})
     auth = document.get("auth", {})
     spawner = document.get("spawner", {})
-    github = dict(auth.get("github", {}))
-    # oauthenticator's own variables are honoured, so secrets can stay out of the file.
-    for key, variable in (("client_id", "OAUTH_CLIENT_ID"), ("client_secret", "OAUTH_CLIENT_SECRET"),
-                          ("callback_url", "OAUTH_CALLBACK_URL")):
-        if env.get(variable):
-            github[key] = env[variable]
+    github = _github_settings(auth.get("github", {}), env, hub.get("public_url", "http://127.0.0.1:8000"))
     state_dir = Path(env.get("TITAN_STATE_DIR") or document.get("state_dir") or REPO_ROOT / "state")
     low, high = spawner.get("port_range", [20000, 29999])
     if low > high:
@@ -107,5 +121,6 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         start_timeout=spawner.get("start_timeout", 120),
         host_cpus=float(spawner.get("host_cpus", 0)),
         host_memory=parse_memory(spawner["host_memory"]) if "host_memory" in spawner else 0,
+        gpu_inventory_xml=spawner.get("gpu_inventory_xml", ""),
         public_links=bool(document.get("sharing", {}).get("public_links", False)),
     )

@@ -106,16 +106,27 @@ def write_test_profiles(directory: Path) -> None:
             {"display_name": "Team only", "slug": "team-only",
              "description": "Only for the data team.", "image": "minimal",
              "resources": {"cpu": 1, "memory": "1G"}, "access": {"groups": ["data-team"]}},
+            {"display_name": "GPU small", "slug": "gpu-small", "description": "One GPU, little else.",
+             "image": "minimal", "resources": {"cpu": 1, "memory": "1G", "gpu": {"type": "H100", "count": 1}},
+             "profile_options": {
+                 "gpu_type": {"display_name": "GPU type", "choices": {
+                     "H100": {"display_name": "H100", "default": True,
+                              "override": {"resources": {"gpu": {"type": "H100"}}}},
+                     "T4": {"display_name": "T4", "override": {"resources": {"gpu": {"type": "T4"}}}}}},
+                 "gpu_count": {"display_name": "GPUs", "choices": {
+                     "1": {"display_name": "1", "default": True, "override": {"resources": {"gpu": {"count": 1}}}},
+                     "2": {"display_name": "2", "override": {"resources": {"gpu": {"count": 2}}}}}}}},
             {"display_name": "Tricky <b>name</b>", "slug": "tricky",
              "description": "<script>alert('titan')</script>", "image": "minimal",
              "resources": {"cpu": 1, "memory": "1G"}},
         ]
     }
-    (directory / "20-test.yaml").write_text(yaml.safe_dump(extra))
+    (directory / "20-test.yaml").write_text(yaml.safe_dump(extra, sort_keys=False))
 
 
-def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None) -> Hub:
-    deployment = "titantest-" + secrets.token_hex(3)
+def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None, deployment: str = "") -> Hub:
+    """Start a hub in ``root`` (reusing its state when ``deployment`` names an earlier one)."""
+    deployment = deployment or "titantest-" + secrets.token_hex(3)
     public_port, hub_port, api_port = free_port(), free_port(), free_port()
     profiles_dir = root / "profiles"
     write_test_profiles(profiles_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from images.recipes import catalog
 from spawner.capacity import HostCapacity
 from spawner.container import build_container_settings, docker_safe, home_volume_name
+from spawner.gpu.inventory import GpuUnit
 from spawner.options import resolve_selection
 from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
 
@@ -33,8 +34,10 @@ def test_small_profile_settings() -> None:
 def test_gpu_choice_requests_exact_devices() -> None:
     selection = resolve_selection(PROFILES, {"profile": "gpu", "gpu_type": "H100", "gpu_count": "2"}, "bob", [], HOST)
     uuids = ["GPU-18eaba93-88f3-2a85-643f-427bd2819efb", "GPU-00000000-0000-0000-0000-000000000002"]
+    units = [GpuUnit(uuid=u, index=str(i), model="NVIDIA H100 80GB HBM3", memory_mib=81559, mig_mode=False)
+             for i, u in enumerate(uuids)]
     settings = build_container_settings(selection, "titan/datascience:abc", "bob", "", "titan",
-                                        "titan-home-{username}", gpu_uuids=uuids)
+                                        "titan-home-{username}", gpus=units)
     assert settings.host_config["device_requests"] == [
         {"driver": "nvidia", "device_ids": uuids, "capabilities": [["gpu"]]}
     ]
