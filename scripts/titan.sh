@@ -92,6 +92,8 @@ prepare() {
   ensure_system_packages
   if [ "$1" = test ]; then
     command -v pdftotext >/dev/null || apt_install poppler-utils "the tests read exported PDFs with pdftotext"
+    [ -x /usr/bin/chromium ] || apt_install chromium "the tests drive pages in a real headless browser"
+    [ -x /usr/bin/chromedriver ] || apt_install chromium-driver "selenium drives chromium through it"
   fi
   phase_end
   phase_start "docker engine"; ensure_docker; phase_end
