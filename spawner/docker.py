@@ -17,8 +17,9 @@ from typing import Any, ClassVar
 import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Float, Integer, Tuple, Unicode, default
+from traitlets import Dict, Float, Integer, Tuple, Unicode, default
 
+from gateway.control import server_stopped
 from images.recipes import catalog, image_tag
 from spawner.capacity import HostCapacity
 from spawner.container import (
@@ -30,6 +31,7 @@ from spawner.container import (
     ContainerSettings,
     build_container_settings,
 )
+from spawner.dask_env import dask_environment
 from spawner.form import form_view, render_form
 from spawner.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
 from spawner.gpu.inventory import GpuUnit
@@ -110,6 +112,15 @@ class TitanDockerSpawner(DockerSpawner):
         help="""Read the host's GPUs from this `nvidia-smi -q -x` file instead of asking the driver
         (NVML, then nvidia-smi). For hosts where the hub cannot see the driver, and for tests.
         Default "": discover.
+        """,
+    )
+
+    dask_gateway = Dict(
+        config=True,
+        help="""Where servers reach Titan's Dask Gateway: {"address", "proxy_address", "public_address",
+        "control_url", "control_token"} (gateway.hub.spawner_link builds it from titan.yaml). Servers get
+        DASK_GATEWAY__* variables from it, and stopping a server stops its clusters.
+        Default {}: no gateway.
         """,
     )
 
@@ -268,7 +279,7 @@ class TitanDockerSpawner(DockerSpawner):
         self.volumes = {name: dict(spec) for name, spec in settings.volumes.items()}
         self.extra_create_kwargs = {"labels": dict(settings.labels)}
         self.extra_host_config = dict(settings.host_config)
-        self.environment = dict(settings.environment)
+        self.environment = {**settings.environment, **dask_environment(self.dask_gateway, self.name)}
 
     async def check_allowed(self, image: str) -> str:
         """DockerSpawner reads ``user_options["image"]`` as a raw image name. Ours is a profile
@@ -319,7 +330,30 @@ class TitanDockerSpawner(DockerSpawner):
             await self._release_resources()
             raise
         self._progress(80, f"Container started; waiting for JupyterLab on {ip}:{port}")
+        await self._wait_for_listening(ip, port)
         return ip, port
+
+    async def _wait_for_listening(self, ip: str, port: int) -> None:
+        """Return as soon as the server accepts connections (or its container exits).
+
+        JupyterHub's own readiness check backs off exponentially (0.2 s doubling to 5 s), so a
+        server that is up just after a check waits seconds to be noticed. A cheap connect every
+        0.1 s hands the hub a server that answers its first check.
+        """
+        deadline = asyncio.get_running_loop().time() + float(self.http_timeout)
+        checks = 0
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
+            except (TimeoutError, OSError):
+                checks += 1
+                if checks % 10 == 0 and await self.poll() is not None:
+                    return  # the container exited: the hub's own check reports it
+                await asyncio.sleep(0.1)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
 
     async def get_ip_and_port(self) -> tuple[str, int]:
         return LOOPBACK, int(self.port)
@@ -332,6 +366,7 @@ class TitanDockerSpawner(DockerSpawner):
 
     async def stop(self, now: bool = False) -> None:
         try:
+            await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log)
             await super().stop(now=now)
         finally:
             await self._release_resources()

@@ -99,6 +99,7 @@ class ProfileSet:
     profiles: tuple[Profile, ...]
     gpu_types: Mapping[str, str]  # type name → regex on the model name
     gpu_display_names: Mapping[str, str]
+    dask: Mapping[str, Any] = field(default_factory=dict)  # the `dask` sections, merged; gateway/ reads it
 
     def get(self, slug: str) -> Profile | None:
         return next((p for p in self.profiles if p.slug == slug), None)
@@ -227,6 +228,7 @@ def load_profiles(paths: Iterable[Path], images: Iterable[str]) -> ProfileSet:
     profiles: list[Profile] = []
     gpu_types: dict[str, str] = {}
     gpu_names: dict[str, str] = {}
+    dask: dict[str, Any] = {}
     sources: list[str] = []
     for path in paths:
         source = str(path)
@@ -236,6 +238,7 @@ def load_profiles(paths: Iterable[Path], images: Iterable[str]) -> ProfileSet:
         except yaml.YAMLError as error:
             raise ProfileError(f"{source}: not valid YAML: {error}") from None
         validate_document(document, source)
+        dask = deep_merge(dask, document.get("dask", {}))
         for name, rule in document.get("gpu_types", {}).items():
             try:
                 re.compile(rule["match"])
@@ -254,7 +257,7 @@ def load_profiles(paths: Iterable[Path], images: Iterable[str]) -> ProfileSet:
     if sum(p.default for p in profiles) > 1:
         raise ProfileError(f"{where}: more than one profile has default: true")
     _check_references(profiles, gpu_types, images, where)
-    return ProfileSet(profiles=tuple(profiles), gpu_types=gpu_types, gpu_display_names=gpu_names)
+    return ProfileSet(profiles=tuple(profiles), gpu_types=gpu_types, gpu_display_names=gpu_names, dask=dask)
 
 
 def profile_files(directory: Path) -> list[Path]:
