@@ -226,18 +226,26 @@ def stop_until_gone(running: Running, user: str, client: docker.DockerClient) ->
 
 
 def process_tree_rss(pid: int) -> dict[str, Any]:
-    """RSS of the hub process and of its children (configurable-http-proxy); containers are not
-    children of the hub, so they are not counted."""
+    """RSS of the hub process, its configurable-http-proxy, and any other hub-managed services
+    (the Dask gateway on Titan's side), kept apart so hub + proxy compare like with like.
+    Containers are not children of the hub, so they are not counted."""
     hub = psutil.Process(pid)
     hub_rss = hub.memory_info().rss
-    children = {}
+    children: dict[str, int] = {}
+    proxy = services = 0
     for child in hub.children(recursive=True):
         try:
-            children[f"{child.name()}[{child.pid}]"] = child.memory_info().rss
+            rss = child.memory_info().rss
+            is_proxy = any("configurable-http-proxy" in part for part in child.cmdline())
         except psutil.NoSuchProcess:
             continue
-    return {"hub_bytes": hub_rss, "children_bytes": sum(children.values()), "children": children,
-            "total_bytes": hub_rss + sum(children.values())}
+        children[f"{child.name()}[{child.pid}]"] = rss
+        if is_proxy:
+            proxy += rss
+        else:
+            services += rss
+    return {"hub_bytes": hub_rss, "children_bytes": proxy, "services_bytes": services, "children": children,
+            "total_bytes": hub_rss + proxy}
 
 
 def container_memory(client: docker.DockerClient, label: str) -> dict[str, Any]:
@@ -418,8 +426,10 @@ def print_table(data: dict[str, Any], meta: dict[str, Any]) -> None:
         mib(b, "hub_with_idle_server", "total_bytes"), r["hub_proxy_rss_with_idle_server"], "MiB", "{:.1f}")
     row("  of which hub", mib(t, "hub_with_idle_server", "hub_bytes"), mib(b, "hub_with_idle_server", "hub_bytes"),
         None, "MiB", "{:.1f}")
-    row("  of which proxy (children)", mib(t, "hub_with_idle_server", "children_bytes"),
+    row("  of which proxy", mib(t, "hub_with_idle_server", "children_bytes"),
         mib(b, "hub_with_idle_server", "children_bytes"), None, "MiB", "{:.1f}")
+    row("hub-managed services (not in the ratio)", mib(t, "hub_with_idle_server", "services_bytes"),
+        mib(b, "hub_with_idle_server", "services_bytes"), None, "MiB", "{:.1f}")
     row("idle container (docker stats)", mib(t, "container", "docker_stats_bytes"),
         mib(b, "container", "docker_stats_bytes"), r["container_memory"], "MiB", "{:.1f}")
     row("idle container (cgroup usage incl. cache)", mib(t, "container", "usage_bytes"),
