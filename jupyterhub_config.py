@@ -82,3 +82,27 @@ c.JupyterHub.load_roles = [
         "services": ["titan-admin"],
     },
 ]
+
+# ---- dask gateway ---------------------------------------------------------------------
+# dask-gateway-server as a hub-managed service on 127.0.0.1 (gateway/hub.py builds the pieces).
+# It needs no hub scopes of its own: it checks each caller's token against the hub and reads
+# from the Docker engine which servers run. Users (and so their servers' tokens) get
+# access:services!service=dask-gateway; servers get DASK_GATEWAY__* from the spawner.
+if settings.gateway["enabled"]:
+    from gateway import hub as dask_gateway_hub
+
+    c.JupyterHub.services.append(dask_gateway_hub.service(settings))
+    c.JupyterHub.load_roles = dask_gateway_hub.with_user_access(c.JupyterHub.load_roles)
+    c.Spawner.server_token_scopes = dask_gateway_hub.with_server_token_scopes(
+        list(c.Spawner.server_token_scopes) if "server_token_scopes" in c.Spawner else [])
+    c.TitanDockerSpawner.dask_gateway = dask_gateway_hub.spawner_link(settings)
+
+# ---- titan service --------------------------------------------------------------------
+# The hub-managed service at /services/titan/ (git autosave; service/hubconfig.py builds the
+# pieces). Its role has exactly read:users, read:servers and admin:auth_state; users get
+# access:services!service=titan so they can sign in to its pages and API.
+if settings.autosave["enabled"]:
+    from service import hubconfig as titan_service
+
+    c.JupyterHub.services.append(titan_service.service(settings))
+    c.JupyterHub.load_roles = titan_service.with_service_roles(c.JupyterHub.load_roles)

@@ -200,6 +200,7 @@ class TitanDockerSpawner(DockerSpawner):
                 f"{c['Labels'].get(LABEL_OWNER, '')}/{c['Labels'].get(LABEL_SERVER, '')}":
                     parse_gpu_label(c["Labels"].get(LABEL_GPUS))
                 for c in running
+                if LABEL_SERVER in c["Labels"]  # user servers only, not Dask scheduler/worker containers
             }
             allocator.reconcile(live)
         return allocator

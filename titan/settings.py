@@ -44,6 +44,8 @@ class Settings:
     host_memory: int
     gpu_inventory_xml: str
     public_links: bool
+    gateway: Mapping[str, Any]
+    autosave: Mapping[str, Any]
 
     @property
     def github_configured(self) -> bool:
@@ -82,6 +84,18 @@ def _github_settings(github_doc: Mapping[str, Any], env: Mapping[str, str], publ
     github["autosave_push"] = bool(github.get("autosave_push", False))
     github["refresh_age"] = int(github.get("refresh_age", 300))
     return github
+
+
+GATEWAY_DEFAULTS: Mapping[str, Any] = {
+    "enabled": True, "api_port": 8010, "proxy_port": 8011, "scheduler_proxy_port": 8012,
+    "idle_timeout": 1800, "server_check_period": 10, "log_level": "INFO",
+}
+
+
+AUTOSAVE_DEFAULTS: Mapping[str, Any] = {
+    "enabled": True, "port": 8020, "interval": 600, "min_interval": 60, "check_interval": 10,
+    "max_file_size_mb": 10, "branch_template": "autosave/{user}/{server}", "db_url": "", "log_level": "INFO",
+}
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,4 +137,6 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         host_memory=parse_memory(spawner["host_memory"]) if "host_memory" in spawner else 0,
         gpu_inventory_xml=spawner.get("gpu_inventory_xml", ""),
         public_links=bool(document.get("sharing", {}).get("public_links", False)),
+        gateway={**GATEWAY_DEFAULTS, **document.get("gateway", {})},
+        autosave={**AUTOSAVE_DEFAULTS, **document.get("autosave", {})},
     )

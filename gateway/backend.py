@@ -1,0 +1,471 @@
+"""``DockerBackend``: dask-gateway's ``DBBackendBase`` with schedulers and workers in containers.
+
+The base class owns the state machine, the database and the proxy; this subclass writes the
+``do_*`` primitives and adds what Titan needs:
+
+- a cluster belongs to one of the user's running servers (``server`` option, filled in by the
+  server's environment); its scheduler and workers run in that server's image, host networking
+  on 127.0.0.1, limited in memory and CPU, labelled by deployment, owner, server and cluster;
+- the options and the limits come from the profile data (:mod:`gateway.options`,
+  :mod:`gateway.limits`); limits are checked with no ``await`` between check and change;
+- clusters stop when their server stops (the hub calls :mod:`gateway.routes`, and a periodic pass
+  stops clusters whose server container is gone and removes containers no cluster owns).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import docker
+import docker.errors
+from aiohttp import web
+from dask_gateway_server.backends.base import ClusterConfig, PublicException
+from dask_gateway_server.backends.db_base import Cluster, DBBackendBase, JobStatus, Worker
+from dask_gateway_server.models import User
+from dask_gateway_server.options import Options
+from dask_gateway_server.traitlets import Command, Type
+from traitlets import Dict, Float, Integer, Unicode, default
+
+from gateway import routes
+from gateway.containers import (
+    ALIVE,
+    LABEL_CLUSTER,
+    LABEL_ROLE,
+    LABEL_WORKER,
+    SCHEDULER,
+    TLS_CERT,
+    TLS_KEY,
+    WORKER,
+    ContainerSpec,
+    container_labels,
+    container_name,
+    parse_user,
+    tls_archive,
+)
+from gateway.limits import LimitExceeded, Limits, Shape, check_new_cluster, describe_limit, limits_for, workers_allowed
+from gateway.options import ClusterRequest, DaskSettings, OptionsError, dask_settings, options_spec, parse_request
+from images.recipes import catalog
+from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
+from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
+
+T = TypeVar("T")
+
+
+class DockerClusterConfig(ClusterConfig):
+    """One cluster's configuration. Titan fills ``image``, ``origin_*``, the worker size and
+    ``user_limits`` per cluster; the rest comes from ``c.ClusterConfig`` in gateway/config.py."""
+
+    scheduler_cmd = Command(["dask", "scheduler"], config=True,
+                            help="Command starting the scheduler in its container. Default: dask scheduler.")
+    worker_cmd = Command(["dask", "worker"], config=True,
+                         help="Command starting a worker in its container. Default: dask worker.")
+    worker_cores = Float(1, min=0.01, config=True,
+                         help="CPU cores of a worker container (a CPU quota; may be fractional). Default 1.")
+    scheduler_cores = Float(1, min=0.01, config=True,
+                            help="CPU cores of the scheduler container (may be fractional). Default 1.")
+    image = Unicode("", help="Image of the scheduler and workers: the image of the cluster's server.")
+    origin_server = Unicode("", help="Name of the server the cluster belongs to ('' is the default server).")
+    origin_container = Unicode("", help="Container id of that server; the cluster stops when it is gone.")
+    user_limits = Dict(help="The owner's limits when the cluster was created (gateway.limits.Limits fields).")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The running server a cluster belongs to."""
+
+    container_id: str
+    image: str
+    profile: str
+
+
+class DockerBackend(DBBackendBase):
+    """Runs each cluster's scheduler and workers as Docker containers on this host."""
+
+    cluster_config_class = Type(
+        "gateway.backend.DockerClusterConfig",
+        klass="dask_gateway_server.backends.base.ClusterConfig",
+        help="The cluster config class. Default: gateway.backend.DockerClusterConfig.",
+        config=True,
+    )
+
+    deployment = Unicode(
+        "titan",
+        config=True,
+        help="""Titan deployment name: containers get the label titan.deployment=<name> and the
+        name prefix <name>-dask-; only servers of this deployment can own clusters. Default "titan".""",
+    )
+
+    profiles_dir = Unicode(
+        str(PROFILES_DIR),
+        config=True,
+        help="""Directory of the profile YAML files; their `dask` section gives the worker sizes,
+        the scheduler size and the limits. Re-read when a file changes. Default: profiles/.""",
+    )
+
+    container_user = Unicode(
+        "1000:1000",
+        config=True,
+        help="""uid:gid the scheduler and workers run as (the images' jovyan user); the TLS key
+        written into each container belongs to it. Default "1000:1000".""",
+    )
+
+    server_check_period = Float(
+        10.0,
+        config=True,
+        help="""Seconds between passes that stop clusters whose server container is gone and remove
+        containers that no active cluster or worker owns. Default 10.""",
+    )
+
+    control_token = Unicode(
+        "",
+        config=True,
+        help="""Secret the hub presents to ask for a server's clusters to be stopped (POST
+        /api/titan/v1/server-stopped). Empty disables that route. Default "".""",
+    )
+
+    docker_threads = Integer(8, min=1, config=True, help="Threads running Docker API calls. Default 8.")
+
+    default_host = "127.0.0.1"
+    supports_bulk_shutdown = True
+
+    @default("cluster_options")
+    def _default_cluster_options(self) -> Callable[[User], Options]:
+        return lambda user: options_spec(self.dask_settings(), self.max_idle_timeout)
+
+    # ---- profile data -------------------------------------------------------------------
+
+    _settings_cache: tuple[tuple[tuple[str, float], ...], DaskSettings] | None = None
+    _reserved: dict[str, tuple[int, float]]
+
+    def dask_settings(self) -> DaskSettings:
+        """The `dask` section of the profile data, re-read when a profile file changes."""
+        files = profile_files(Path(self.profiles_dir))
+        stamp = tuple((str(p), p.stat().st_mtime) for p in files)
+        if self._settings_cache is None or self._settings_cache[0] != stamp:
+            images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
+            profiles = load_profiles(files, images=images)
+            self._settings_cache = (stamp, dask_settings(profiles.dask))
+        return self._settings_cache[1]
+
+    @property
+    def max_idle_timeout(self) -> float:
+        """``c.ClusterConfig.idle_timeout``: the longest a cluster may idle (0: no limit)."""
+        return float(self.cluster_config_class(parent=self).idle_timeout)
+
+    # ---- Docker -------------------------------------------------------------------------
+
+    _api: docker.APIClient | None = None
+    _executor: ThreadPoolExecutor | None = None
+
+    async def _docker(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a docker-py ``APIClient`` method in a thread."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.docker_threads, thread_name_prefix="docker")
+        if self._api is None:
+            self._api = docker.from_env().api
+        api = self._api
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: getattr(api, method)(*args, **kwargs))
+
+    async def _deployment_containers(self, *labels: str) -> list[dict[str, Any]]:
+        filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", *labels]}
+        found: list[dict[str, Any]] = await self._docker("containers", all=True, filters=filters)
+        return found
+
+    async def _remove(self, container_id: str) -> None:
+        try:
+            await self._docker("remove_container", container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            if error.status_code != 409:  # 409: removal already in progress
+                raise
+
+    # The three steps of a start, apart so that tests can fail each one.
+    async def _create(self, spec: ContainerSpec) -> str:
+        host_config = await self._docker("create_host_config", **spec.host_config_kwargs())
+        created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
+        return str(created["Id"])
+
+    async def _put_tls(self, container_id: str, cluster: Cluster) -> None:
+        uid, gid = parse_user(self.container_user)
+        archive = tls_archive(cluster.tls_cert, cluster.tls_key, uid, gid)
+        await self._docker("put_archive", container_id, "/", archive)
+
+    async def _start(self, container_id: str) -> None:
+        await self._docker("start", container_id)
+
+    # ---- the containers -----------------------------------------------------------------
+
+    def get_tls_paths(self, cluster: Cluster) -> tuple[str, str]:
+        return TLS_CERT, TLS_KEY
+
+    def get_worker_command(self, cluster: Cluster, worker_name: str,
+                           scheduler_address: str | None = None) -> list[str]:
+        command: list[str] = super().get_worker_command(cluster, worker_name, scheduler_address)
+        return [*command, "--host", self.default_host]
+
+    def scheduler_spec(self, cluster: Cluster) -> ContainerSpec:
+        config = cluster.config
+        return ContainerSpec(
+            name=container_name(self.deployment, cluster.username, cluster.name, SCHEDULER),
+            image=config.image, command=self.get_scheduler_command(cluster),
+            environment=self.get_scheduler_env(cluster),
+            labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
+                                    SCHEDULER),
+            cores=config.scheduler_cores, memory=config.scheduler_memory, user=self.container_user,
+        )
+
+    def worker_spec(self, worker: Worker) -> ContainerSpec:
+        cluster = worker.cluster
+        config = cluster.config
+        return ContainerSpec(
+            name=container_name(self.deployment, cluster.username, cluster.name, WORKER, worker.name),
+            image=config.image, command=self.get_worker_command(cluster, worker.name),
+            environment=self.get_worker_env(cluster),
+            labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
+                                    WORKER, worker.name),
+            cores=config.worker_cores, memory=config.worker_memory, user=self.container_user,
+        )
+
+    async def _start_container(self, spec: ContainerSpec, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
+        container_id = await self._create(spec)
+        # Checkpoint: from here on a failure is cleaned up from this state.
+        yield {"container_id": container_id, "container_name": spec.name}
+        await self._put_tls(container_id, cluster)
+        await self._start(container_id)
+
+    async def do_start_cluster(self, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
+        async for state in self._start_container(self.scheduler_spec(cluster), cluster):
+            yield state
+
+    async def do_start_worker(self, worker: Worker) -> AsyncIterator[dict[str, Any]]:
+        async for state in self._start_container(self.worker_spec(worker), worker.cluster):
+            yield state
+
+    async def do_stop_cluster(self, cluster: Cluster) -> None:
+        """Bulk shutdown: the scheduler and every worker of the cluster."""
+        ids = {c["Id"] for c in await self._deployment_containers(f"{LABEL_CLUSTER}={cluster.name}")}
+        if (cluster.state or {}).get("container_id"):
+            ids.add(cluster.state["container_id"])
+        await asyncio.gather(*(self._remove(i) for i in ids))
+
+    async def do_stop_worker(self, worker: Worker) -> None:
+        ids = {c["Id"] for c in await self._deployment_containers(f"{LABEL_WORKER}={worker.name}")}
+        if (worker.state or {}).get("container_id"):
+            ids.add(worker.state["container_id"])
+        await asyncio.gather(*(self._remove(i) for i in ids))
+
+    async def _alive(self, objects: Iterable[Cluster | Worker]) -> list[bool]:
+        objects = list(objects)
+        if not objects:
+            return []
+        states = {c["Id"]: c["State"] for c in await self._deployment_containers(LABEL_CLUSTER)}
+        return [states.get((o.state or {}).get("container_id", "")) in ALIVE for o in objects]
+
+    async def do_check_clusters(self, clusters: list[Cluster]) -> list[bool]:
+        return await self._alive(clusters)
+
+    async def do_check_workers(self, workers: list[Worker]) -> list[bool]:
+        return await self._alive(workers)
+
+    # ---- creating clusters: options, origin server, limits ------------------------------
+
+    async def _origin(self, username: str, server: str) -> Origin:
+        found = [c for c in await self._deployment_containers(f"{LABEL_OWNER}={username}", LABEL_SERVER)
+                 if c["State"] == "running" and c["Labels"].get(LABEL_SERVER) == server
+                 and not c["Labels"].get(LABEL_ROLE)]
+        if not found:
+            which = f"server {server!r}" if server else "default server"
+            raise PublicException(
+                f"A Dask cluster belongs to one of your running servers, and your {which} is not running. "
+                f"Start it, or pass server='<name of a running server>'.")
+        container = found[0]
+        return Origin(container_id=container["Id"], image=container["Image"],
+                      profile=container["Labels"].get(LABEL_PROFILE, ""))
+
+    def cluster_overrides(self, settings: DaskSettings, request: ClusterRequest, limits: Limits,
+                          origin: Origin, server: str) -> dict[str, Any]:
+        return {
+            "image": origin.image, "origin_server": server, "origin_container": origin.container_id,
+            "worker_cores": request.worker_cores, "worker_memory": request.worker_memory_bytes,
+            "scheduler_cores": settings.scheduler_cores, "scheduler_memory": settings.scheduler_memory,
+            "idle_timeout": request.idle_timeout,
+            "cluster_max_cores": limits.max_cores, "cluster_max_memory": limits.max_memory,
+            "cluster_max_workers": limits.max_workers,
+            "user_limits": {"max_clusters": limits.max_clusters, "max_cores": limits.max_cores,
+                            "max_memory": limits.max_memory, "max_workers": limits.max_workers},
+        }
+
+    async def start_cluster(self, user: User, cluster_options: Any) -> str:
+        try:
+            settings = self.dask_settings()
+            request = parse_request(settings, cluster_options, self.max_idle_timeout)
+        except OptionsError as error:
+            raise PublicException(str(error)) from None
+        origin = await self._origin(user.name, request.server)
+        limits = limits_for(settings.limits, settings.group_limits, user.groups)
+        try:
+            config = self.cluster_config_class(
+                parent=self, **self.cluster_overrides(settings, request, limits, origin, request.server))
+        except Exception as error:  # a trait refused a value: tell the user which
+            raise PublicException(str(error)) from None
+        new = Shape(config.scheduler_cores, config.scheduler_memory, config.worker_cores, config.worker_memory)
+        # No await from the check to the insert: concurrent requests are checked one after another.
+        active = [self._shape(c) for c in self.db.list_clusters(username=user.name)]
+        try:
+            check_new_cluster(limits, active, new)
+        except LimitExceeded as error:
+            self.log.info("Refused a cluster for %s: %s", user.name, error.limit)
+            raise PublicException(str(error)) from None
+        cluster = self.db.create_cluster(user.name, request.as_dict(), config.to_dict())
+        self.log.info("Created cluster %s for %s (server %r, image %s)", cluster.name, user.name,
+                      request.server, origin.image)
+        self.queue.put(cluster)
+        return str(cluster.name)
+
+    # ---- scaling within the limits ------------------------------------------------------
+
+    def _workers_held(self, cluster: Cluster) -> int:
+        reserved = self._reservations().get(cluster.name, (0, 0.0))[0]
+        return max(cluster.count, len(cluster.active_workers()), reserved)
+
+    def _reservations(self) -> dict[str, tuple[int, float]]:
+        if not hasattr(self, "_reserved"):
+            self._reserved = {}
+        horizon = time.monotonic() - 2 * self.cluster_heartbeat_period
+        for name in [n for n, (_, at) in self._reserved.items() if at < horizon]:
+            del self._reserved[name]
+        return self._reserved
+
+    def _shape(self, cluster: Cluster, workers: int | None = None) -> Shape:
+        config = cluster.config
+        return Shape(float(config.scheduler_cores), int(config.scheduler_memory), float(config.worker_cores),
+                     int(config.worker_memory), self._workers_held(cluster) if workers is None else workers)
+
+    def workers_allowed(self, cluster: Cluster) -> tuple[int, str, Limits]:
+        """How many workers ``cluster`` may have now, given its owner's other clusters."""
+        limits = Limits(**cluster.config.user_limits)
+        others = [self._shape(c) for c in self.db.list_clusters(username=cluster.username) if c is not cluster]
+        allowed, limit = workers_allowed(limits, others, self._shape(cluster, workers=0))
+        return allowed, limit, limits
+
+    async def forward_message_to_scheduler(self, cluster: Any, msg: dict[str, Any]) -> None:
+        """Clip ``scale`` and ``adapt`` to what the owner's limits leave, and say so."""
+        db_cluster = self.db.get_cluster(cluster.name)
+        op = msg.get("op")
+        if db_cluster is not None and db_cluster.config.get("user_limits") and op in ("scale", "adapt"):
+            allowed, limit, limits = self.workers_allowed(db_cluster)
+            requested = routes.requested_count(msg.get("count") if op == "scale" else msg.get("maximum"))
+            why = (f"your limits leave room for {allowed} worker(s) in this cluster "
+                   f"({describe_limit(limits, limit)}, counting your other clusters)")
+            if op == "scale":
+                count = min(int(msg["count"]), allowed)
+                self._reservations()[db_cluster.name] = (count, time.monotonic())
+                if requested is not None and requested > count:
+                    routes.note(f"Scale request of {requested} workers exceeds {why}. Scaling to {count} instead.")
+                msg = {**msg, "count": count}
+            else:
+                maximum = msg.get("maximum")
+                if maximum is None or maximum > allowed:
+                    if requested is not None and requested > allowed:
+                        routes.note(f"Adapt maximum of {requested} workers exceeds {why}. Using {allowed} instead.")
+                    msg = {**msg, "maximum": allowed, "minimum": min(msg.get("minimum") or 0, allowed)}
+        await super().forward_message_to_scheduler(cluster, msg)
+
+    async def on_cluster_heartbeat(self, cluster_name: str, msg: dict[str, Any]) -> None:
+        """Every worker count the scheduler asks for (scale or adaptive) passes the limits here;
+        no ``await`` from the check to the update, so a user's clusters cannot overtake each other."""
+        cluster = self.db.get_cluster(cluster_name)
+        count = msg.get("count")
+        if (cluster is not None and cluster.target <= JobStatus.RUNNING and isinstance(count, int)
+                and cluster.config.get("user_limits")):
+            reserved = self._reservations().get(cluster_name)
+            if reserved is not None and reserved[0] == count:
+                del self._reserved[cluster_name]
+            allowed, limit, _ = self.workers_allowed(cluster)
+            if count > allowed:
+                self.log.info("Cluster %s asks for %d workers; %s's limits allow %d (%s)", cluster_name, count,
+                              cluster.username, allowed, limit)
+                msg = {**msg, "count": allowed}
+        await super().on_cluster_heartbeat(cluster_name, msg)
+
+    # ---- lifecycle with the user's servers ----------------------------------------------
+
+    async def stop_server_clusters(self, username: str, server: str, wait: float = 20.0) -> list[str]:
+        """Stop the clusters that belong to ``username``'s server ``server``; wait up to ``wait``
+        seconds for their containers to go. Returns the names of the clusters stopped."""
+        clusters = [c for c in self.db.list_clusters(username=username) if c.config.get("origin_server") == server]
+        for cluster in clusters:
+            self.log.info("Server %s/%s stopped: stopping its cluster %s", username, server, cluster.name)
+            await self.stop_cluster(cluster.name)
+        if clusters and wait > 0:
+            try:
+                await asyncio.wait_for(asyncio.gather(*(_flag(c.shutdown) for c in clusters)), wait)
+            except TimeoutError:
+                self.log.warning("Clusters of %s/%s still stopping after %.0f s", username, server, wait)
+        return [str(c.name) for c in clusters]
+
+    async def reap(self) -> None:
+        """Stop clusters whose server container is gone; remove containers no active cluster or
+        worker owns (left by a crash between a create and its checkpoint, or a failed removal)."""
+        listing = await self._deployment_containers()
+        running = {c["Id"] for c in listing if c["State"] == "running"}
+        for cluster in list(self.db.active_clusters()):
+            origin = cluster.config.get("origin_container")
+            if origin and origin not in running and cluster.target <= JobStatus.RUNNING:
+                self.log.info("The server of cluster %s (%s) is gone: stopping the cluster", cluster.name,
+                              cluster.username)
+                await self.stop_cluster(cluster.name)
+        orphans = [c["Id"] for c in listing if self._is_orphan(c["Labels"])]
+        for container_id in orphans:
+            self.log.info("Removing orphan container %s", container_id[:12])
+        await asyncio.gather(*(self._remove(i) for i in orphans))
+
+    def _is_orphan(self, labels: Mapping[str, str]) -> bool:
+        name = labels.get(LABEL_CLUSTER)
+        if not name:
+            return False
+        cluster = self.db.get_cluster(name)
+        if cluster is None or cluster.status >= JobStatus.STOPPED:
+            return True
+        if labels.get(LABEL_ROLE) == WORKER:
+            worker = cluster.workers.get(labels.get(LABEL_WORKER, ""))
+            return worker is None or worker.status >= JobStatus.STOPPED
+        return False
+
+    async def _reap_loop(self) -> None:
+        while True:
+            try:
+                await self.reap()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.warning("Checking cluster containers failed", exc_info=True)
+            await asyncio.sleep(self.server_check_period)
+
+    # ---- set-up and clean-up ------------------------------------------------------------
+
+    async def setup(self, app: web.Application) -> None:
+        self.dask_settings()  # bad profile data fails the start, with the file and key
+        routes.install(app, self)
+        await super().setup(app)
+
+    async def do_setup(self) -> None:
+        self.task_pool.spawn(self._reap_loop())
+
+    async def do_cleanup(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        if self._api is not None:
+            self._api.close()
+
+
+async def _flag(flag: Any) -> None:
+    await flag

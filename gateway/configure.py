@@ -1,0 +1,58 @@
+"""Titan's settings → dask-gateway-server configuration (the body of gateway/config.py).
+
+Everything listens on 127.0.0.1: the private API (``gateway.api_port``), the HTTP proxy clients
+use (``gateway.proxy_port``, under the hub's service prefix) and the TLS proxy to schedulers
+(``gateway.scheduler_proxy_port``). The database and its encryption key live in the state
+directory (key file mode 0600); clusters keep running across a gateway restart.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from traitlets.config import Config
+
+from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token
+from titan.settings import Settings
+from titan.state import ensure_state_dir, secret_file
+
+
+def configure(c: Config, settings: Settings) -> None:
+    gateway = settings.gateway
+    state = ensure_state_dir(settings.state_dir)
+
+    c.DaskGateway.address = f"127.0.0.1:{gateway['api_port']}"
+    c.DaskGateway.log_level = gateway["log_level"]
+    c.Proxy.address = f"127.0.0.1:{gateway['proxy_port']}"
+    c.Proxy.tcp_address = f"127.0.0.1:{gateway['scheduler_proxy_port']}"
+    c.Proxy.prefix = SERVICE_PREFIX
+
+    # Users: JupyterHub tokens holding access:services!service=dask-gateway, nothing else
+    # (the stock JupyterHubAuthenticator, answering 401 to tokens the hub does not know).
+    c.DaskGateway.authenticator_class = "gateway.auth.HubAuthenticator"
+    c.JupyterHubAuthenticator.jupyterhub_service_name = SERVICE_NAME
+    c.JupyterHubAuthenticator.use_service_access_scopes = True
+
+    c.DaskGateway.backend_class = "gateway.backend.DockerBackend"
+    c.DockerBackend.deployment = settings.deployment
+    c.DockerBackend.profiles_dir = str(settings.profiles_dir)
+    c.DockerBackend.db_url = f"sqlite:///{private_file(state / 'dask-gateway.sqlite')}"
+    c.DockerBackend.db_encrypt_keys = [bytes.fromhex(secret_file(state / "dask-gateway-db-key"))]
+    c.DockerBackend.stop_clusters_on_shutdown = False  # a restart keeps clusters running
+    c.DockerBackend.control_token = control_token(settings)
+    c.DockerBackend.server_check_period = float(gateway["server_check_period"])
+    c.DockerBackend.cluster_status_period = 5.0
+    c.DockerBackend.worker_status_period = 5.0
+    c.DockerBackend.cluster_start_timeout = 120.0
+    c.DockerBackend.worker_start_timeout = 120.0
+
+    c.ClusterConfig.idle_timeout = float(gateway["idle_timeout"])
+
+
+def private_file(path: Path) -> Path:
+    """``path``, created empty if absent, readable by its owner only (sqlite takes an empty file)."""
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    path.chmod(0o600)
+    return path

@@ -1,0 +1,74 @@
+"""The hub's side of "this server stopped": ask the gateway to stop the server's clusters.
+
+Called from the spawner's ``stop`` for every stop (by the user, an admin, the idle culler, or the
+hub shutting down). Never raises: a server always stops. When the gateway cannot be reached (the
+hub stops its services before its servers), the clusters' containers are removed directly; the
+gateway marks those clusters stopped on its next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import docker
+import docker.errors
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from gateway.containers import LABEL_CLUSTER, LABEL_ORIGIN
+from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER
+
+REQUEST_TIMEOUT = 30.0
+WAIT_FOR_CONTAINERS = 20.0
+
+
+def remove_cluster_containers(deployment: str, user: str, server: str) -> int:
+    """Remove the scheduler and worker containers of ``user``'s server ``server`` (blocking)."""
+    client = docker.from_env()
+    try:
+        found = client.api.containers(all=True, filters={"label": [
+            f"{LABEL_DEPLOYMENT}={deployment}", f"{LABEL_OWNER}={user}", LABEL_CLUSTER]})
+        removed = 0
+        for container in found:
+            if container["Labels"].get(LABEL_ORIGIN) != server:
+                continue
+            try:
+                client.api.remove_container(container["Id"], force=True)
+                removed += 1
+            except docker.errors.NotFound:
+                pass
+        return removed
+    finally:
+        client.close()
+
+
+async def server_stopped(gateway: Mapping[str, Any], deployment: str, user: str, server: str,
+                         log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+    """Stop the clusters of ``user``'s server ``server``; log, never raise."""
+    url, token = gateway.get("control_url"), gateway.get("control_token")
+    if not url or not token:
+        return
+    request = HTTPRequest(
+        str(url), method="POST", body=json.dumps({"user": user, "server": server, "wait": WAIT_FOR_CONTAINERS}),
+        headers={"Authorization": f"token {token}", "Content-Type": "application/json"},
+        connect_timeout=3, request_timeout=REQUEST_TIMEOUT,
+    )
+    try:
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code == 200:
+            stopped = json.loads(response.body or b"{}").get("stopped", [])
+            if stopped:
+                log.info("Stopped the Dask clusters of %s/%s: %s", user, server, ", ".join(stopped))
+            return
+        log.warning("The Dask gateway answered %d to stopping the clusters of %s/%s", response.code, user, server)
+    except Exception as error:
+        log.warning("The Dask gateway is not reachable (%s) to stop the clusters of %s/%s", error, user, server)
+    try:
+        removed = await asyncio.to_thread(remove_cluster_containers, deployment, user, server)
+        if removed:
+            log.info("Removed %d Dask container(s) of %s/%s directly", removed, user, server)
+    except Exception:
+        log.warning("Removing the Dask containers of %s/%s failed", user, server, exc_info=True)

@@ -1,0 +1,168 @@
+"""Cluster options: the ``dask`` section of the profile data, and the options a client sends.
+
+The profile data (``profiles/*.yaml``, section ``dask``) is the one source of truth: it lists the
+worker sizes users may choose, the scheduler's size, and the limits. :func:`dask_settings`
+normalises it once (every default filled in); :func:`parse_request` checks what a client sent
+and raises :class:`OptionsError` with a message meant for the user; :func:`options_spec` gives
+dask-gateway's ``Options`` so ``Gateway().cluster_options()`` shows the same choices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from dask_gateway_server.options import Float, Options, Select, String
+
+from gateway.limits import DEFAULT_LIMITS, Limits, parse_limits
+from spawner.profiles import deep_merge
+from spawner.units import parse_memory
+
+SERVER_FIELD = "server"
+FIELDS = (SERVER_FIELD, "worker_cores", "worker_memory", "idle_timeout")
+
+DEFAULT_DASK: Mapping[str, Any] = {
+    "worker_cores": {"choices": [1], "default": 1},
+    "worker_memory": {"choices": ["1G", "2G", "4G"], "default": "2G"},
+    "scheduler": {"cores": 1, "memory": "1G"},
+    "limits": DEFAULT_LIMITS,
+    "group_limits": {},
+}
+
+
+class OptionsError(ValueError):
+    """The cluster options a client sent cannot be used; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DaskSettings:
+    worker_cores: tuple[float, ...]
+    default_cores: float
+    worker_memory: tuple[str, ...]  # as written in the profile data, e.g. "512M"
+    default_memory: str
+    scheduler_cores: float
+    scheduler_memory: int
+    limits: Limits
+    group_limits: Mapping[str, Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class ClusterRequest:
+    """Validated options: the server the cluster belongs to and the worker size."""
+
+    server: str
+    worker_cores: float
+    worker_memory: str
+    idle_timeout: float
+
+    @property
+    def worker_memory_bytes(self) -> int:
+        return parse_memory(self.worker_memory)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def format_cores(value: float) -> str:
+    return f"{value:g}"
+
+
+def dask_settings(raw: Mapping[str, Any]) -> DaskSettings:
+    """The profile data's ``dask`` section (already schema-checked) with every default filled in."""
+    merged = deep_merge(DEFAULT_DASK, raw)
+    for key in ("worker_cores", "worker_memory"):  # choices given without a default: the first
+        if "choices" in raw.get(key, {}) and "default" not in raw[key]:
+            merged[key]["default"] = raw[key]["choices"][0]
+    cores = tuple(float(c) for c in merged["worker_cores"]["choices"])
+    default_cores = float(merged["worker_cores"]["default"])
+    if default_cores not in cores:
+        raise ValueError(f"dask.worker_cores: the default {default_cores:g} is not one of the choices "
+                         f"({', '.join(map(format_cores, cores))})")
+    memory = tuple(str(m) for m in merged["worker_memory"]["choices"])
+    default_memory = str(merged["worker_memory"]["default"])
+    if parse_memory(default_memory) not in {parse_memory(m) for m in memory}:
+        raise ValueError(f"dask.worker_memory: the default {default_memory} is not one of the choices "
+                         f"({', '.join(memory)})")
+    for group, override in merged["group_limits"].items():
+        try:
+            parse_limits(override, parse_limits(merged["limits"]))
+        except ValueError as error:
+            raise ValueError(f"dask.group_limits.{group}: {error}") from None
+    return DaskSettings(
+        worker_cores=cores, default_cores=default_cores, worker_memory=memory, default_memory=default_memory,
+        scheduler_cores=float(merged["scheduler"]["cores"]),
+        scheduler_memory=parse_memory(str(merged["scheduler"]["memory"])),
+        limits=parse_limits(merged["limits"]), group_limits=dict(merged["group_limits"]),
+    )
+
+
+def _cores(settings: DaskSettings, value: Any) -> float:
+    offered = ", ".join(map(format_cores, settings.worker_cores))
+    try:
+        cores = float(value)
+    except (TypeError, ValueError):
+        raise OptionsError(f"worker_cores must be a number, one of: {offered}.") from None
+    if isinstance(value, bool) or not math.isfinite(cores) or cores not in settings.worker_cores:
+        raise OptionsError(f"worker_cores={value!r} is not offered. Choose one of: {offered}.")
+    return cores
+
+
+def _memory(settings: DaskSettings, value: Any) -> str:
+    offered = ", ".join(settings.worker_memory)
+    if not isinstance(value, str):
+        raise OptionsError(f"worker_memory must be a string like {settings.default_memory!r}, one of: {offered}.")
+    try:
+        size = parse_memory(value)
+    except ValueError:
+        raise OptionsError(f"worker_memory={value!r} is not a memory size. Choose one of: {offered}.") from None
+    for choice in settings.worker_memory:
+        if parse_memory(choice) == size:
+            return choice
+    raise OptionsError(f"worker_memory={value!r} is not offered. Choose one of: {offered}.")
+
+
+def _idle_timeout(value: Any, max_idle_timeout: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise OptionsError(f"idle_timeout must be a number of seconds, not {value!r}.")
+    if max_idle_timeout > 0 and not 0 < value <= max_idle_timeout:
+        raise OptionsError(f"idle_timeout must be between 1 and {max_idle_timeout:g} seconds "
+                           f"(this deployment stops idle clusters after {max_idle_timeout:g} s).")
+    if value < 0:
+        raise OptionsError("idle_timeout cannot be negative.")
+    return float(value)
+
+
+def parse_request(settings: DaskSettings, request: Any, max_idle_timeout: float) -> ClusterRequest:
+    """Validate the ``cluster_options`` a client sent. Missing fields take their defaults."""
+    if request is None:
+        request = {}
+    if not isinstance(request, Mapping):
+        raise OptionsError(f"Cluster options must be a mapping, not {type(request).__name__}.")
+    unknown = sorted(str(k) for k in request if k not in FIELDS)
+    if unknown:
+        raise OptionsError(f"Unknown cluster option(s): {', '.join(unknown)}. "
+                           f"The options are: {', '.join(FIELDS)}.")
+    server = request.get(SERVER_FIELD, "")
+    if not isinstance(server, str) or len(server) > 255:
+        raise OptionsError("server must be the name of one of your servers ('' for the default one).")
+    return ClusterRequest(
+        server=server,
+        worker_cores=_cores(settings, request.get("worker_cores", settings.default_cores)),
+        worker_memory=_memory(settings, request.get("worker_memory", settings.default_memory)),
+        idle_timeout=_idle_timeout(request.get("idle_timeout", max_idle_timeout), max_idle_timeout),
+    )
+
+
+def options_spec(settings: DaskSettings, max_idle_timeout: float) -> Options:
+    """The options as dask-gateway describes them to clients (``GET /api/v1/options``)."""
+    return Options(
+        String(SERVER_FIELD, default="", label="Server the cluster belongs to (stops with it)"),
+        Select("worker_cores", [format_cores(c) for c in settings.worker_cores],
+               default=format_cores(settings.default_cores), label="Worker cores"),
+        Select("worker_memory", list(settings.worker_memory), default=settings.default_memory,
+               label="Worker memory"),
+        Float("idle_timeout", default=max_idle_timeout, min=0, max=max_idle_timeout or None,
+              label="Stop after this many idle seconds"),
+    )

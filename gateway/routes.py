@@ -1,0 +1,94 @@
+"""The gateway's own HTTP additions, installed on dask-gateway's aiohttp application.
+
+- ``POST /api/titan/v1/server-stopped``: the hub (the spawner's ``stop``) reports that a user's
+  server stopped; that server's clusters are stopped and the call returns once their containers
+  are gone (or after a timeout). Authenticated with the shared control token.
+- A middleware that, on ``scale`` and ``adapt``, tells the user when the backend clipped the
+  request to their limits: the answer becomes ``{"ok": false, "msg": ...}``, which the
+  dask-gateway client shows as a warning.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from gateway.backend import DockerBackend
+
+SERVER_STOPPED_PATH = "/api/titan/v1/server-stopped"
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class _Clip:
+    def __init__(self, requested: int | None) -> None:
+        self.requested = requested
+        self.notes: list[str] = []
+
+
+_clip: ContextVar[_Clip | None] = ContextVar("titan_gateway_clip", default=None)
+
+
+def requested_count(fallback: Any) -> int | None:
+    """The worker count the client asked for in this request (before dask-gateway's own clip)."""
+    clip = _clip.get()
+    value = clip.requested if clip is not None and clip.requested is not None else fallback
+    return value if isinstance(value, int) else None
+
+
+def note(message: str) -> None:
+    """Tell the client of this scale/adapt request ``message``."""
+    clip = _clip.get()
+    if clip is not None:
+        clip.notes.append(message)
+
+
+@web.middleware
+async def clip_notes(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method != "POST" or not request.path.endswith(("/scale", "/adapt")):
+        return await handler(request)
+    try:
+        body = await request.json()  # aiohttp keeps the body: the handler reads it again
+    except ValueError:
+        body = {}
+    field = "count" if request.path.endswith("/scale") else "maximum"
+    clip = _Clip(body.get(field) if isinstance(body, dict) else None)
+    token = _clip.set(clip)
+    try:
+        response = await handler(request)
+    finally:
+        _clip.reset(token)
+    if clip.notes and isinstance(response, web.Response) and response.status == 200:
+        return web.json_response({"ok": False, "msg": " ".join(clip.notes)})
+    return response
+
+
+def _server_stopped(backend: DockerBackend) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        expected = f"token {backend.control_token}"
+        given = request.headers.get("Authorization", "")
+        if not backend.control_token or not hmac.compare_digest(given.encode(), expected.encode()):
+            return web.json_response({"error": "not allowed"}, status=403)
+        try:
+            body = await request.json()
+            user, server = body["user"], body["server"]
+            wait = float(body.get("wait", 20))
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'expected {"user": ..., "server": ...}'}, status=400)
+        if not isinstance(user, str) or not isinstance(server, str):
+            return web.json_response({"error": "user and server must be strings"}, status=400)
+        stopped = await backend.stop_server_clusters(user, server, wait=min(max(wait, 0.0), 60.0))
+        return web.json_response({"stopped": stopped})
+
+    return handler
+
+
+def install(app: web.Application, backend: DockerBackend) -> None:
+    """Add the routes and the middleware; called before the application starts."""
+    app.middlewares.append(clip_notes)
+    app.router.add_post(SERVER_STOPPED_PATH, _server_stopped(backend))

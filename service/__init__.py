@@ -1,0 +1,1 @@
+"""Titan's hub service: git autosave (``service.autosave``, ``service.engine``), its pages and API."""

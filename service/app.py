@@ -1,0 +1,174 @@
+"""``TitanService``: the hub-managed service at /services/titan/ (autosave; sharing to come).
+
+A ``traitlets.config.Application`` like jupyterhub-idle-culler: every setting is a config trait,
+``launch_instance()`` starts it, and the first scheduler pass runs at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.services.auth import HubOAuth
+from jupyterhub.utils import url_path_join
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import PeriodicCallback
+from tornado.web import Application as WebApplication
+from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets.config import Application
+
+from service import handlers
+from service.autosave.push import write_askpass
+from service.db import DEFAULT_INTERVAL, Database
+from service.engine import Engine, EngineConfig
+from service.hub import HubClient
+
+
+def docker_volume_path(template: str) -> Any:
+    """A resolver user -> host path of the user's home volume (``docker volume inspect``)."""
+    import docker
+
+    from spawner.container import home_volume_name
+
+    client = docker.from_env()
+
+    def resolve(user: str) -> Path:
+        name = home_volume_name(template, user)
+        try:
+            volume = client.volumes.get(name)
+        except docker.errors.NotFound:
+            raise LookupError(f"home volume {name} does not exist yet (start a server once)") from None
+        return Path(volume.attrs["Mountpoint"])
+
+    return resolve
+
+
+class TitanService(Application):
+    name = "titan-service"
+    description = "Titan's hub service: git autosave of users' repositories (and, later, share links)."
+
+    state_dir = Unicode(
+        help="""Where the service keeps its database (by default), autosave stores and askpass script.
+        Default: $TITAN_STATE_DIR/service, else ./state/service. Example: /srv/titan/state/service""",
+    ).tag(config=True)
+
+    @default("state_dir")
+    def _default_state_dir(self) -> str:
+        return str(Path(os.environ.get("TITAN_STATE_DIR") or "state") / "service")
+
+    db_url = Unicode(
+        help="""sqlalchemy URL of the service's database. Default: sqlite in state_dir
+        (``sqlite:///<state_dir>/titan-service.sqlite``). Example: postgresql://titan@db/titan""",
+    ).tag(config=True)
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return f"sqlite:///{Path(self.state_dir).resolve() / 'titan-service.sqlite'}"
+
+    port = Integer(8020, help="Port the service listens on (127.0.0.1). Default 8020.").tag(config=True)
+    ip = Unicode("127.0.0.1", help="Address the service listens on. Default 127.0.0.1.").tag(config=True)
+
+    github_url = Unicode(
+        "https://github.com",
+        help="""The GitHub the users' tokens belong to (https://github.com or a GitHub Enterprise URL).
+        Pushes go only to remotes on this host: the token is never sent anywhere else.""",
+    ).tag(config=True)
+
+    home_volume_template = Unicode(
+        "titan-home-{username}",
+        help="The users' home volume names, as the spawner's home_volume_template ({username} escaped).",
+    ).tag(config=True)
+
+    branch_template = Unicode(
+        "autosave/{user}/{server}",
+        help="""Autosave branch name; {user} and {server} ("default" for the default server) are
+        filled in. Default autosave/{user}/{server}.""",
+    ).tag(config=True)
+
+    check_interval = Float(
+        10.0, help="Seconds between scheduler passes (stopped servers are noticed within this). Default 10.",
+    ).tag(config=True)
+
+    default_interval = Integer(DEFAULT_INTERVAL, help="Default autosave interval of a user, in seconds (600).").tag(
+        config=True)
+    min_interval = Integer(60, help="Shortest autosave interval a user may choose, in seconds (60).").tag(config=True)
+
+    max_file_size = Integer(
+        10 * 1024 * 1024,
+        help="Files larger than this many bytes are left out of snapshots and listed. Default 10 MB.",
+    ).tag(config=True)
+
+    concurrency = Integer(4, help="Repositories snapshotted or pushed at the same time. Default 4.").tag(config=True)
+    retry_base = Float(30.0, help="First retry delay after a network error, in seconds (doubles). Default 30.").tag(
+        config=True)
+    retry_max = Float(1800.0, help="Longest retry delay after network errors, in seconds. Default 1800.").tag(
+        config=True)
+    autosave = Bool(True, help="Run the autosave scheduler (pages and API are served either way).").tag(config=True)
+
+    aliases = {"port": "TitanService.port", "state-dir": "TitanService.state_dir", "db-url": "TitanService.db_url",
+               "log-level": "Application.log_level"}
+
+    def initialize(self, argv: Any = None) -> None:
+        super().initialize(argv)
+        logging.getLogger("titan").handlers = self.log.handlers
+        logging.getLogger("titan").setLevel(self.log.level)
+        state = Path(self.state_dir).resolve()
+        state.mkdir(parents=True, exist_ok=True)
+        state.chmod(0o700)
+        self.db = Database(self.db_url)
+        hub = HubClient(os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
+                        os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+        self.engine = Engine(
+            EngineConfig(state_dir=state, github_url=self.github_url, branch_template=self.branch_template,
+                         max_file_size=self.max_file_size, concurrency=self.concurrency,
+                         retry_base=self.retry_base, retry_max=self.retry_max),
+            self.db, hub, docker_volume_path(self.home_volume_template), write_askpass(state))
+
+    def make_web_app(self) -> WebApplication:
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/")
+        hub_base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        auth = HubOAuth(api_token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), cache_max_age=60)
+        settings = {
+            "titan": self, "hub_auth": auth, "prefix": prefix, "hub_prefix": url_path_join(hub_base, "hub/"),
+            "cookie_secret": os.urandom(32), "xsrf_cookies": False,  # checked in BaseHandler.prepare
+            "login_url": auth.login_url, "log_function": self._log_request,
+        }
+        rules: list[Any] = [(url_path_join(prefix, "oauth_callback"), handlers.OAuthCallbackHandler)]
+        rules += [(url_path_join(prefix, pattern), handler) for pattern, handler in handlers.ROUTES]
+        return WebApplication(rules, **settings)
+
+    def _log_request(self, handler: Any) -> None:
+        status = handler.get_status()
+        level = logging.INFO if status < 400 else logging.WARNING
+        # the path only: no query string (it may carry OAuth codes)
+        self.log.log(level, "%s %s %s %.1fms", status, handler.request.method, handler.request.path,
+                     1000 * handler.request.request_time())
+
+    async def _tick(self) -> None:
+        try:
+            await self.engine.tick()
+        except Exception:
+            self.log.exception("Autosave pass failed")
+
+    async def serve(self) -> None:
+        server = HTTPServer(self.make_web_app(), xheaders=True)
+        server.listen(self.port, self.ip)
+        self.log.info("Titan service on http://%s:%s%s", self.ip, self.port,
+                      os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/"))
+        if self.autosave:
+            await self._tick()  # the first pass at once
+            PeriodicCallback(self._tick, self.check_interval * 1000).start()
+        await asyncio.Event().wait()
+
+    def start(self) -> None:
+        asyncio.run(self.serve())
+
+
+main = TitanService.launch_instance
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,330 @@
+"""The autosave scheduler: which repositories to snapshot when, pushing, and the status it keeps.
+
+Files are reached through the host path of the user's home volume (``docker volume inspect``
+→ Mountpoint; the service runs as root on the Docker host), not through ``docker exec``: that
+works whether or not a server runs (the final snapshot is taken *after* a server stopped, from
+the volume that outlives it), needs nothing from the user's image, and keeps the token out of
+the user's container entirely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
+from service.autosave.snapshot import autosave_commits, branch_tip, create_branch, git_env
+from service.db import AutosaveRepo, AutosaveUser, Database, utcnow
+from service.hub import GitHubCredentials, HubClient, github_user
+
+log = logging.getLogger("titan.service.autosave")
+
+VolumeResolver = Callable[[str], Path]
+
+
+def safe_ref_part(value: str) -> str:
+    """A user or server name as one ref-name component (``alice@x y`` → ``alice-x-y``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip(".-") or "default"
+
+
+def noreply_email(login: str, user_id: int | None) -> str:
+    return f"{user_id}+{login}@users.noreply.github.com" if user_id else f"{login}@users.noreply.github.com"
+
+
+@dataclass
+class EngineConfig:
+    state_dir: Path
+    github_url: str
+    branch_template: str = "autosave/{user}/{server}"
+    max_file_size: int = 10 * 1024 * 1024
+    concurrency: int = 4
+    retry_base: float = 30.0
+    retry_max: float = 1800.0
+    push_timeout: float = 300.0
+
+
+@dataclass
+class _Backoff:
+    delay: float = 0.0
+    until: float = 0.0
+
+
+@dataclass
+class Engine:
+    config: EngineConfig
+    db: Database
+    hub: HubClient
+    volume_path: VolumeResolver
+    askpass: Path
+    running: dict[str, set[str]] = field(default_factory=dict)
+    _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _refused: dict[str, str] = field(default_factory=dict)  # user -> keyed fingerprint of a refused token
+    _backoff: dict[int, _Backoff] = field(default_factory=dict)
+    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    _pool: ThreadPoolExecutor | None = None
+
+    def __post_init__(self) -> None:
+        self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="autosave")
+
+    async def _thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    # ---- settings ------------------------------------------------------------------------
+
+    def store_root(self, user: str) -> Path:
+        return self.config.state_dir / "autosave" / safe_ref_part(user)
+
+    def branch_for(self, user: str, server: str) -> str:
+        return self.config.branch_template.format(user=safe_ref_part(user), server=safe_ref_part(server or "default"))
+
+    # ---- the periodic pass ---------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """One scheduler pass: final snapshots for stopped servers, scheduled ones when due."""
+        with self.db.session() as session:
+            users = [(u.name, u.interval, [r.id for r in u.repos])
+                     for u in session.scalars(select(AutosaveUser).where(AutosaveUser.enabled.is_(True)))]
+        jobs: list[Awaitable[Any]] = []
+        for name, interval, repo_ids in users:
+            if not repo_ids:
+                continue
+            try:
+                servers = await self.hub.running_servers(name)
+            except Exception as error:  # the hub is restarting: try again next tick
+                log.warning("Could not ask the hub about %s's servers: %s", name, error)
+                continue
+            servers = servers or set()
+            before = self.running.get(name, set())
+            self.running[name] = servers
+            for stopped in sorted(before - servers):
+                log.info("Server %s/%s stopped: final snapshot", name, stopped or "default")
+                jobs += [self.run_repo(name, repo_id, stopped, "final snapshot") for repo_id in repo_ids]
+            if servers:
+                server = sorted(servers)[0]
+                jobs += [self.run_repo(name, repo_id, server, "scheduled", interval) for repo_id in repo_ids]
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def run_repo(self, user: str, repo_id: int, server: str, reason: str,
+                       interval: int | None = None) -> dict[str, Any]:
+        """Snapshot one repository (when due) and push; returns its status."""
+        lock = self._locks.setdefault(repo_id, asyncio.Lock())
+        async with lock:
+            with self.db.session() as session:
+                repo = session.get(AutosaveRepo, repo_id)
+                if repo is None or repo.user_name != user:
+                    raise KeyError(repo_id)
+                due = interval is None or repo.last_pass is None or (
+                    utcnow() - _aware(repo.last_pass)).total_seconds() >= interval
+                pending_push = repo.last_commit is not None and repo.last_commit != repo.last_pushed_commit
+                if not due and not (pending_push and self._retry_due(repo_id)):
+                    return repo.status()
+                path, remote = repo.path, repo.remote
+                branch = repo.branch or self.branch_for(user, server)
+            try:
+                await self._pass(user, repo_id, path, remote, branch, reason, snap=due)
+            except Exception as error:
+                log.exception("Autosave of %s:%s failed", user, path)
+                self._update(repo_id, state="error", error=f"{type(error).__name__}: {_safe(error)}")
+            with self.db.session() as session:
+                found = session.get(AutosaveRepo, repo_id)
+                return found.status() if found else {}
+
+    def _retry_due(self, repo_id: int) -> bool:
+        backoff = self._backoff.get(repo_id)
+        return backoff is not None and backoff.delay > 0 and time.monotonic() >= backoff.until
+
+    def _update(self, repo_id: int, **values: Any) -> None:
+        with self.db.session() as session:
+            repo = session.get(AutosaveRepo, repo_id)
+            if repo is not None:
+                for key, value in values.items():
+                    setattr(repo, key, value)
+
+    async def _author(self, user: str, creds: GitHubCredentials | None) -> Identity:
+        if creds is None:
+            return Identity(user, f"{safe_ref_part(user)}@users.noreply.titan.invalid")
+        email = None
+        status, body = await github_user(self.config.github_url, creds.token)
+        if status == 200:
+            email = body.get("email")  # GitHub shows only a public email here
+        elif status == 401:
+            self._refused[user] = self._fingerprint(creds.token)
+        return Identity(creds.name or creds.login, email or noreply_email(creds.login, creds.id))
+
+    def _fingerprint(self, token: str) -> str:
+        # keyed with a per-process random key, kept only in memory: not a stored form of the token
+        return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
+
+    async def _credentials(self, user: str) -> GitHubCredentials | None:
+        try:
+            return await self.hub.github_credentials(user)
+        except Exception as error:
+            log.warning("Could not fetch %s's GitHub credentials from the hub: %s", user, type(error).__name__)
+            return None
+
+    async def _pass(self, user: str, repo_id: int, path: str, remote: str, branch: str, reason: str,
+                    snap: bool) -> None:
+        home = await self._thread(self.volume_path, user)
+        workspace = locate(home, path, self.store_root(user))
+        creds = await self._credentials(user)
+        now = utcnow()
+        if snap:
+            author = await self._author(user, creds)
+            result = await self._thread(lambda: snapshot(
+                workspace, branch, author, max_size=self.config.max_file_size,
+                message=f"Autosave ({reason}) {now.strftime('%Y-%m-%d %H:%M:%S')} UTC"))
+            values: dict[str, Any] = {"last_pass": now, "branch": branch,
+                                      "left_out": [item.as_dict() for item in result.left_out]}
+            if result.commit:
+                values.update(last_snapshot=now, last_commit=result.commit)
+                log.info("Autosave %s:%s -> %s %s (%d files, %s)", user, path, branch, result.commit[:8],
+                         result.files, reason)
+            elif result.tip:
+                values["last_commit"] = result.tip
+            self._update(repo_id, **values)
+        await self._push(user, repo_id, workspace, remote, branch, creds)
+
+    async def _push(self, user: str, repo_id: int, workspace: Any, remote: str, branch: str,
+                    creds: GitHubCredentials | None) -> None:
+        with self.db.session() as session:
+            repo = session.get(AutosaveRepo, repo_id)
+            assert repo is not None
+            tip, pushed, target = repo.last_commit, repo.last_pushed_commit, repo.push_branch or branch
+        if tip is None:
+            self._update(repo_id, state="ok", message="nothing to save yet", error="")
+            return
+        if tip == pushed:
+            self._update(repo_id, state="ok", message=f"up to date on {target}", error="")
+            return
+        if creds is None:
+            self._update(repo_id, state="not pushed", error="",
+                         message="snapshot kept on the server; no GitHub token to push with (sign in with GitHub)")
+            return
+        if self._refused.get(user) == self._fingerprint(creds.token):
+            self._update(repo_id, state="sign in again", error="",
+                         message="GitHub refused your token: sign in to Titan again; snapshots are kept meanwhile")
+            return
+        url = await self._thread(self._remote_url, workspace.gitdir, remote)
+        if url is None:
+            self._update(repo_id, state="error", message="",
+                         error=f"remote {remote!r} is missing or not on {self.config.github_url}")
+            return
+        result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
+                                    self.askpass, self.config.push_timeout)
+        now = utcnow()
+        if result.outcome is PushOutcome.REJECTED:
+            moved = target
+            target = f"{branch}-{now.strftime('%Y%m%d-%H%M%S')}"
+            result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
+                                        self.askpass, self.config.push_timeout)
+            if result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE):
+                self._backoff.pop(repo_id, None)
+                self._update(repo_id, state="pushed to a new branch", push_branch=target, last_push=now,
+                             last_pushed_commit=tip, last_pushed_branch=target, error="",
+                             message=f"the remote branch {moved} had moved; pushed to {target} instead, nothing lost")
+                log.info("Autosave %s: %s moved on the remote; pushed to %s", user, moved, target)
+                return
+        if result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE):
+            self._backoff.pop(repo_id, None)
+            self._update(repo_id, state="ok", last_push=now, last_pushed_commit=tip, last_pushed_branch=target,
+                         message=f"pushed to {target}", error="")
+        elif result.outcome is PushOutcome.AUTH:
+            self._refused[user] = self._fingerprint(creds.token)
+            self._update(repo_id, state="sign in again", error="", message=result.message)
+            log.info("Autosave %s: GitHub refused the token; waiting for a new sign-in", user)
+        elif result.outcome is PushOutcome.NETWORK:
+            backoff = self._backoff.setdefault(repo_id, _Backoff())
+            backoff.delay = min(self.config.retry_max, backoff.delay * 2 or self.config.retry_base)
+            backoff.until = time.monotonic() + backoff.delay
+            self._update(repo_id, state="network error", error=result.message,
+                         message=f"will retry in {backoff.delay:.0f} s")
+        else:
+            self._update(repo_id, state="error", message="", error=f"{result.outcome.value}: {result.message}")
+
+    @staticmethod
+    def _remote_url_of(gitdir: Path, remote: str) -> str | None:
+        if not re.match(r"^[A-Za-z0-9._-]+$", remote):
+            return None
+        # --file reads that one file as data; includes are off with --file.
+        result = subprocess.run(["git", "config", "--file", str(gitdir / "config"), "--get", f"remote.{remote}.url"],
+                                capture_output=True, text=True, check=False, env=git_env(gitdir.parent),
+                                cwd="/")
+        return result.stdout.strip() or None if result.returncode == 0 else None
+
+    def _remote_url(self, gitdir: Path, remote: str) -> str | None:
+        url = self._remote_url_of(gitdir, remote)
+        return remote_url(url, self.config.github_url) if url else None
+
+    # ---- status and restore --------------------------------------------------------------
+
+    async def history(self, user: str, repo_id: int) -> list[dict[str, str]]:
+        with self.db.session() as session:
+            repo = session.get(AutosaveRepo, repo_id)
+            if repo is None or repo.branch is None:
+                return []
+            path, branch = repo.path, repo.branch
+        try:
+            home = await self._thread(self.volume_path, user)
+            workspace = locate(home, path, self.store_root(user))
+        except (WorkspaceError, LookupError, OSError):
+            return []
+        commits: list[dict[str, str]] = await self._thread(autosave_commits, workspace, branch)
+        return commits
+
+    async def restore(self, user: str, repo_id: int, commit: str) -> dict[str, Any]:
+        """A new branch ``restore/...`` at an autosave commit, created on the remote (and in the store)."""
+        with self.db.session() as session:
+            repo = session.get(AutosaveRepo, repo_id)
+            if repo is None or repo.user_name != user or repo.branch is None:
+                raise WorkspaceError("this repository has no autosave yet")
+            path, remote, branch = repo.path, repo.remote, repo.branch
+        home = await self._thread(self.volume_path, user)
+        workspace = locate(home, path, self.store_root(user))
+        known = {c["commit"] for c in await self._thread(autosave_commits, workspace, branch, 1000)}
+        if commit not in known:
+            raise WorkspaceError("not a commit of this repository's autosave branch")
+        name = f"restore/{safe_ref_part(user)}/{utcnow().strftime('%Y%m%d-%H%M%S')}-{commit[:7]}"
+        await self._thread(create_branch, workspace, name, commit)
+        creds = await self._credentials(user)
+        url = await self._thread(self._remote_url, workspace.gitdir, remote)
+        if creds is None or url is None:
+            return {"branch": name, "commit": commit, "pushed": False,
+                    "message": "branch created on the server; it could not be pushed (no token or remote)"}
+        result = await self._thread(push, workspace.store, url, f"refs/heads/{name}", name, creds.token,
+                                    self.askpass, self.config.push_timeout)
+        pushed = result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE)
+        if result.outcome is PushOutcome.AUTH:
+            self._refused[user] = self._fingerprint(creds.token)
+        message = (f"`git fetch {remote} {name}` then `git switch {name}` to get it back" if pushed
+                   else result.message)
+        return {"branch": name, "commit": commit, "pushed": pushed, "message": message}
+
+    def tip(self, workspace: Any, branch: str) -> str | None:
+        return branch_tip(workspace, branch)
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _safe(error: BaseException) -> str:
+    """An error message for the status page: first line only, no command lines with environment."""
+    if isinstance(error, subprocess.CalledProcessError):
+        stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else str(error.stderr or "")
+        return (stderr.strip().splitlines() or [f"git exited with {error.returncode}"])[-1][:300]
+    return str(error).splitlines()[0][:300] if str(error) else ""

@@ -1,0 +1,83 @@
+"""What JupyterHub needs to run the Titan service, built from titan.yaml.
+
+jupyterhub_config.py only hands these to the hub: the managed-service entry (command, URL,
+environment), the service's least-privilege role, and users' access to the service.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from titan.settings import Settings
+
+SERVICE_NAME = "titan"
+ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
+
+#: The service's role, exactly: read users' server state (to notice stops and schedule passes)
+#: and read their auth_state (the GitHub token, fetched fresh at each push). Nothing else.
+SERVICE_SCOPES = ["read:users", "read:servers", "admin:auth_state"]
+
+_PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
+
+
+def command(settings: Settings) -> list[str]:
+    autosave = settings.autosave
+    state = settings.state_dir / "service"
+    args = [
+        sys.executable, "-m", "service",
+        f"--TitanService.port={autosave['port']}",
+        f"--TitanService.state_dir={state}",
+        f"--TitanService.github_url={settings.github['url']}",
+        f"--TitanService.home_volume_template={settings.home_volume_template}",
+        f"--TitanService.branch_template={autosave['branch_template']}",
+        f"--TitanService.default_interval={autosave['interval']}",
+        f"--TitanService.min_interval={autosave['min_interval']}",
+        f"--TitanService.check_interval={autosave['check_interval']}",
+        f"--TitanService.max_file_size={int(float(autosave['max_file_size_mb']) * 1024 * 1024)}",
+        f"--Application.log_level={autosave['log_level']}",
+    ]
+    if autosave["db_url"]:
+        args.append(f"--TitanService.db_url={autosave['db_url']}")
+    return args
+
+
+def service(settings: Settings) -> dict[str, Any]:
+    """The ``c.JupyterHub.services`` entry: the hub starts, restarts and stops the service."""
+    environment = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
+    environment.update({"TITAN_SETTINGS": settings.source, "TITAN_STATE_DIR": str(settings.state_dir),
+                        "PYTHONPATH": os.pathsep.join(p for p in (str(_repo_root()),) if p)})
+    return {
+        "name": SERVICE_NAME,
+        "display": True,
+        "info": {"description": "Git autosave of your repositories"},
+        "url": f"http://127.0.0.1:{settings.autosave['port']}",
+        "command": command(settings),
+        "cwd": str(settings.state_dir),
+        "environment": environment,
+        "oauth_no_confirm": True,
+    }
+
+
+def role() -> dict[str, Any]:
+    return {"name": "titan-service", "description": "Titan service: users' server state and GitHub tokens "
+            "(auth_state) for autosave pushes.", "scopes": list(SERVICE_SCOPES), "services": [SERVICE_NAME]}
+
+
+def with_service_roles(roles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``load_roles`` plus the service's role, and users (so their OAuth logins) allowed in."""
+    roles = [dict(r) for r in roles if r.get("name") != "titan-service"] + [role()]
+    user = next((r for r in roles if r.get("name") == "user"), None)
+    if user is None:
+        roles.append({"name": "user", "description": "Standard user privileges, and the Titan service",
+                      "scopes": ["self", ACCESS_SCOPE]})
+    elif ACCESS_SCOPE not in user.get("scopes", []):
+        user["scopes"] = [*user.get("scopes", ["self"]), ACCESS_SCOPE]
+    return roles
+
+
+def _repo_root() -> str:
+    from titan.settings import REPO_ROOT
+
+    return str(REPO_ROOT)

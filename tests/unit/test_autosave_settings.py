@@ -1,0 +1,64 @@
+"""User input (settings form and JSON), exclude rules, the hub wiring and the OpenAPI document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.autosave.excludes import check_file, format_size, secret_in, secret_name
+from service.hubconfig import SERVICE_SCOPES, with_service_roles
+from service.openapi import openapi_document
+from service.settings import SettingsError, parse_form, parse_json
+from titan.settings import load_settings
+
+
+def test_json_settings_are_validated() -> None:
+    assert parse_json({"enabled": True, "interval": 120, "repositories": ["project", {"path": "~/work/x/"}]}) == (
+        True, 120, [{"path": "project", "remote": "origin"}, {"path": "work/x", "remote": "origin"}])
+    for bad in ({"repositories": ["../etc"]}, {"repositories": ["/etc"]}, {"interval": "soon"}, {"enabled": "yes"},
+                {"surprise": 1}, {"repositories": [{"path": "x", "remote": "a b"}]}, []):
+        with pytest.raises(SettingsError):
+            parse_json(bad)
+
+
+def test_form_settings() -> None:
+    form = {"enabled": ["on"], "interval_minutes": ["2.5"], "repositories": ["project\r\n\r\nnotes\n"]}
+    assert parse_form(form) == (True, 150, [{"path": "project", "remote": "origin"},
+                                            {"path": "notes", "remote": "origin"}])
+    assert parse_form({})[0] is False
+
+
+def test_exclude_rules() -> None:
+    assert secret_name("config/.env") and secret_name(".env.production") and secret_name("keys/server.pem")
+    assert not secret_name(".env.example") and not secret_name("id_rsa.pub") and not secret_name("env.py")
+    assert secret_in(b"x = 'github_pat_" + b"a" * 30 + b"'") == "GitHub token"
+    assert secret_in(b"print('hello')") is None
+    assert check_file("a.csv", 20 * 1024 * 1024, lambda: b"") is not None
+    assert check_file("a.csv", 10, lambda: b"1,2") is None
+    assert format_size(10 * 1024 * 1024) == "10 MB" and format_size(1536) == "1.5 KB"
+
+
+def test_service_role_is_least_privilege_and_users_get_access() -> None:
+    roles = with_service_roles([{"name": "titan-admin", "scopes": ["admin:users"], "services": ["titan-admin"]}])
+    service = next(r for r in roles if r["name"] == "titan-service")
+    assert service["scopes"] == SERVICE_SCOPES == ["read:users", "read:servers", "admin:auth_state"]
+    assert service["services"] == ["titan"]
+    user = next(r for r in roles if r["name"] == "user")
+    assert "access:services!service=titan" in user["scopes"] and "self" in user["scopes"]
+
+
+def test_autosave_settings_defaults(tmp_path: Path) -> None:
+    settings = load_settings(tmp_path / "missing.yaml", environ={})
+    assert settings.autosave["interval"] == 600 and settings.autosave["max_file_size_mb"] == 10
+    (tmp_path / "titan.yaml").write_text("autosave:\n  intervall: 5\n")
+    with pytest.raises(ValueError, match="intervall"):
+        load_settings(tmp_path / "titan.yaml", environ={})
+
+
+def test_openapi_document_lists_every_route() -> None:
+    doc = openapi_document("/services/titan/")
+    assert doc["openapi"].startswith("3.")
+    assert set(doc["paths"]) == {"/users/{user}/autosave", "/users/{user}/autosave/repos/{repo_id}",
+                                 "/users/{user}/autosave/repos/{repo_id}/snapshot",
+                                 "/users/{user}/autosave/repos/{repo_id}/restore"}

@@ -1,0 +1,103 @@
+"""Pure container builders and the servers' environment: names, labels, limits, TLS, DASK_GATEWAY__*."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from unittest import mock
+
+import dask.config
+import pytest
+from dask_gateway.utils import format_template
+
+from gateway.containers import (
+    TLS_CERT,
+    TLS_KEY,
+    ContainerSpec,
+    container_labels,
+    container_name,
+    parse_user,
+    tls_archive,
+)
+from spawner.dask_env import dask_environment
+
+GIB = 1024**3
+LINK = {"address": "http://127.0.0.1:8011/services/dask-gateway", "proxy_address": "gateway://127.0.0.1:8012",
+        "public_address": "https://titan.example/services/dask-gateway",
+        "control_url": "http://127.0.0.1:8010/api/titan/v1/server-stopped", "control_token": "s3cret"}
+
+
+def test_names_carry_deployment_owner_cluster_and_role() -> None:
+    cluster, worker = "a" * 32, "b" * 32
+    assert container_name("titan", "Alice.B", cluster, "scheduler") == f"titan-dask-alice-2eb-{'a' * 12}-scheduler"
+    assert container_name("titan", "bob", cluster, "worker", worker) == f"titan-dask-bob-{'a' * 12}-worker-{'b' * 12}"
+
+
+def test_labels_name_cluster_owner_and_server_but_not_the_server_label() -> None:
+    labels = container_labels("titan", "alice", "gpu", "c1", "worker", "w1")
+    assert labels == {"titan.deployment": "titan", "titan.owner": "alice", "titan.dask.server": "gpu",
+                      "titan.dask.cluster": "c1", "titan.dask.role": "worker", "titan.dask.worker": "w1"}
+    # titan.server marks a user's server container; the spawner and the gateway look servers up by it.
+    assert "titan.server" not in labels
+    assert "titan.dask.worker" not in container_labels("titan", "alice", "", "c1", "scheduler")
+
+
+def test_container_spec_limits_memory_without_swap_and_cpu_as_a_quota() -> None:
+    spec = ContainerSpec(name="n", image="titan/minimal:1", command=["dask", "worker"], environment={"A": "1"},
+                         labels={"l": "v"}, cores=0.5, memory=GIB, user="1000:1000")
+    host = spec.host_config_kwargs()
+    assert host["network_mode"] == "host"
+    assert host["mem_limit"] == host["memswap_limit"] == GIB
+    assert host["nano_cpus"] == 500_000_000
+    create = spec.create_kwargs()
+    assert create["user"] == "1000:1000" and create["command"] == ["dask", "worker"]
+    assert "ports" not in create and "host_config" not in create
+
+
+def test_parse_user() -> None:
+    assert parse_user("1000:100") == (1000, 100)
+    assert parse_user("1000") == (1000, 1000)
+
+
+def test_tls_archive_holds_cert_and_key_private_to_the_container_user() -> None:
+    with tarfile.open(fileobj=io.BytesIO(tls_archive(b"CERT", b"KEY", 1000, 1000))) as archive:
+        members = {"/" + m.name: m for m in archive.getmembers()}
+        assert set(members) == {os.path.dirname(TLS_CERT), TLS_CERT, TLS_KEY}
+        assert members[os.path.dirname(TLS_CERT)].isdir() and members[os.path.dirname(TLS_CERT)].mode == 0o700
+        for path, content in ((TLS_CERT, b"CERT"), (TLS_KEY, b"KEY")):
+            member = members[path]
+            assert (member.mode, member.uid, member.gid) == (0o600, 1000, 1000)
+            extracted = archive.extractfile(member)
+            assert extracted is not None and extracted.read() == content
+
+
+def _client_view(environment: dict[str, str], key: str) -> object:
+    """``key`` of the dask config as the dask-gateway client in the server reads it."""
+    with mock.patch.dict(os.environ, environment, clear=True):
+        value = dask.config.get(key, config=dask.config.collect_env(environment))
+        if isinstance(value, dict):
+            return {k: format_template(v) for k, v in value.items()}
+        return format_template(value)
+
+
+@pytest.mark.parametrize("server", ["", "gpu-box", "1", "{JUPYTERHUB_API_TOKEN}", "it's"])
+def test_server_environment_makes_gateway_take_no_arguments(server: str) -> None:
+    environment = dask_environment(LINK, server)
+    assert _client_view(environment, "gateway.address") == LINK["address"]
+    assert _client_view(environment, "gateway.proxy-address") == LINK["proxy_address"]
+    assert _client_view(environment, "gateway.public-address") == LINK["public_address"]
+    assert _client_view(environment, "gateway.auth.type") == "jupyterhub"
+    # The server name reaches the gateway as the default `server` option, exactly.
+    assert _client_view(environment, "gateway.cluster.options") == {"server": server}
+
+
+def test_server_environment_keeps_the_control_token_out() -> None:
+    environment = dask_environment(LINK, "")
+    assert not any("s3cret" in value for value in environment.values())
+    assert set(environment) == {"DASK_GATEWAY__ADDRESS", "DASK_GATEWAY__PUBLIC_ADDRESS", "DASK_GATEWAY__PROXY_ADDRESS",
+                                "DASK_GATEWAY__AUTH__TYPE", "DASK_GATEWAY__CLUSTER__OPTIONS__SERVER"}
+
+
+def test_no_gateway_no_variables() -> None:
+    assert dask_environment({}, "x") == {}

@@ -1,0 +1,160 @@
+"""Wiring: the hub's service entry and scopes, the gateway's settings, and its HTTP additions."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from traitlets.config import Config
+
+from gateway import hub, routes
+from gateway.configure import configure
+from titan.settings import load_settings
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    path = tmp_path / "titan.yaml"
+    path.write_text(yaml.safe_dump({
+        "deployment": "t1", "state_dir": str(tmp_path / "state"),
+        "hub": {"public_url": "https://titan.example"},
+        "gateway": {"api_port": 18010, "proxy_port": 18011, "scheduler_proxy_port": 18012, "idle_timeout": 600},
+    }))
+    return path
+
+
+def test_gateway_settings_have_defaults(tmp_path: Path) -> None:
+    gateway = load_settings(tmp_path / "absent.yaml", environ={}).gateway
+    assert gateway["enabled"] is True
+    assert (gateway["api_port"], gateway["proxy_port"], gateway["scheduler_proxy_port"]) == (8010, 8011, 8012)
+
+
+def test_unknown_gateway_settings_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "titan.yaml"
+    path.write_text("gateway: {port: 1}\n")
+    with pytest.raises(ValueError, match="at gateway: unknown key"):
+        load_settings(path, environ={})
+
+
+def test_the_hub_runs_the_gateway_as_a_service_on_loopback(settings_file: Path) -> None:
+    settings = load_settings(settings_file, environ={})
+    service = hub.service(settings)
+    assert service["name"] == "dask-gateway"
+    assert service["url"] == "http://127.0.0.1:18011"
+    assert service["command"][1:] == ["-m", "dask_gateway_server", "-f", str(hub.CONFIG_FILE)]
+    assert service["environment"]["TITAN_SETTINGS"] == str(settings_file)
+    assert "api_token" not in service  # the hub makes one at each start
+
+
+def test_the_spawner_link_points_servers_at_the_gateway(settings_file: Path) -> None:
+    link = hub.spawner_link(load_settings(settings_file, environ={}))
+    assert link["address"] == "http://127.0.0.1:18011/services/dask-gateway"
+    assert link["proxy_address"] == "gateway://127.0.0.1:18012"
+    assert link["public_address"] == "https://titan.example/services/dask-gateway"
+    assert link["control_url"] == "http://127.0.0.1:18010/api/titan/v1/server-stopped"
+    assert len(link["control_token"]) == 64
+
+
+def test_users_and_server_tokens_get_the_gateway_scope() -> None:
+    admin = {"name": "titan-admin", "scopes": ["admin:users"], "services": ["titan-admin"]}
+    roles = hub.with_user_access([admin])
+    assert roles[0] == admin
+    assert roles[1]["name"] == "user" and roles[1]["scopes"] == ["self", hub.ACCESS_SCOPE]
+    # An existing user role is extended, not replaced.
+    roles = hub.with_user_access([{"name": "user", "scopes": ["self", "access:services!service=other"]}])
+    assert roles == [{"name": "user", "scopes": ["self", "access:services!service=other", hub.ACCESS_SCOPE]}]
+    assert hub.with_user_access(roles) == roles
+    scopes = hub.with_server_token_scopes([])
+    assert {"users:activity!user", "access:servers!server", hub.ACCESS_SCOPE, "read:users:groups!user"} == set(scopes)
+    assert hub.with_server_token_scopes(["custom:x"])[0] == "custom:x"
+
+
+def test_gateway_configuration_keeps_its_secrets_private(settings_file: Path) -> None:
+    settings = load_settings(settings_file, environ={})
+    c = Config()
+    configure(c, settings)
+    state = settings.state_dir
+    assert c.DaskGateway.address == "127.0.0.1:18010"
+    assert (c.Proxy.address, c.Proxy.tcp_address) == ("127.0.0.1:18011", "127.0.0.1:18012")
+    assert c.Proxy.prefix == "/services/dask-gateway"
+    assert c.DaskGateway.authenticator_class == "gateway.auth.HubAuthenticator"
+    assert c.JupyterHubAuthenticator.jupyterhub_service_name == "dask-gateway"
+    assert c.JupyterHubAuthenticator.use_service_access_scopes is True
+    assert c.DockerBackend.deployment == "t1"
+    assert c.DockerBackend.db_url == f"sqlite:///{state / 'dask-gateway.sqlite'}"
+    assert c.DockerBackend.stop_clusters_on_shutdown is False
+    assert c.ClusterConfig.idle_timeout == 600
+    assert len(c.DockerBackend.db_encrypt_keys[0]) == 32
+    for name in ("dask-gateway-db-key", "dask-gateway-control-token", "dask-gateway.sqlite"):
+        assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
+    # A second start reads the same key.
+    again = Config()
+    configure(again, settings)
+    assert again.DockerBackend.db_encrypt_keys == c.DockerBackend.db_encrypt_keys
+
+
+class StubBackend:
+    control_token = "right"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, float]] = []
+
+    async def stop_server_clusters(self, user: str, server: str, wait: float = 20.0) -> list[str]:
+        self.calls.append((user, server, wait))
+        return ["c1"]
+
+
+async def client_for(backend: Any) -> TestClient[web.Request, web.Application]:
+    app = web.Application()
+
+    async def scale(request: web.Request) -> web.Response:
+        routes.note(f"clipped from {routes.requested_count(None)}")
+        return web.json_response({"ok": True, "msg": None})
+
+    async def other(request: web.Request) -> web.Response:
+        routes.note("ignored")  # no scale request: nobody is told
+        return web.json_response({"ok": True})
+
+    app.router.add_post("/api/v1/clusters/{name}/scale", scale)
+    app.router.add_post("/api/v1/clusters/{name}/other", other)
+    routes.install(app, backend)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    return client
+
+
+@pytest.mark.asyncio
+async def test_a_clipped_scale_request_tells_the_user() -> None:
+    client = await client_for(StubBackend())
+    try:
+        response = await client.post("/api/v1/clusters/c/scale", json={"count": 9})
+        assert await response.json() == {"ok": False, "msg": "clipped from 9"}
+        response = await client.post("/api/v1/clusters/c/other", json={"count": 9})
+        assert await response.json() == {"ok": True}
+    finally:
+        await client.close()
+
+
+@pytest.mark.asyncio
+async def test_only_the_hub_may_report_a_stopped_server() -> None:
+    backend = StubBackend()
+    client = await client_for(backend)
+    try:
+        path = routes.SERVER_STOPPED_PATH
+        for headers in ({}, {"Authorization": "token wrong"}, {"Authorization": "jupyterhub right"}):
+            response = await client.post(path, json={"user": "a", "server": ""}, headers=headers)
+            assert response.status == 403
+        response = await client.post(path, json={"user": "a"}, headers={"Authorization": "token right"})
+        assert response.status == 400
+        response = await client.post(path, json={"user": "a", "server": "", "wait": 999},
+                                     headers={"Authorization": "token right"})
+        assert response.status == 200 and await response.json() == {"stopped": ["c1"]}
+        assert backend.calls == [("a", "", 60.0)]
+    finally:
+        await client.close()
