@@ -99,7 +99,7 @@ if settings.gateway["enabled"]:
 
 # ---- titan service --------------------------------------------------------------------
 # The hub-managed service at /services/titan/ (git autosave; service/hubconfig.py builds the
-# pieces). Its role has exactly read:users, read:servers and admin:auth_state; users get
+# pieces). Its role has exactly list:users, read:users, read:servers and admin:auth_state; users get
 # access:services!service=titan so they can sign in to its pages and API.
 if settings.autosave["enabled"]:
     from service import hubconfig as titan_service

@@ -9,16 +9,20 @@ The base class owns the state machine, the database and the proxy; this subclass
 - the options and the limits come from the profile data (:mod:`gateway.options`,
   :mod:`gateway.limits`); limits are checked with no ``await`` between check and change;
 - clusters stop when their server stops (the hub calls :mod:`gateway.routes`, and a periodic pass
-  stops clusters whose server container is gone and removes containers no cluster owns).
+  stops clusters whose server container is gone and removes containers no cluster owns);
+- workers asking for GPUs (``worker_gpus``) draw distinct units from the spawner's own allocator
+  database (owner ``<user>/dask/<cluster>/<worker>``) before their container is created, get
+  exactly those devices and the ``titan.gpus`` label, and give them back when they stop or fail.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +34,7 @@ from dask_gateway_server.backends.db_base import Cluster, DBBackendBase, JobStat
 from dask_gateway_server.models import User
 from dask_gateway_server.options import Options
 from dask_gateway_server.traitlets import Command, Type
+from sqlalchemy.exc import OperationalError
 from traitlets import Dict, Float, Integer, Unicode, default
 
 from gateway import routes
@@ -43,16 +48,37 @@ from gateway.containers import (
     TLS_KEY,
     WORKER,
     ContainerSpec,
+    cluster_gpu_prefix,
     container_labels,
     container_name,
     parse_user,
+    parse_worker_gpu_owner,
     tls_archive,
+    worker_gpu_owner,
 )
 from gateway.limits import LimitExceeded, Limits, Shape, check_new_cluster, describe_limit, limits_for, workers_allowed
-from gateway.options import ClusterRequest, DaskSettings, OptionsError, dask_settings, options_spec, parse_request
+from gateway.options import (
+    ClusterRequest,
+    DaskSettings,
+    OptionsError,
+    dask_settings,
+    options_spec,
+    parse_request,
+    resolve_gpu_type,
+)
 from images.recipes import catalog
-from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
+from spawner.container import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
+from spawner.gpu.allocator import (
+    GpuAllocator,
+    GpuUnavailable,
+    docker_device_request,
+    gpu_label_value,
+    parse_gpu_label,
+)
+from spawner.gpu.inventory import GpuUnit
+from spawner.gpu.pool import gpu_allocator
+from spawner.gpu.types import match_types
+from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files, resources_from_settings
 
 T = TypeVar("T")
 
@@ -67,6 +93,8 @@ class DockerClusterConfig(ClusterConfig):
                          help="Command starting a worker in its container. Default: dask worker.")
     worker_cores = Float(1, min=0.01, config=True,
                          help="CPU cores of a worker container (a CPU quota; may be fractional). Default 1.")
+    worker_gpus = Integer(0, min=0, help="GPUs each worker holds (the cluster's worker_gpus option). Default 0.")
+    worker_gpu_type = Unicode("", help="GPU type (a name in the profile data's gpu_types) of the workers' GPUs.")
     scheduler_cores = Float(1, min=0.01, config=True,
                             help="CPU cores of the scheduler container (may be fractional). Default 1.")
     image = Unicode("", help="Image of the scheduler and workers: the image of the cluster's server.")
@@ -82,6 +110,7 @@ class Origin:
     container_id: str
     image: str
     profile: str
+    gpus: tuple[str, ...] = ()  # uuids of the GPUs the server holds (its titan.gpus label)
 
 
 class DockerBackend(DBBackendBase):
@@ -131,6 +160,21 @@ class DockerBackend(DBBackendBase):
 
     docker_threads = Integer(8, min=1, config=True, help="Threads running Docker API calls. Default 8.")
 
+    gpu_db_url = Unicode(
+        "",
+        config=True,
+        help="""The spawner's GPU allocation database (sqlalchemy URL): workers asking for GPUs draw
+        from the same units as servers. gateway/configure.py points it at state/gpu-allocations.sqlite,
+        as jupyterhub_config.py does for the spawner. Default "": workers cannot have GPUs.""",
+    )
+
+    gpu_inventory_xml = Unicode(
+        "",
+        config=True,
+        help="""Read the host's GPUs from this `nvidia-smi -q -x` file instead of asking the driver, as
+        TitanDockerSpawner.gpu_inventory_xml does (the same setting). Default "": discover.""",
+    )
+
     default_host = "127.0.0.1"
     supports_bulk_shutdown = True
 
@@ -140,18 +184,25 @@ class DockerBackend(DBBackendBase):
 
     # ---- profile data -------------------------------------------------------------------
 
-    _settings_cache: tuple[tuple[tuple[str, float], ...], DaskSettings] | None = None
+    _settings_cache: tuple[tuple[tuple[str, float], ...], DaskSettings, ProfileSet] | None = None
     _reserved: dict[str, tuple[int, float]]
 
     def dask_settings(self) -> DaskSettings:
         """The `dask` section of the profile data, re-read when a profile file changes."""
+        return self._profile_data()[0]
+
+    def profile_set(self) -> ProfileSet:
+        """All of the profile data (the GPU types, the servers' profiles)."""
+        return self._profile_data()[1]
+
+    def _profile_data(self) -> tuple[DaskSettings, ProfileSet]:
         files = profile_files(Path(self.profiles_dir))
         stamp = tuple((str(p), p.stat().st_mtime) for p in files)
         if self._settings_cache is None or self._settings_cache[0] != stamp:
             images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
             profiles = load_profiles(files, images=images)
-            self._settings_cache = (stamp, dask_settings(profiles.dask))
-        return self._settings_cache[1]
+            self._settings_cache = (stamp, dask_settings(profiles.dask, profiles.gpu_types), profiles)
+        return self._settings_cache[1], self._settings_cache[2]
 
     @property
     def max_idle_timeout(self) -> float:
@@ -172,6 +223,73 @@ class DockerBackend(DBBackendBase):
         api = self._api
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: getattr(api, method)(*args, **kwargs))
+
+    async def _in_thread(self, work: Callable[[], T]) -> T:
+        """``work()`` on the Docker threads (the allocator's sqlite calls may wait for its lock)."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.docker_threads, thread_name_prefix="docker")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    # ---- GPUs ---------------------------------------------------------------------------
+
+    def gpus(self) -> GpuAllocator | None:
+        """The GPU allocator over the spawner's database; ``None`` when none is configured.
+
+        It does not reconcile the table with the running containers: the hub does that (servers'
+        and workers' containers alike); the gateway only frees its own workers' rows (:meth:`reap`).
+        """
+        if not self.gpu_db_url:
+            return None
+        rules = self.profile_set().gpu_types
+        try:
+            allocator, _ = gpu_allocator(self.gpu_db_url, self.gpu_inventory_xml, rules, self.log)
+        except OperationalError:  # the hub created the table at the same moment: it is there now
+            allocator, _ = gpu_allocator(self.gpu_db_url, self.gpu_inventory_xml, rules, self.log)
+        return allocator
+
+    def server_gpu_type(self, username: str, server: str, origin: Origin) -> str | None:
+        """The type of the GPUs the cluster's server holds, else its profile's GPU type (if any)."""
+        allocator = self.gpus()
+        profiles = self.profile_set()
+        if allocator is not None and origin.gpus:
+            held = allocator.held_by(f"{username}/{server}")
+            for name, units in match_types(held, profiles.gpu_types).items():
+                if units:
+                    return name
+        profile = profiles.get(origin.profile)
+        if profile is not None and profile.settings.get("resources"):
+            return resources_from_settings(profile.settings).gpu_type
+        return None
+
+    def gpu_workers_allowed(self, cluster: Cluster) -> tuple[int, int, int] | None:
+        """``(workers, free, total)``: how many of ``cluster``'s workers can hold GPUs now (the
+        units free plus those its workers hold), the units of its type free and on the host;
+        ``None`` for a cluster whose workers need none. No ``await``: safe between check and change."""
+        per_worker = int(cluster.config.get("worker_gpus") or 0)
+        allocator = self.gpus() if per_worker else None
+        if allocator is None:
+            return None
+        gpu_type = str(cluster.config.get("worker_gpu_type"))
+        prefix = cluster_gpu_prefix(cluster.username, cluster.name)
+        held = sum(1 for owner in allocator.allocations().values() if owner.startswith(prefix))
+        free = allocator.free_count(gpu_type)
+        return (free + held) // per_worker, free, allocator.total_count(gpu_type)
+
+    async def _release_gpus(self, owners: Iterable[str]) -> None:
+        allocator = self.gpus()
+        owners = list(owners)
+        if allocator is None or not owners:
+            return
+        for owner in owners:  # the allocator logs what it frees
+            await self._in_thread(partial(allocator.release, owner))
+
+    async def _release_cluster_gpus(self, cluster: Cluster) -> None:
+        allocator = self.gpus()
+        if allocator is None:
+            return
+        prefix = cluster_gpu_prefix(cluster.username, cluster.name)
+        held = await self._in_thread(allocator.allocations)
+        await self._release_gpus(sorted({o for o in held.values() if o.startswith(prefix)}))
 
     async def _deployment_containers(self, *labels: str) -> list[dict[str, Any]]:
         filters = {"label": [f"{LABEL_DEPLOYMENT}={self.deployment}", *labels]}
@@ -209,7 +327,10 @@ class DockerBackend(DBBackendBase):
     def get_worker_command(self, cluster: Cluster, worker_name: str,
                            scheduler_address: str | None = None) -> list[str]:
         command: list[str] = super().get_worker_command(cluster, worker_name, scheduler_address)
-        return [*command, "--host", self.default_host]
+        gpus = int(cluster.config.get("worker_gpus") or 0)
+        # Tasks can ask for a GPU with resources={"GPU": 1}.
+        resources = ["--resources", f"GPU={gpus}"] if gpus else []
+        return [*command, "--host", self.default_host, *resources]
 
     def scheduler_spec(self, cluster: Cluster) -> ContainerSpec:
         config = cluster.config
@@ -222,16 +343,23 @@ class DockerBackend(DBBackendBase):
             cores=config.scheduler_cores, memory=config.scheduler_memory, user=self.container_user,
         )
 
-    def worker_spec(self, worker: Worker) -> ContainerSpec:
+    def worker_spec(self, worker: Worker, gpus: Sequence[GpuUnit] = ()) -> ContainerSpec:
+        """A worker's container; with ``gpus``, exactly those devices (the spawner's DeviceRequest)."""
         cluster = worker.cluster
         config = cluster.config
+        labels = container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
+                                  WORKER, worker.name)
+        environment = self.get_worker_env(cluster)
+        extra: dict[str, Any] = {}
+        if gpus:
+            labels[LABEL_GPUS] = gpu_label_value(list(gpus))
+            environment["NVIDIA_VISIBLE_DEVICES"] = labels[LABEL_GPUS]
+            extra["device_requests"] = [docker_device_request(list(gpus))]
         return ContainerSpec(
             name=container_name(self.deployment, cluster.username, cluster.name, WORKER, worker.name),
             image=config.image, command=self.get_worker_command(cluster, worker.name),
-            environment=self.get_worker_env(cluster),
-            labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
-                                    WORKER, worker.name),
-            cores=config.worker_cores, memory=config.worker_memory, user=self.container_user,
+            environment=environment, labels=labels,
+            cores=config.worker_cores, memory=config.worker_memory, user=self.container_user, extra=extra,
         )
 
     async def _start_container(self, spec: ContainerSpec, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
@@ -245,9 +373,40 @@ class DockerBackend(DBBackendBase):
         async for state in self._start_container(self.scheduler_spec(cluster), cluster):
             yield state
 
+    async def _worker_gpus(self, worker: Worker) -> list[GpuUnit]:
+        """Claim the GPUs ``worker`` asks for (none: ``[]``); ``GpuUnavailable`` when they are not free."""
+        cluster = worker.cluster
+        count = int(cluster.config.get("worker_gpus") or 0)
+        if not count:
+            return []
+        gpu_type = str(cluster.config.get("worker_gpu_type"))
+        allocator = self.gpus()
+        if allocator is None:
+            raise GpuUnavailable("GPUs for Dask workers are not configured on this deployment.")
+        owner = worker_gpu_owner(cluster.username, cluster.name, worker.name)
+        try:
+            units = await self._in_thread(partial(allocator.allocate, gpu_type, count, owner))
+        except GpuUnavailable as error:
+            self.log.warning("Worker %s of cluster %s (%s) cannot start: %s", worker.name, cluster.name,
+                             cluster.username, error)
+            raise
+        self.log.info("GPUs for Dask worker %s: %s", owner, ", ".join(u.uuid for u in units))
+        return units
+
     async def do_start_worker(self, worker: Worker) -> AsyncIterator[dict[str, Any]]:
-        async for state in self._start_container(self.worker_spec(worker), worker.cluster):
-            yield state
+        cluster = worker.cluster
+        owner = worker_gpu_owner(cluster.username, cluster.name, worker.name)
+        units = await self._worker_gpus(worker)
+        try:
+            async for state in self._start_container(self.worker_spec(worker, units), cluster):
+                allocator = self.gpus() if units else None
+                if allocator is not None:
+                    await self._in_thread(partial(allocator.attach, owner, str(state["container_id"])))
+                yield state
+        except BaseException:
+            if units:
+                await asyncio.shield(self._release_gpus([owner]))
+            raise
 
     async def do_stop_cluster(self, cluster: Cluster) -> None:
         """Bulk shutdown: the scheduler and every worker of the cluster."""
@@ -255,12 +414,15 @@ class DockerBackend(DBBackendBase):
         if (cluster.state or {}).get("container_id"):
             ids.add(cluster.state["container_id"])
         await asyncio.gather(*(self._remove(i) for i in ids))
+        await self._release_cluster_gpus(cluster)
 
     async def do_stop_worker(self, worker: Worker) -> None:
         ids = {c["Id"] for c in await self._deployment_containers(f"{LABEL_WORKER}={worker.name}")}
         if (worker.state or {}).get("container_id"):
             ids.add(worker.state["container_id"])
         await asyncio.gather(*(self._remove(i) for i in ids))
+        if worker.cluster.config.get("worker_gpus"):
+            await self._release_gpus([worker_gpu_owner(worker.cluster.username, worker.cluster.name, worker.name)])
 
     async def _alive(self, objects: Iterable[Cluster | Worker]) -> list[bool]:
         objects = list(objects)
@@ -288,13 +450,15 @@ class DockerBackend(DBBackendBase):
                 f"Start it, or pass server='<name of a running server>'.")
         container = found[0]
         return Origin(container_id=container["Id"], image=container["Image"],
-                      profile=container["Labels"].get(LABEL_PROFILE, ""))
+                      profile=container["Labels"].get(LABEL_PROFILE, ""),
+                      gpus=tuple(parse_gpu_label(container["Labels"].get(LABEL_GPUS))))
 
     def cluster_overrides(self, settings: DaskSettings, request: ClusterRequest, limits: Limits,
                           origin: Origin, server: str) -> dict[str, Any]:
         return {
             "image": origin.image, "origin_server": server, "origin_container": origin.container_id,
             "worker_cores": request.worker_cores, "worker_memory": request.worker_memory_bytes,
+            "worker_gpus": request.worker_gpus, "worker_gpu_type": request.worker_gpu_type,
             "scheduler_cores": settings.scheduler_cores, "scheduler_memory": settings.scheduler_memory,
             "idle_timeout": request.idle_timeout,
             "cluster_max_cores": limits.max_cores, "cluster_max_memory": limits.max_memory,
@@ -310,6 +474,10 @@ class DockerBackend(DBBackendBase):
         except OptionsError as error:
             raise PublicException(str(error)) from None
         origin = await self._origin(user.name, request.server)
+        try:
+            request = self.check_gpus(settings, request, user.name, origin)
+        except OptionsError as error:
+            raise PublicException(str(error)) from None
         limits = limits_for(settings.limits, settings.group_limits, user.groups)
         try:
             config = self.cluster_config_class(
@@ -329,6 +497,24 @@ class DockerBackend(DBBackendBase):
                       request.server, origin.image)
         self.queue.put(cluster)
         return str(cluster.name)
+
+    def check_gpus(self, settings: DaskSettings, request: ClusterRequest, username: str,
+                   origin: Origin) -> ClusterRequest:
+        """The request with its workers' GPU type filled in; ``OptionsError`` when workers cannot
+        have GPUs here, or when one worker would need more than the host has of that type."""
+        if not request.worker_gpus:
+            return resolve_gpu_type(settings, request, None)
+        allocator = self.gpus()
+        if allocator is None:
+            raise OptionsError("GPUs for Dask workers are not configured on this deployment: "
+                               "ask for worker_gpus=0.")
+        request = resolve_gpu_type(settings, request, self.server_gpu_type(username, request.server, origin))
+        total = allocator.total_count(request.worker_gpu_type)
+        if request.worker_gpus > total:
+            have = f"only {total}" if total else "no"
+            raise OptionsError(f"worker_gpus={request.worker_gpus}: this host has {have} "
+                               f"{request.worker_gpu_type} GPU{'' if total == 1 else 's'}.")
+        return request
 
     # ---- scaling within the limits ------------------------------------------------------
 
@@ -371,6 +557,7 @@ class DockerBackend(DBBackendBase):
                 if requested is not None and requested > count:
                     routes.note(f"Scale request of {requested} workers exceeds {why}. Scaling to {count} instead.")
                 msg = {**msg, "count": count}
+                self._note_gpus(db_cluster, count)
             else:
                 maximum = msg.get("maximum")
                 if maximum is None or maximum > allowed:
@@ -378,6 +565,17 @@ class DockerBackend(DBBackendBase):
                         routes.note(f"Adapt maximum of {requested} workers exceeds {why}. Using {allowed} instead.")
                     msg = {**msg, "maximum": allowed, "minimum": min(msg.get("minimum") or 0, allowed)}
         await super().forward_message_to_scheduler(cluster, msg)
+
+    def _note_gpus(self, cluster: Cluster, count: int) -> None:
+        """Tell the user when fewer of ``count`` workers can have their GPUs now than asked for."""
+        gpus = self.gpu_workers_allowed(cluster)
+        if gpus is None or count <= gpus[0]:
+            return
+        allowed, free, total = gpus
+        per_worker, gpu_type = int(cluster.config.worker_gpus), cluster.config.worker_gpu_type
+        routes.note(f"Each worker of this cluster needs {per_worker} {gpu_type} GPU(s) and {free} of {total} "
+                    f"are free: {allowed} of the {count} workers can start now, the others when GPUs are "
+                    "released.")
 
     async def on_cluster_heartbeat(self, cluster_name: str, msg: dict[str, Any]) -> None:
         """Every worker count the scheduler asks for (scale or adaptive) passes the limits here;
@@ -394,6 +592,12 @@ class DockerBackend(DBBackendBase):
                 self.log.info("Cluster %s asks for %d workers; %s's limits allow %d (%s)", cluster_name, count,
                               cluster.username, allowed, limit)
                 msg = {**msg, "count": allowed}
+        if cluster is not None and cluster.target <= JobStatus.RUNNING and isinstance(msg.get("count"), int):
+            gpus = self.gpu_workers_allowed(cluster)  # workers only start with their GPUs free
+            if gpus is not None and msg["count"] > gpus[0]:
+                self.log.info("Cluster %s asks for %d workers; GPUs (%s: %d of %d free) allow %d", cluster_name,
+                              msg["count"], cluster.config.worker_gpu_type, gpus[1], gpus[2], gpus[0])
+                msg = {**msg, "count": gpus[0]}
         await super().on_cluster_heartbeat(cluster_name, msg)
 
     # ---- lifecycle with the user's servers ----------------------------------------------
@@ -427,6 +631,30 @@ class DockerBackend(DBBackendBase):
         for container_id in orphans:
             self.log.info("Removing orphan container %s", container_id[:12])
         await asyncio.gather(*(self._remove(i) for i in orphans))
+        await self.reap_gpus()
+
+    async def reap_gpus(self) -> None:
+        """Free GPU rows of Dask workers that no active worker of an active cluster owns (a gateway
+        crash between a claim and its release). Only workers' rows: servers' rows are the hub's."""
+        allocator = self.gpus()
+        if allocator is None:
+            return
+        held = await self._in_thread(allocator.allocations)
+        stale = []
+        for owner in sorted(set(held.values())):
+            parsed = parse_worker_gpu_owner(owner)
+            if parsed is None:
+                continue
+            username, cluster_name, worker_name = parsed
+            cluster = self.db.get_cluster(cluster_name)
+            worker = cluster.workers.get(worker_name) if cluster is not None and cluster.username == username \
+                else None
+            if cluster is None or cluster.status >= JobStatus.STOPPED or worker is None \
+                    or worker.status >= JobStatus.STOPPED:
+                stale.append(owner)
+        if stale:
+            self.log.info("Freeing the GPUs of Dask workers that are gone: %s", ", ".join(stale))
+            await self._release_gpus(stale)
 
     def _is_orphan(self, labels: Mapping[str, str]) -> bool:
         name = labels.get(LABEL_CLUSTER)
@@ -454,6 +682,7 @@ class DockerBackend(DBBackendBase):
 
     async def setup(self, app: web.Application) -> None:
         self.dask_settings()  # bad profile data fails the start, with the file and key
+        self.gpus()  # the inventory, read once and logged
         routes.install(app, self)
         await super().setup(app)
 

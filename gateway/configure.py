@@ -3,7 +3,8 @@
 Everything listens on 127.0.0.1: the private API (``gateway.api_port``), the HTTP proxy clients
 use (``gateway.proxy_port``, under the hub's service prefix) and the TLS proxy to schedulers
 (``gateway.scheduler_proxy_port``). The database and its encryption key live in the state
-directory (key file mode 0600); clusters keep running across a gateway restart.
+directory (key file mode 0600); clusters keep running across a gateway restart. Workers' GPUs
+are claimed in the spawner's GPU allocation database, over the same inventory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from traitlets.config import Config
 from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token
 from titan.settings import Settings
 from titan.state import ensure_state_dir, secret_file
+
+GPU_DB_FILE = "gpu-allocations.sqlite"  # in the state directory, as c.TitanDockerSpawner.gpu_db_url has it
 
 
 def configure(c: Config, settings: Settings) -> None:
@@ -40,6 +43,9 @@ def configure(c: Config, settings: Settings) -> None:
     c.DockerBackend.db_url = f"sqlite:///{private_file(state / 'dask-gateway.sqlite')}"
     c.DockerBackend.db_encrypt_keys = [bytes.fromhex(secret_file(state / "dask-gateway-db-key"))]
     c.DockerBackend.stop_clusters_on_shutdown = False  # a restart keeps clusters running
+    # Workers' GPUs come from the spawner's own allocation table (jupyterhub_config.py: the same file).
+    c.DockerBackend.gpu_db_url = f"sqlite:///{state / GPU_DB_FILE}"
+    c.DockerBackend.gpu_inventory_xml = settings.gpu_inventory_xml
     c.DockerBackend.control_token = control_token(settings)
     c.DockerBackend.server_check_period = float(gateway["server_check_period"])
     c.DockerBackend.cluster_status_period = 5.0

@@ -62,6 +62,33 @@ class ContainerSpec:
         }
 
 
+def worker_gpu_owner(user: str, cluster: str, worker: str) -> str:
+    """The GPU allocator's owner key of one worker: ``<user>/dask/<cluster>/<worker>`` (a server's
+    is ``<user>/<server>``; server names hold no ``/``, so the two never meet)."""
+    return f"{cluster_gpu_prefix(user, cluster)}{worker}"
+
+
+def cluster_gpu_prefix(user: str, cluster: str) -> str:
+    """What the owner keys of every worker of ``cluster`` start with."""
+    return f"{user}/dask/{cluster}/"
+
+
+def parse_worker_gpu_owner(owner: str) -> tuple[str, str, str] | None:
+    """``(user, cluster, worker)`` of a worker's owner key; ``None`` for any other key (a server's)."""
+    parts = owner.split("/")
+    if len(parts) == 4 and parts[1] == "dask" and all(parts):
+        return parts[0], parts[2], parts[3]
+    return None
+
+
+def worker_gpu_owner_from_labels(labels: Mapping[str, str]) -> str | None:
+    """The owner key of a worker container, from its labels; ``None`` for any other container."""
+    if labels.get(LABEL_ROLE) != WORKER:
+        return None
+    user, cluster, worker = labels.get(LABEL_OWNER, ""), labels.get(LABEL_CLUSTER, ""), labels.get(LABEL_WORKER, "")
+    return worker_gpu_owner(user, cluster, worker) if user and cluster and worker else None
+
+
 def container_name(deployment: str, owner: str, cluster: str, role: str, worker: str = "") -> str:
     """``<deployment>-dask-<owner>-<cluster[:12]>-scheduler`` or ``…-worker-<worker[:12]>``."""
     base = f"{deployment}-dask-{docker_safe(owner)}-{cluster[:12]}-{role}"

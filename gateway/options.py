@@ -1,7 +1,8 @@
 """Cluster options: the ``dask`` section of the profile data, and the options a client sends.
 
 The profile data (``profiles/*.yaml``, section ``dask``) is the one source of truth: it lists the
-worker sizes users may choose, the scheduler's size, and the limits. :func:`dask_settings`
+worker sizes users may choose (cores, memory, and GPUs per worker of the profile data's
+``gpu_types``), the scheduler's size, and the limits. :func:`dask_settings`
 normalises it once (every default filled in); :func:`parse_request` checks what a client sent
 and raises :class:`OptionsError` with a message meant for the user; :func:`options_spec` gives
 dask-gateway's ``Options`` so ``Gateway().cluster_options()`` shows the same choices.
@@ -10,22 +11,23 @@ dask-gateway's ``Options`` so ``Gateway().cluster_options()`` shows the same cho
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from dask_gateway_server.options import Float, Options, Select, String
+from dask_gateway_server.options import Float, Integer, Options, Select, String
 
 from gateway.limits import DEFAULT_LIMITS, Limits, parse_limits
 from spawner.profiles import deep_merge
 from spawner.units import parse_memory
 
 SERVER_FIELD = "server"
-FIELDS = (SERVER_FIELD, "worker_cores", "worker_memory", "idle_timeout")
+FIELDS = (SERVER_FIELD, "worker_cores", "worker_memory", "worker_gpus", "worker_gpu_type", "idle_timeout")
 
 DEFAULT_DASK: Mapping[str, Any] = {
     "worker_cores": {"choices": [1], "default": 1},
     "worker_memory": {"choices": ["1G", "2G", "4G"], "default": "2G"},
+    "worker_gpus": {"choices": [0], "default": 0},
     "scheduler": {"cores": 1, "memory": "1G"},
     "limits": DEFAULT_LIMITS,
     "group_limits": {},
@@ -46,16 +48,23 @@ class DaskSettings:
     scheduler_memory: int
     limits: Limits
     group_limits: Mapping[str, Mapping[str, Any]]
+    worker_gpus: tuple[int, ...] = (0,)  # GPUs per worker a user may ask for
+    default_gpus: int = 0
+    gpu_types: tuple[str, ...] = ()  # the profile data's gpu_types workers may use
 
 
 @dataclass(frozen=True)
 class ClusterRequest:
-    """Validated options: the server the cluster belongs to and the worker size."""
+    """Validated options: the server the cluster belongs to and the worker size.
+
+    ``worker_gpu_type`` is ``""`` until :func:`resolve_gpu_type` fills in the server's type."""
 
     server: str
     worker_cores: float
     worker_memory: str
     idle_timeout: float
+    worker_gpus: int = 0
+    worker_gpu_type: str = ""
 
     @property
     def worker_memory_bytes(self) -> int:
@@ -69,10 +78,13 @@ def format_cores(value: float) -> str:
     return f"{value:g}"
 
 
-def dask_settings(raw: Mapping[str, Any]) -> DaskSettings:
-    """The profile data's ``dask`` section (already schema-checked) with every default filled in."""
+def dask_settings(raw: Mapping[str, Any], gpu_types: Iterable[str] | None = None) -> DaskSettings:
+    """The profile data's ``dask`` section (already schema-checked) with every default filled in.
+
+    ``gpu_types`` are the names in the profile data's ``gpu_types``; ``dask.worker_gpus.types``
+    may only name those (absent: all of them). Without ``gpu_types`` no type is checked."""
     merged = deep_merge(DEFAULT_DASK, raw)
-    for key in ("worker_cores", "worker_memory"):  # choices given without a default: the first
+    for key in ("worker_cores", "worker_memory", "worker_gpus"):  # choices without a default: the first
         if "choices" in raw.get(key, {}) and "default" not in raw[key]:
             merged[key]["default"] = raw[key]["choices"][0]
     cores = tuple(float(c) for c in merged["worker_cores"]["choices"])
@@ -85,6 +97,21 @@ def dask_settings(raw: Mapping[str, Any]) -> DaskSettings:
     if parse_memory(default_memory) not in {parse_memory(m) for m in memory}:
         raise ValueError(f"dask.worker_memory: the default {default_memory} is not one of the choices "
                          f"({', '.join(memory)})")
+    gpus = tuple(int(n) for n in merged["worker_gpus"]["choices"])
+    default_gpus = int(merged["worker_gpus"]["default"])
+    if default_gpus not in gpus:
+        raise ValueError(f"dask.worker_gpus: the default {default_gpus} is not one of the choices "
+                         f"({', '.join(map(str, gpus))})")
+    given = merged["worker_gpus"].get("types")
+    if gpu_types is None:  # not checked against gpu_types (callers that only look at sizes)
+        types = tuple(given or ())
+    else:
+        known = list(gpu_types)
+        types = tuple(known if given is None else given)
+        unknown = [t for t in types if t not in known]
+        if unknown:
+            raise ValueError(f"dask.worker_gpus.types: {', '.join(unknown)} not in gpu_types "
+                             f"({', '.join(known) or 'none'})")
     for group, override in merged["group_limits"].items():
         try:
             parse_limits(override, parse_limits(merged["limits"]))
@@ -95,6 +122,7 @@ def dask_settings(raw: Mapping[str, Any]) -> DaskSettings:
         scheduler_cores=float(merged["scheduler"]["cores"]),
         scheduler_memory=parse_memory(str(merged["scheduler"]["memory"])),
         limits=parse_limits(merged["limits"]), group_limits=dict(merged["group_limits"]),
+        worker_gpus=gpus, default_gpus=default_gpus, gpu_types=types,
     )
 
 
@@ -121,6 +149,27 @@ def _memory(settings: DaskSettings, value: Any) -> str:
         if parse_memory(choice) == size:
             return choice
     raise OptionsError(f"worker_memory={value!r} is not offered. Choose one of: {offered}.")
+
+
+def _gpus(settings: DaskSettings, value: Any) -> int:
+    offered = ", ".join(map(str, settings.worker_gpus))
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OptionsError(f"worker_gpus must be a whole number of GPUs per worker, one of: {offered}.")
+    if value not in settings.worker_gpus:
+        raise OptionsError(f"worker_gpus={value!r} is not offered. Choose one of: {offered}.")
+    return value
+
+
+def _gpu_type(settings: DaskSettings, value: Any) -> str:
+    offered = ", ".join(settings.gpu_types) or "none on this deployment"
+    if not isinstance(value, str):
+        raise OptionsError(f"worker_gpu_type must be a GPU type name ('' for your server's), one of: {offered}.")
+    if value and value not in settings.gpu_types:
+        raise OptionsError(f"worker_gpu_type={value!r} is not offered. Choose one of: {offered} "
+                           "(or '' for your server's type).")
+    return value
 
 
 def _idle_timeout(value: Any, max_idle_timeout: float) -> float:
@@ -152,17 +201,44 @@ def parse_request(settings: DaskSettings, request: Any, max_idle_timeout: float)
         worker_cores=_cores(settings, request.get("worker_cores", settings.default_cores)),
         worker_memory=_memory(settings, request.get("worker_memory", settings.default_memory)),
         idle_timeout=_idle_timeout(request.get("idle_timeout", max_idle_timeout), max_idle_timeout),
+        worker_gpus=_gpus(settings, request.get("worker_gpus", settings.default_gpus)),
+        worker_gpu_type=_gpu_type(settings, request.get("worker_gpu_type", "")),
     )
 
 
+def resolve_gpu_type(settings: DaskSettings, request: ClusterRequest, server_type: str | None) -> ClusterRequest:
+    """Fill in the workers' GPU type: the one asked for, else ``server_type`` (the type of the GPUs
+    the cluster's server holds, or of its profile). No GPUs per worker: no type."""
+    if not request.worker_gpus:
+        return replace(request, worker_gpu_type="")
+    if request.worker_gpu_type:
+        return request
+    offered = ", ".join(settings.gpu_types) or "none on this deployment"
+    if not server_type:
+        raise OptionsError(f"worker_gpus={request.worker_gpus} needs a GPU type: your server has no GPU, so "
+                           f"pass worker_gpu_type, one of: {offered}.")
+    if server_type not in settings.gpu_types:
+        raise OptionsError(f"Your server's GPU type {server_type} is not offered to Dask workers. "
+                           f"Pass worker_gpu_type, one of: {offered}.")
+    return replace(request, worker_gpu_type=server_type)
+
+
 def options_spec(settings: DaskSettings, max_idle_timeout: float) -> Options:
-    """The options as dask-gateway describes them to clients (``GET /api/v1/options``)."""
+    """The options as dask-gateway describes them to clients (``GET /api/v1/options``); the GPU
+    fields only where the profile data offers workers GPUs."""
+    gpu_fields = [
+        Integer("worker_gpus", default=settings.default_gpus, min=min(settings.worker_gpus),
+                max=max(settings.worker_gpus), label="GPUs per worker"),
+        Select("worker_gpu_type", ["", *settings.gpu_types], default="",
+               label="Worker GPU type ('' for your server's)"),
+    ] if any(settings.worker_gpus) else []
     return Options(
         String(SERVER_FIELD, default="", label="Server the cluster belongs to (stops with it)"),
         Select("worker_cores", [format_cores(c) for c in settings.worker_cores],
                default=format_cores(settings.default_cores), label="Worker cores"),
         Select("worker_memory", list(settings.worker_memory), default=settings.default_memory,
                label="Worker memory"),
+        *gpu_fields,
         Float("idle_timeout", default=max_idle_timeout, min=0, max=max_idle_timeout or None,
               label="Stop after this many idle seconds"),
     )

@@ -47,6 +47,51 @@ def docker_volume_path(template: str) -> Any:
     return resolve
 
 
+def docker_profile_of(deployment_label: str = "") -> Any:
+    """A resolver (user, server) -> the ``titan.profile`` label of that server's running container."""
+    import docker
+
+    from spawner.container import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
+
+    client = docker.from_env()
+
+    def resolve(user: str, server: str) -> str | None:
+        labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
+        if deployment_label:
+            labels.append(f"titan.deployment={deployment_label}")
+        found = client.containers.list(filters={"label": labels})
+        return found[0].labels.get(LABEL_PROFILE) if found else None
+
+    return resolve
+
+
+class ProfileClones:
+    """The profiles' ``clone`` lists, reloaded when a profile file changes (as the spawner does)."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = Path(directory)
+        self._stamp: tuple[float, ...] | None = None
+        self._value: tuple[str, dict[str, tuple[str, ...]]] = ("", {})
+
+    def __call__(self) -> tuple[str, dict[str, tuple[str, ...]]]:
+        from images.recipes import catalog
+        from spawner.profiles import load_profiles, profile_files
+
+        if not str(self.directory) or not self.directory.is_dir():
+            return ("", {})
+        files = profile_files(self.directory)
+        stamp = tuple(f.stat().st_mtime for f in files)
+        if stamp != self._stamp:
+            try:
+                profiles = load_profiles(files, images=[n for n, r in catalog().items() if r.builder == "docker"])
+            except ValueError as error:
+                logging.getLogger("titan.service").warning("Profiles not loaded: %s", error)
+                return self._value
+            self._value = (profiles.default.slug, {p.slug: p.clone for p in profiles.profiles if p.clone})
+            self._stamp = stamp
+        return self._value
+
+
 class TitanService(Application):
     name = "titan-service"
     description = "Titan's hub service: git autosave of users' repositories (and, later, share links)."
@@ -109,6 +154,16 @@ class TitanService(Application):
         config=True)
     autosave = Bool(True, help="Run the autosave scheduler (pages and API are served either way).").tag(config=True)
 
+    profiles_dir = Unicode(
+        "", help="""The spawner's profiles directory, for the profiles' ``clone`` lists (repositories cloned
+        into the home when a server with that profile starts). Empty: no profile clones.""",
+    ).tag(config=True)
+    deployment = Unicode("", help="The deployment label (titan.deployment) of this hub's containers.").tag(
+        config=True)
+    home_owner = Unicode(
+        "1000:1000", help="uid:gid that files cloned into a home volume get (the images' jovyan). Default 1000:1000.",
+    ).tag(config=True)
+
     aliases = {"port": "TitanService.port", "state-dir": "TitanService.state_dir", "db-url": "TitanService.db_url",
                "log-level": "Application.log_level"}
 
@@ -122,11 +177,14 @@ class TitanService(Application):
         self.db = Database(self.db_url)
         hub = HubClient(os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
                         os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+        uid, _, gid = self.home_owner.partition(":")
         self.engine = Engine(
             EngineConfig(state_dir=state, github_url=self.github_url, branch_template=self.branch_template,
                          max_file_size=self.max_file_size, concurrency=self.concurrency,
-                         retry_base=self.retry_base, retry_max=self.retry_max),
-            self.db, hub, docker_volume_path(self.home_volume_template), write_askpass(state))
+                         retry_base=self.retry_base, retry_max=self.retry_max,
+                         home_uid=int(uid), home_gid=int(gid or uid)),
+            self.db, hub, docker_volume_path(self.home_volume_template), write_askpass(state),
+            profiles=ProfileClones(self.profiles_dir), profile_of=docker_profile_of(self.deployment))
 
     def make_web_app(self) -> WebApplication:
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/")

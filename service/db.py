@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
@@ -33,6 +34,7 @@ class AutosaveUser(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     interval: Mapped[int] = mapped_column(Integer, default=DEFAULT_INTERVAL)  # seconds
+    strip_outputs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
     updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
     repos: Mapped[list[AutosaveRepo]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                      order_by="AutosaveRepo.id")
@@ -79,6 +81,30 @@ class AutosaveRepo(Base):
         }
 
 
+class CloneRepo(Base):
+    """A repository cloned into a user's home when a server starts: from the user's settings
+    (``source`` "settings") or from a server's profile ("profile <slug>"), and how the last try went."""
+
+    __tablename__ = "clone_repos"
+    __table_args__ = (UniqueConstraint("user_name", "path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(255), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    path: Mapped[str] = mapped_column(String(1024))  # relative to the home directory
+    source: Mapped[str] = mapped_column(String(255), default="settings")
+    state: Mapped[str] = mapped_column(String(32), default="waiting")  # cloned, present, error, sign in again
+    message: Mapped[str] = mapped_column(Text, default="")
+    last_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+    def status(self) -> dict[str, Any]:
+        attempt = self.last_attempt
+        if attempt is not None and attempt.tzinfo is None:
+            attempt = attempt.replace(tzinfo=UTC)
+        return {"url": self.url, "path": self.path, "source": self.source, "state": self.state,
+                "message": self.message, "last_attempt": attempt.isoformat() if attempt else None}
+
+
 class Database:
     def __init__(self, url: str) -> None:
         kwargs: dict[str, Any] = {}
@@ -86,7 +112,16 @@ class Database:
             kwargs["connect_args"] = {"check_same_thread": False}
         self.engine = create_engine(url, **kwargs)
         Base.metadata.create_all(self.engine)
+        self._migrate()
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _migrate(self) -> None:
+        """Columns added after a database was created (create_all only adds tables)."""
+        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("autosave_users")}
+        if "strip_outputs" not in columns:
+            with self.engine.begin() as connection:
+                connection.execute(sa.text("ALTER TABLE autosave_users ADD COLUMN strip_outputs BOOLEAN NOT NULL "
+                                        "DEFAULT false"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

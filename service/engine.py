@@ -17,7 +17,7 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,13 +27,18 @@ from typing import Any
 from sqlalchemy import select
 
 from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
+from service.autosave.clone import clone_into, default_path
 from service.autosave.snapshot import autosave_commits, branch_tip, create_branch, git_env
-from service.db import AutosaveRepo, AutosaveUser, Database, utcnow
+from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
 from service.hub import GitHubCredentials, HubClient, github_user
 
 log = logging.getLogger("titan.service.autosave")
 
 VolumeResolver = Callable[[str], Path]
+#: () -> (the default profile's slug, profile slug -> repositories its servers clone)
+ProfileClones = Callable[[], tuple[str, Mapping[str, tuple[str, ...]]]]
+#: (user, server) -> the profile slug of that running server (its container's titan.profile label)
+ProfileOf = Callable[[str, str], str | None]
 
 
 def safe_ref_part(value: str) -> str:
@@ -55,6 +60,10 @@ class EngineConfig:
     retry_base: float = 30.0
     retry_max: float = 1800.0
     push_timeout: float = 300.0
+    home_uid: int = 1000  # owner of what is cloned into a home (the image's jovyan)
+    home_gid: int = 1000
+    clone_timeout: float = 600.0
+    author_ttl: float = 3600.0  # how long a GitHub name and public email are reused
 
 
 @dataclass
@@ -70,10 +79,15 @@ class Engine:
     hub: HubClient
     volume_path: VolumeResolver
     askpass: Path
+    profiles: ProfileClones | None = None
+    profile_of: ProfileOf | None = None
     running: dict[str, set[str]] = field(default_factory=dict)
+    _seen: set[tuple[str, str]] = field(default_factory=set)  # (user, server) already handled for clones
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _clone_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     _refused: dict[str, str] = field(default_factory=dict)  # user -> keyed fingerprint of a refused token
     _backoff: dict[int, _Backoff] = field(default_factory=dict)
+    _authors: dict[str, tuple[str, float, Identity]] = field(default_factory=dict)  # user -> (token key, until, who)
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _pool: ThreadPoolExecutor | None = None
 
@@ -98,7 +112,7 @@ class Engine:
         with self.db.session() as session:
             users = [(u.name, u.interval, [r.id for r in u.repos])
                      for u in session.scalars(select(AutosaveUser).where(AutosaveUser.enabled.is_(True)))]
-        jobs: list[Awaitable[Any]] = []
+        jobs: list[Awaitable[Any]] = await self._clone_jobs()
         for name, interval, repo_ids in users:
             if not repo_ids:
                 continue
@@ -119,6 +133,91 @@ class Engine:
         if jobs:
             await asyncio.gather(*jobs)
 
+    # ---- clones at server start ---------------------------------------------------------
+
+    async def _clone_jobs(self) -> list[Awaitable[Any]]:
+        """Clones for servers that started since the last pass (the user's list and the profile's)."""
+        with self.db.session() as session:
+            own: dict[str, list[tuple[str, str]]] = {}
+            for row in session.scalars(select(CloneRepo).where(CloneRepo.source == "settings")):
+                own.setdefault(row.user_name, []).append((row.url, row.path))
+        default, by_profile = self.profiles() if self.profiles else ("", {})
+        if not own and not any(by_profile.values()):
+            self._seen = set()  # nothing to clone: no need to ask the hub about every user
+            return []
+        try:
+            active = await self.hub.active_servers()
+        except Exception as error:
+            log.warning("Could not ask the hub about active servers: %s", error)
+            return []
+        seen: set[tuple[str, str]] = set()
+        jobs: list[Awaitable[Any]] = []
+        for user, servers in active.items():
+            for server, model in servers.items():
+                if not model.get("ready"):
+                    continue  # not started yet (its volume may not exist): next pass
+                seen.add((user, server))
+                if (user, server) in self._seen:
+                    continue
+                profile = str((model.get("user_options") or {}).get("profile") or "")
+                if not profile and self.profile_of is not None:
+                    profile = await self._thread(self.profile_of, user, server) or ""
+                profile = profile or default
+                wanted = [(url, path, "settings") for url, path in own.get(user, [])]
+                for url in by_profile.get(profile, ()):
+                    try:
+                        wanted.append((url, default_path(url), f"profile {profile}"))
+                    except ValueError as error:
+                        log.warning("Profile %s: %s", profile, error)
+                if wanted:
+                    jobs.append(self.clone_for(user, wanted))
+        self._seen = seen
+        return jobs
+
+    async def clone_for(self, user: str, wanted: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
+        """Clone each (url, path, source) into the user's home unless something is there already."""
+        results = []
+        try:
+            home: Path | None = await self._thread(self.volume_path, user)
+        except (LookupError, OSError) as error:
+            home, problem = None, str(error)
+        creds = await self._credentials(user) if home is not None else None
+        token = creds.token if creds and self._refused.get(user) != self._fingerprint(creds.token) else None
+        for url, path, source in wanted:
+            lock = self._clone_locks.setdefault((user, path), asyncio.Lock())
+            async with lock:
+                if home is None:
+                    state, message = "error", problem
+                else:
+                    try:
+                        result = await self._thread(
+                            clone_into, home, path, url, self.config.state_dir / "clones", self.config.github_url,
+                            token, self.askpass, self.config.home_uid, self.config.home_gid, self.config.clone_timeout)
+                        state, message = result.state, result.message
+                        if result.outcome is PushOutcome.AUTH and creds is not None:
+                            self._refused[user] = self._fingerprint(creds.token)
+                    except Exception as error:
+                        log.exception("Clone of %s for %s failed", url, user)
+                        state, message = "error", f"{type(error).__name__}: {_safe(error)}"
+                if state == "cloned":
+                    log.info("Cloned %s into %s's home at %s (%s)", url, user, path, source)
+                results.append(self._clone_status(user, url, path, source, state, message))
+        return results
+
+    def _clone_status(self, user: str, url: str, path: str, source: str, state: str, message: str) -> dict[str, Any]:
+        with self.db.session() as session:
+            row = session.scalars(select(CloneRepo).where(CloneRepo.user_name == user, CloneRepo.path == path)).first()
+            if row is None:
+                row = CloneRepo(user_name=user, url=url, path=path, source=source)
+                session.add(row)
+            elif row.source != "settings":
+                row.url, row.source = url, source
+            row.state, row.message, row.last_attempt = state, message, utcnow()
+            session.flush()
+            return row.status()
+
+    # ---- snapshots -----------------------------------------------------------------------
+
     async def run_repo(self, user: str, repo_id: int, server: str, reason: str,
                        interval: int | None = None) -> dict[str, Any]:
         """Snapshot one repository (when due) and push; returns its status."""
@@ -135,8 +234,9 @@ class Engine:
                     return repo.status()
                 path, remote = repo.path, repo.remote
                 branch = repo.branch or self.branch_for(user, server)
+                strip = bool(repo.user.strip_outputs)
             try:
-                await self._pass(user, repo_id, path, remote, branch, reason, snap=due)
+                await self._pass(user, repo_id, path, remote, branch, reason, snap=due, strip=strip)
             except Exception as error:
                 log.exception("Autosave of %s:%s failed", user, path)
                 self._update(repo_id, state="error", error=f"{type(error).__name__}: {_safe(error)}")
@@ -158,13 +258,20 @@ class Engine:
     async def _author(self, user: str, creds: GitHubCredentials | None) -> Identity:
         if creds is None:
             return Identity(user, f"{safe_ref_part(user)}@users.noreply.titan.invalid")
+        key = self._fingerprint(creds.token)
+        cached = self._authors.get(user)
+        if cached and cached[0] == key and cached[1] > time.monotonic():
+            return cached[2]  # no GitHub API call on every pass (most passes find nothing to commit)
         email = None
         status, body = await github_user(self.config.github_url, creds.token)
         if status == 200:
             email = body.get("email")  # GitHub shows only a public email here
         elif status == 401:
-            self._refused[user] = self._fingerprint(creds.token)
-        return Identity(creds.name or creds.login, email or noreply_email(creds.login, creds.id))
+            self._refused[user] = key
+        identity = Identity(creds.name or creds.login, email or noreply_email(creds.login, creds.id))
+        if status == 200:
+            self._authors[user] = (key, time.monotonic() + self.config.author_ttl, identity)
+        return identity
 
     def _fingerprint(self, token: str) -> str:
         # keyed with a per-process random key, kept only in memory: not a stored form of the token
@@ -178,7 +285,7 @@ class Engine:
             return None
 
     async def _pass(self, user: str, repo_id: int, path: str, remote: str, branch: str, reason: str,
-                    snap: bool) -> None:
+                    snap: bool, strip: bool = False) -> None:
         home = await self._thread(self.volume_path, user)
         workspace = locate(home, path, self.store_root(user))
         creds = await self._credentials(user)
@@ -186,7 +293,7 @@ class Engine:
         if snap:
             author = await self._author(user, creds)
             result = await self._thread(lambda: snapshot(
-                workspace, branch, author, max_size=self.config.max_file_size,
+                workspace, branch, author, max_size=self.config.max_file_size, strip_outputs=strip,
                 message=f"Autosave ({reason}) {now.strftime('%Y-%m-%d %H:%M:%S')} UTC"))
             values: dict[str, Any] = {"last_pass": now, "branch": branch,
                                       "left_out": [item.as_dict() for item in result.left_out]}

@@ -15,9 +15,9 @@ from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler
 
 from service.autosave import WorkspaceError
-from service.db import AutosaveRepo, AutosaveUser
+from service.db import AutosaveRepo, AutosaveUser, CloneRepo
 from service.openapi import openapi_document
-from service.settings import SettingsError, parse_form, parse_json
+from service.settings import SettingsError, UserSettings, parse_form, parse_json
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(default=True, default_for_string=True))
@@ -84,13 +84,17 @@ class BaseHandler(_Quiet, HubOAuthenticated, RequestHandler):
 
     def settings_model(self, name: str) -> dict[str, Any]:
         with self.titan.db.session() as session:
+            clones = [c.status() for c in session.query(CloneRepo).filter_by(user_name=name).order_by(CloneRepo.id)]
             user = session.get(AutosaveUser, name)
             if user is None:
-                return {"user": name, "enabled": False, "interval": self.titan.default_interval, "repositories": []}
+                return {"user": name, "enabled": False, "interval": self.titan.default_interval, "repositories": [],
+                        "strip_outputs": False, "clone": clones}
             return {"user": name, "enabled": user.enabled, "interval": user.interval,
-                    "repositories": [repo.status() for repo in user.repos]}
+                    "repositories": [repo.status() for repo in user.repos], "strip_outputs": user.strip_outputs,
+                    "clone": clones}
 
-    def save_settings(self, name: str, enabled: bool, interval: int | None, paths: list[dict[str, str]]) -> None:
+    def save_settings(self, name: str, settings: UserSettings) -> None:
+        enabled, interval, paths = settings.enabled, settings.interval, settings.repositories
         if interval is not None and interval < self.titan.min_interval:
             raise SettingsError(f"the interval must be at least {self.titan.min_interval} seconds")
         with self.titan.db.session() as session:
@@ -109,6 +113,24 @@ class BaseHandler(_Quiet, HubOAuthenticated, RequestHandler):
                     repo.remote = wanted.pop(repo.path)
             for path, remote in wanted.items():
                 user.repos.append(AutosaveRepo(path=path, remote=remote, left_out=[]))
+            if settings.strip_outputs is not None:
+                user.strip_outputs = settings.strip_outputs
+            if settings.clone is not None:
+                self._save_clones(session, name, settings.clone)
+
+    @staticmethod
+    def _save_clones(session: Any, name: str, clones: list[dict[str, str]]) -> None:
+        """The user's own clone list; rows a profile added stay (they are status only)."""
+        wanted = {item["path"]: item["url"] for item in clones}
+        for row in session.query(CloneRepo).filter_by(user_name=name):
+            if row.path in wanted:
+                url = wanted.pop(row.path)
+                if row.url != url or row.source != "settings":
+                    row.url, row.source, row.state, row.message = url, "settings", "waiting", ""
+            elif row.source == "settings":
+                session.delete(row)
+        for path, url in wanted.items():
+            session.add(CloneRepo(user_name=name, url=url, path=path, source="settings"))
 
     def repo_of(self, name: str, repo_id: str) -> int:
         with self.titan.db.session() as session:
@@ -155,8 +177,7 @@ class SettingsAPIHandler(APIHandler):
     def put(self, name: str) -> None:
         self.own(name)
         try:
-            enabled, interval, paths = parse_json(self.body())
-            self.save_settings(name, enabled, interval, paths)
+            self.save_settings(name, parse_json(self.body()))
         except SettingsError as error:
             raise HTTPError(400, str(error)) from None
         self.finish(self.settings_model(name))
@@ -222,9 +243,8 @@ class AutosavePage(PageHandler):
 
     async def post(self) -> None:
         try:
-            enabled, interval, paths = parse_form(
-                {k: [v.decode(errors="replace") for v in vs] for k, vs in self.request.body_arguments.items()})
-            self.save_settings(self.user_name, enabled, interval, paths)
+            self.save_settings(self.user_name, parse_form(
+                {k: [v.decode(errors="replace") for v in vs] for k, vs in self.request.body_arguments.items()}))
         except SettingsError as error:
             self.set_status(400)
             await self.get(error=str(error))

@@ -32,9 +32,9 @@ class HubClient:
         self.api_url = api_url.rstrip("/")
         self._token = api_token
 
-    async def _get(self, path: str) -> dict[str, Any] | None:
-        request = HTTPRequest(f"{self.api_url}{path}", headers={"Authorization": f"token {self._token}"},
-                              request_timeout=30)
+    async def _get(self, path: str, accept: str = "application/json") -> dict[str, Any] | None:
+        request = HTTPRequest(f"{self.api_url}{path}", request_timeout=30,
+                              headers={"Authorization": f"token {self._token}", "Accept": accept})
         try:
             response = await AsyncHTTPClient().fetch(request)
         except HTTPClientError as error:
@@ -55,6 +55,21 @@ class HubClient:
             return None
         servers = model.get("servers") or {}
         return {key for key, server in servers.items() if server.get("ready") or server.get("started")}
+
+    async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """Every user's active servers: user -> server name ("" default) -> the hub's server model
+        (``ready``, ``user_options``...). One paginated ``GET /users?state=active``."""
+        result: dict[str, dict[str, dict[str, Any]]] = {}
+        offset = 0
+        while True:
+            page = await self._get(f"/users?state=active&offset={offset}&limit=200",
+                                   accept="application/jupyterhub-pagination+json") or {}
+            for user in page.get("items") or []:
+                result[str(user["name"])] = dict(user.get("servers") or {})
+            following = (page.get("_pagination") or {}).get("next")
+            if not following or not page.get("items"):
+                return result
+            offset = int(following["offset"])
 
     async def github_credentials(self, name: str) -> GitHubCredentials | None:
         """The user's GitHub token and account from auth_state, or None when there is none."""

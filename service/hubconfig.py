@@ -15,9 +15,10 @@ from titan.settings import Settings
 SERVICE_NAME = "titan"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 
-#: The service's role, exactly: read users' server state (to notice stops and schedule passes)
-#: and read their auth_state (the GitHub token, fetched fresh at each push). Nothing else.
-SERVICE_SCOPES = ["read:users", "read:servers", "admin:auth_state"]
+#: The service's role, exactly: read users' server state (to notice stops and schedule passes),
+#: list users with an active server (to clone repositories when a server starts) and read their
+#: auth_state (the GitHub token, fetched fresh at each push or clone). Nothing else.
+SERVICE_SCOPES = ["read:users", "list:users", "read:servers", "admin:auth_state"]
 
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
@@ -31,6 +32,8 @@ def command(settings: Settings) -> list[str]:
         f"--TitanService.state_dir={state}",
         f"--TitanService.github_url={settings.github['url']}",
         f"--TitanService.home_volume_template={settings.home_volume_template}",
+        f"--TitanService.profiles_dir={settings.profiles_dir}",
+        f"--TitanService.deployment={settings.deployment}",
         f"--TitanService.branch_template={autosave['branch_template']}",
         f"--TitanService.default_interval={autosave['interval']}",
         f"--TitanService.min_interval={autosave['min_interval']}",

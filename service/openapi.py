@@ -29,6 +29,14 @@ _SETTINGS = {
         "user": {"type": "string"}, "enabled": {"type": "boolean"},
         "interval": {"type": "integer", "description": "seconds between snapshots (default 600)"},
         "repositories": {"type": "array", "items": {"$ref": "#/components/schemas/Repository"}},
+        "strip_outputs": {"type": "boolean", "description": "notebooks are committed without outputs"},
+        "clone": {"type": "array", "description": "repositories cloned into the home when a server starts "
+                  "(source: settings, or profile <slug>), and how the last try went",
+                  "items": {"type": "object", "properties": {
+                      "url": {"type": "string"}, "path": {"type": "string"}, "source": {"type": "string"},
+                      "state": {"type": "string", "description": "waiting, cloned, present, sign in again, error"},
+                      "message": {"type": "string"},
+                      "last_attempt": {"type": ["string", "null"], "format": "date-time"}}}},
     },
 }
 _SETTINGS_IN = {
@@ -39,6 +47,11 @@ _SETTINGS_IN = {
             {"type": "string", "description": "path relative to the home directory"},
             {"type": "object", "additionalProperties": False, "required": ["path"],
              "properties": {"path": {"type": "string"}, "remote": {"type": "string", "default": "origin"}}}]}},
+        "strip_outputs": {"type": "boolean", "description": "absent: unchanged"},
+        "clone": {"type": "array", "maxItems": 20, "description": "absent: unchanged", "items": {"oneOf": [
+            {"type": "string", "description": "http(s) URL; cloned to a folder named after it"},
+            {"type": "object", "additionalProperties": False, "required": ["url"],
+             "properties": {"url": {"type": "string"}, "path": {"type": "string"}}}]}},
     },
 }
 

@@ -19,6 +19,9 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Dict, Float, Integer, Tuple, Unicode, default
 
+from gateway.containers import ALIVE as DASK_ALIVE
+from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
+from gateway.containers import worker_gpu_owner_from_labels
 from gateway.control import server_stopped
 from images.recipes import catalog, image_tag
 from spawner.capacity import HostCapacity
@@ -195,16 +198,10 @@ class TitanDockerSpawner(DockerSpawner):
         allocator, fresh = gpu_allocator(self.gpu_db_url, self.gpu_inventory_xml, self.profile_set.gpu_types,
                                          self.log)
         if fresh:
-            running = await self.docker("containers", filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
-            live = {
-                f"{c['Labels'].get(LABEL_OWNER, '')}/{c['Labels'].get(LABEL_SERVER, '')}":
-                    parse_gpu_label(c["Labels"].get(LABEL_GPUS))
-                for c in running
-                if LABEL_SERVER in c["Labels"]  # user servers only, not Dask scheduler/worker containers
-            }
-            allocator.reconcile(live)
+            found = await self.docker("containers", all=True,
+                                      filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
+            allocator.reconcile(live_gpu_owners(found))
         return allocator
-
     @property
     def gpu_owner(self) -> str:
         return f"{self.user.name}/{self.name}"
@@ -371,3 +368,21 @@ class TitanDockerSpawner(DockerSpawner):
             await super().stop(now=now)
         finally:
             await self._release_resources()
+
+
+def live_gpu_owners(containers: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Allocator owner → the uuids its ``titan.gpus`` label lists, for the containers that hold
+    GPUs now: running servers (``<user>/<server>``) and Dask workers the gateway has created or
+    started (``<user>/dask/<cluster>/<worker>``, as gateway.backend claims them)."""
+    live: dict[str, list[str]] = {}
+    for container in containers:
+        labels = container.get("Labels") or {}
+        state = container.get("State", "running")
+        if LABEL_SERVER in labels and not labels.get(LABEL_DASK_ROLE):
+            if state == "running":
+                live[f"{labels.get(LABEL_OWNER, '')}/{labels[LABEL_SERVER]}"] = parse_gpu_label(labels.get(LABEL_GPUS))
+            continue
+        owner = worker_gpu_owner_from_labels(labels)
+        if owner is not None and state in DASK_ALIVE and labels.get(LABEL_GPUS):
+            live[owner] = parse_gpu_label(labels[LABEL_GPUS])
+    return live

@@ -89,6 +89,7 @@ class Profile:
     settings: Mapping[str, Any]  # {"image": str, "resources": {...}} before any choice
     access: Access
     options: tuple[ProfileOption, ...] = field(default=())
+    clone: tuple[str, ...] = ()  # repositories the Titan service clones into the home at start
 
     def option(self, key: str) -> ProfileOption | None:
         return next((o for o in self.options if o.key == key), None)
@@ -199,7 +200,7 @@ def _normalise_profile(raw: Mapping[str, Any], source: str, index: int) -> Profi
         slug=slug, display_name=raw["display_name"], description=raw.get("description", ""),
         default=bool(raw.get("default", False)), settings=settings,
         access=Access(groups=frozenset(access.get("groups", [])), users=frozenset(access.get("users", []))),
-        options=options,
+        options=options, clone=tuple(raw.get("clone", ())),
     )
 
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from service.autosave.excludes import DEFAULT_MAX_FILE_SIZE, LeftOut, check_file
+from service.autosave.strip import ATTRIBUTES, filter_options
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 _SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -129,7 +130,9 @@ def git(env: dict[str, str], *args: str, input_bytes: bytes | None = None, check
     result = subprocess.run(["git", *GIT_OPTIONS, *args], env=env, input=input_bytes, capture_output=True,
                             check=False, timeout=timeout, cwd=env.get("GIT_WORK_TREE") or env["GIT_DIR"])
     if check and result.returncode != 0:
-        raise subprocess.CalledProcessError(result.returncode, ["git", args[0]], result.stdout, result.stderr)
+        command = next((a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] != "-c")),
+                       "")
+        raise subprocess.CalledProcessError(result.returncode, ["git", command], result.stdout, result.stderr)
     return result
 
 
@@ -167,8 +170,9 @@ def read_head(gitdir: Path) -> str | None:
     return None
 
 
-def ensure_store(ws: Workspace) -> None:
-    """Create the store (first time) and point its alternates at the user's objects."""
+def ensure_store(ws: Workspace, strip_outputs: bool = False) -> None:
+    """Create the store (first time), point its alternates at the user's objects, and set its
+    attributes (notebook output stripping, when asked for)."""
     if not (ws.store / "objects").is_dir():
         ws.store.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "-q", "--bare", str(ws.store)], env=git_env(ws.store), check=True,
@@ -186,6 +190,21 @@ def ensure_store(ws: Workspace) -> None:
     if not exclude.is_file() or exclude.read_text() != text:
         exclude.parent.mkdir(exist_ok=True)
         exclude.write_text(text)
+    # info/attributes outranks the user's .gitattributes: only the stripping filter, or nothing.
+    attributes = ws.store / "info" / "attributes"
+    wanted_attributes = ATTRIBUTES if strip_outputs else ""
+    if not attributes.is_file() or attributes.read_text() != wanted_attributes:
+        attributes.write_text(wanted_attributes)
+
+
+def _batch_check(env: dict[str, str], specs: list[str]) -> dict[str, str]:
+    """spec -> object name, for the specs that resolve (one ``git cat-file --batch-check``)."""
+    out = git(env, "cat-file", "--batch-check=%(objectname)", input_bytes="".join(f"{s}\n" for s in specs).encode())
+    found = {}
+    for spec, line in zip(specs, out.stdout.decode(errors="replace").splitlines(), strict=False):
+        if _SHA.match(line.strip()):
+            found[spec] = line.strip()
+    return found
 
 
 def _object_exists(env: dict[str, str], spec: str) -> bool:
@@ -203,14 +222,16 @@ def branch_tip(ws: Workspace, branch: str) -> str | None:
     return _rev(git_env(ws.store), f"refs/heads/{branch}^{{commit}}")
 
 
-def index_path(ws: Workspace, branch: str) -> Path:
-    return ws.store / f"index-{hashlib.sha256(branch.encode()).hexdigest()[:16]}"
+def index_path(ws: Workspace, branch: str, strip_outputs: bool = False) -> Path:
+    """The private index of a branch; one per stripping mode, since it caches what was staged."""
+    suffix = "-stripped" if strip_outputs else ""
+    return ws.store / f"index-{hashlib.sha256(branch.encode()).hexdigest()[:16]}{suffix}"
 
 
-def _candidates(env: dict[str, str]) -> list[str]:
+def _candidates(env: dict[str, str], filters: tuple[str, ...] = ()) -> list[str]:
     """Paths that differ between the private index and the working tree (incl. untracked ones)."""
-    git(env, "update-index", "-q", "--refresh", check=False)
-    listed = git(env, "ls-files", "-z", "--modified", "--deleted", "--others", "--exclude-standard").stdout
+    git(env, *filters, "update-index", "-q", "--refresh", check=False)
+    listed = git(env, *filters, "ls-files", "-z", "--modified", "--deleted", "--others", "--exclude-standard").stdout
     return list(dict.fromkeys(p.decode("utf-8", "surrogateescape") for p in listed.split(b"\0") if p))
 
 
@@ -249,35 +270,53 @@ def _screen(worktree: Path, paths: list[str], max_size: int) -> tuple[list[str],
 
 
 def snapshot(ws: Workspace, branch: str, author: Identity, message: str = "",
-             max_size: int = DEFAULT_MAX_FILE_SIZE, now: datetime | None = None) -> SnapshotResult:
+             max_size: int = DEFAULT_MAX_FILE_SIZE, now: datetime | None = None,
+             strip_outputs: bool = False) -> SnapshotResult:
     """Commit the working tree of ``ws`` onto ``refs/heads/<branch>`` of its store.
 
     No commit when the result equals the branch tip's tree (or, before the first snapshot, the
     user's HEAD tree). Parents: the previous autosave commit and, when it is not already part of
-    the autosave history, the user's current HEAD.
+    the autosave history, the user's current HEAD. With ``strip_outputs``, notebooks are
+    committed with outputs and execution counts cleared (the working tree is not changed).
     """
     if not valid_branch(branch):
         raise WorkspaceError(f"invalid autosave branch name {branch!r}")
-    ensure_store(ws)
-    index = index_path(ws, branch)
+    ensure_store(ws, strip_outputs)
+    index = index_path(ws, branch, strip_outputs)
+    other = index_path(ws, branch, not strip_outputs)
+    other.unlink(missing_ok=True)  # the setting changed: the next switch back starts afresh
     env = git_env(ws.store, ws.worktree, index)
+    filters = filter_options() if strip_outputs else ()
     head = read_head(ws.gitdir)
-    if head is not None and not _object_exists(env, f"{head}^{{commit}}"):
+    # one git process for: is the user's HEAD here, the branch tip, and their trees
+    tip_ref = f"refs/heads/{branch}"
+    found = _batch_check(env, [f"{tip_ref}^{{commit}}", f"{tip_ref}^{{tree}}"]
+                         + ([f"{head}^{{commit}}", f"{head}^{{tree}}"] if head else []))
+    tip, tip_tree = found.get(f"{tip_ref}^{{commit}}"), found.get(f"{tip_ref}^{{tree}}")
+    if head is not None and f"{head}^{{commit}}" not in found:
         head = None
-    tip = _rev(env, f"refs/heads/{branch}^{{commit}}")
     base = tip or head
-    if not index.exists():
+    base_tree = (tip_tree if tip else found.get(f"{head}^{{tree}}")) if base else EMPTY_TREE
+    # "<index>.clean" holds the base the index was last found equal to: with nothing new to stage
+    # since, write-tree and the comparison are skipped (a pass with nothing changed: 3 git runs).
+    clean = Path(f"{index}.clean")
+    fresh = not index.exists()
+    if fresh:
+        clean.unlink(missing_ok=True)
         if base:
             git(env, "read-tree", base)
         else:
             git(env, "read-tree", "--empty")
-    allowed, left_out = _screen(ws.worktree, _candidates(env), max_size)
+    allowed, left_out = _screen(ws.worktree, _candidates(env, filters), max_size)
+    if not allowed and not fresh and clean.is_file() and clean.read_text() == (base or ""):
+        return SnapshotResult(commit=None, tip=tip, head=head, left_out=left_out)
+    clean.unlink(missing_ok=True)
     if allowed:
-        git(env, "update-index", "--add", "--remove", "-z", "--stdin",
+        git(env, *filters, "update-index", "--add", "--remove", "-z", "--stdin",
             input_bytes=b"".join(p.encode("utf-8", "surrogateescape") + b"\0" for p in allowed))
     tree = _out(git(env, "write-tree"))
-    base_tree = _rev(env, f"{base}^{{tree}}") if base else EMPTY_TREE
     if tree == base_tree:
+        clean.write_text(base or "")
         return SnapshotResult(commit=None, tip=tip, head=head, left_out=left_out)
     parents = [tip] if tip else []
     if head and (not tip or git(env, "merge-base", "--is-ancestor", head, tip, check=False).returncode != 0):
@@ -295,6 +334,7 @@ def snapshot(ws: Workspace, branch: str, author: Identity, message: str = "",
         args += ["-p", parent]
     commit = _out(git(commit_env, *args, "-F", "-", input_bytes=text.encode()))
     git(env, "update-ref", f"refs/heads/{branch}", commit, tip or "0" * 40)
+    clean.write_text(commit)
     changed = git(env, "diff-tree", "-r", "--name-only", "-z", "--no-commit-id", base_tree or EMPTY_TREE, tree)
     files = len([p for p in changed.stdout.split(b"\0") if p])
     return SnapshotResult(commit=commit, tip=commit, head=head, left_out=left_out, files=files)

@@ -137,8 +137,9 @@ def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None, depl
                 "proxy_api_port": api_port, "named_server_limit_per_user": 3},
         "spawner": {"profiles_dir": str(profiles_dir), "home_volume_template": f"{deployment}-home-{{username}}",
                     "port_range": [30000, 34999], "start_timeout": 120},
-        # The hub starts the Dask gateway as its service: free ports, so test hubs never collide.
+        # The hub starts the Dask gateway and the titan service: free ports, so test hubs never collide.
         "gateway": {"api_port": free_port(), "proxy_port": free_port(), "scheduler_proxy_port": free_port()},
+        "autosave": {"port": free_port()},
     }
     for key, value in (settings_overrides or {}).items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from images.recipes import image_tag
+from tests.helpers import free_port
 
 ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
 VENV_BIN = Path(sys.executable).parent
@@ -67,6 +68,10 @@ def test_molecule_converge_idempotence_verify(systemd_image: str, tmp_path: Path
         ".git", ".venv", "node_modules", "state", "__pycache__", "*.egg-info", ".cache", "test-artifacts"))
     env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
                NO_COLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    # Free ports for everything the test host binds (host networking), so runs never collide.
+    for name in ("HTTPS", "PROXY", "HUB", "PROXY_API", "GATEWAY_API", "GATEWAY_PROXY", "GATEWAY_SCHEDULER",
+                 "AUTOSAVE"):
+        env[f"TITAN_MOLECULE_{name}_PORT"] = str(free_port())
     started = time.monotonic()
     result = subprocess.run(
         [str(VENV_BIN / "molecule"), "test", "--", "-e", f"titan_source_dir={source}"], cwd=ANSIBLE, env=env,

@@ -46,6 +46,7 @@ def github(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FakeGitHu
     with fake:
         hosting = hosted(fake, tmp_path_factory.mktemp("git-remote"))
         hosting.create_repo("alice", "project")
+        hosting.create_repo("alice", "course")  # cloned into alice's home when her server starts (empty)
         yield fake, hosting
 
 
@@ -156,10 +157,12 @@ def alice_tokens(fake: FakeGitHub) -> list[str]:
 # --------------------------------------------------------------------------- tests
 
 
-def test_another_user_cannot_read_or_change_alices_autosave(hub: Hub, users: Users) -> None:
+def test_another_user_cannot_read_or_change_alices_autosave(
+        hub: Hub, users: Users, github: tuple[FakeGitHub, GitHosting]) -> None:
     assert requests.get(api(hub, "/users/alice/autosave"), timeout=TIMEOUT).status_code == 403
     assert users.api["alice"].get(api(hub, "/openapi.json"), timeout=TIMEOUT).json()["openapi"].startswith("3.")
-    settings = {"enabled": True, "interval": 600, "repositories": ["project"]}
+    settings = {"enabled": True, "interval": 600, "repositories": ["project"],
+                "clone": [github[1].clone_url("alice", "course")]}
     assert users.api["alice"].put(api(hub, "/users/alice/autosave"), json=settings, timeout=TIMEOUT).status_code == 200
     bob = users.api["bob"]
     assert bob.get(api(hub, "/users/alice/autosave"), timeout=TIMEOUT).status_code == 403
@@ -194,6 +197,7 @@ def test_autosave_commits_and_pushes_exactly_the_allowed_files(
         git remote add origin {hosting.clone_url('alice', 'project')}
         echo 'a,b' > data.csv && echo noise > debug.log && echo 'API_KEY=1' > .env
         echo 'token = "{FAKE_TOKEN}"' > leak.py && head -c 1500000 /dev/urandom > big.bin
+        truncate -s 150M huge.bin
         echo staged > staged.txt && git add staged.txt""")
     before = user_repo_state(container)
     settings = {"enabled": True, "interval": 2, "repositories": ["project"]}
@@ -208,9 +212,18 @@ def test_autosave_commits_and_pushes_exactly_the_allowed_files(
                          text=True, check=True).stdout.strip()
     assert log == "Alice <4242+alice@users.noreply.github.com>"  # private email: the noreply address
     left_out = {item["path"]: item["reason"] for item in status["left_out"]}
-    assert set(left_out) == {".env", "leak.py", "big.bin"}
+    assert set(left_out) == {".env", "leak.py", "big.bin", "huge.bin"}
     assert "GitHub token" in left_out["leak.py"] and left_out["big.bin"].startswith("larger than 1 MB")
+    assert left_out["huge.bin"] == "larger than 1 MB (150 MB)"
     assert user_repo_state(container) == before  # HEAD, branch, index and working tree untouched
+
+    # the repository to clone at server start is in the home, alice's (jovyan's) own, with a clean remote
+    clones = wait_for(lambda: [c for c in users.api["alice"].get(api(hub, "/users/alice/autosave"), timeout=TIMEOUT)
+                               .json()["clone"] if c["state"] != "waiting"], 60, "the clone at server start")
+    assert clones[0]["state"] == "cloned", clones
+    assert sh(container, "stat -c %u:%g ~/course ~/course/.git/config | sort -u && touch ~/course/mine && "
+                         "git -C ~/course remote get-url origin").split() == [
+        "1000:1000", hosting.clone_url("alice", "course")]
 
     # nothing changed: no new commit, no push, through several scheduled passes
     pushes, tip = hosting.pushes(), hosting.branches("alice", "project")[BRANCH]

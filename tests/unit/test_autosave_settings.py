@@ -9,24 +9,50 @@ import pytest
 from service.autosave.excludes import check_file, format_size, secret_in, secret_name
 from service.hubconfig import SERVICE_SCOPES, with_service_roles
 from service.openapi import openapi_document
-from service.settings import SettingsError, parse_form, parse_json
+from service.settings import SettingsError, UserSettings, parse_form, parse_json
+from spawner.profiles import ProfileError, load_profiles
 from titan.settings import load_settings
 
 
 def test_json_settings_are_validated() -> None:
     assert parse_json({"enabled": True, "interval": 120, "repositories": ["project", {"path": "~/work/x/"}]}) == (
-        True, 120, [{"path": "project", "remote": "origin"}, {"path": "work/x", "remote": "origin"}])
+        True, 120, [{"path": "project", "remote": "origin"}, {"path": "work/x", "remote": "origin"}], None, None)
+    parsed = parse_json({"clone": ["https://github.com/o/data.git", {"url": "https://github.com/o/x", "path": "w/x"}],
+                         "strip_outputs": True})
+    assert parsed.clone == [{"url": "https://github.com/o/data.git", "path": "data"},
+                            {"url": "https://github.com/o/x", "path": "w/x"}]
+    assert parsed.strip_outputs is True
     for bad in ({"repositories": ["../etc"]}, {"repositories": ["/etc"]}, {"interval": "soon"}, {"enabled": "yes"},
-                {"surprise": 1}, {"repositories": [{"path": "x", "remote": "a b"}]}, []):
+                {"surprise": 1}, {"repositories": [{"path": "x", "remote": "a b"}]}, [],
+                {"clone": ["ssh://github.com/o/x"]}, {"clone": ["https://ghp_x@github.com/o/x"]},
+                {"clone": ["https://github.com/"]}, {"clone": [{"url": "https://github.com/o/x", "path": "../x"}]},
+                {"clone": "https://github.com/o/x"}, {"strip_outputs": "yes"}):
         with pytest.raises(SettingsError):
             parse_json(bad)
 
 
 def test_form_settings() -> None:
-    form = {"enabled": ["on"], "interval_minutes": ["2.5"], "repositories": ["project\r\n\r\nnotes\n"]}
-    assert parse_form(form) == (True, 150, [{"path": "project", "remote": "origin"},
-                                            {"path": "notes", "remote": "origin"}])
-    assert parse_form({})[0] is False
+    form = {"enabled": ["on"], "interval_minutes": ["2.5"], "repositories": ["project\r\n\r\nnotes\n"],
+            "clone": ["https://github.com/o/data.git\r\nhttps://github.com/o/x  work/x\n"], "strip_outputs": ["on"]}
+    assert parse_form(form) == UserSettings(
+        True, 150, [{"path": "project", "remote": "origin"}, {"path": "notes", "remote": "origin"}],
+        [{"url": "https://github.com/o/data.git", "path": "data"}, {"url": "https://github.com/o/x", "path": "work/x"}],
+        True)
+    assert parse_form({}) == UserSettings(False, None, [], [], False)
+    with pytest.raises(SettingsError):
+        parse_form({"clone": ["https://github.com/o/x a b"]})
+
+
+def test_a_profile_may_list_repositories_to_clone(tmp_path: Path) -> None:
+    base = "profiles:\n  - display_name: Course\n    image: minimal\n    resources: {cpu: 1, memory: 1G}\n"
+    (tmp_path / "p.yaml").write_text(base + "    clone: [https://github.com/course/material.git]\n")
+    profiles = load_profiles([tmp_path / "p.yaml"], images=["minimal"])
+    assert profiles.get("course") is not None and profiles.profiles[0].clone == ("https://github.com/course/material.git",)
+    (tmp_path / "p.yaml").write_text(base)
+    assert load_profiles([tmp_path / "p.yaml"], images=["minimal"]).profiles[0].clone == ()
+    (tmp_path / "p.yaml").write_text(base + "    clone: [git@github.com:course/material.git]\n")
+    with pytest.raises(ProfileError, match="clone"):
+        load_profiles([tmp_path / "p.yaml"], images=["minimal"])
 
 
 def test_exclude_rules() -> None:
@@ -42,7 +68,7 @@ def test_exclude_rules() -> None:
 def test_service_role_is_least_privilege_and_users_get_access() -> None:
     roles = with_service_roles([{"name": "titan-admin", "scopes": ["admin:users"], "services": ["titan-admin"]}])
     service = next(r for r in roles if r["name"] == "titan-service")
-    assert service["scopes"] == SERVICE_SCOPES == ["read:users", "read:servers", "admin:auth_state"]
+    assert service["scopes"] == SERVICE_SCOPES == ["read:users", "list:users", "read:servers", "admin:auth_state"]
     assert service["services"] == ["titan"]
     user = next(r for r in roles if r["name"] == "user")
     assert "access:services!service=titan" in user["scopes"] and "self" in user["scopes"]

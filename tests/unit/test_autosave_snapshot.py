@@ -179,3 +179,57 @@ def test_users_repository_config_is_never_executed(home: Path, tmp_path: Path) -
     assert result.commit
     assert store_git(ws.store, "show", f"{result.commit}:file.txt") == "content\n"
     assert not marker.exists()
+
+
+def _notebook(outputs: bool) -> str:
+    """A notebook as Jupyter writes it (nbformat 4.5 layout; nbformat itself takes seconds to import)."""
+    import json
+
+    cell = {"cell_type": "code", "execution_count": 3 if outputs else None, "id": "c2", "metadata": {},
+            "outputs": [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}] if outputs else [],
+            "source": ["print(42)"]}
+    notebook = {"cells": [{"cell_type": "markdown", "id": "c1", "metadata": {}, "source": ["# Title"]}, cell],
+                "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    return json.dumps(notebook, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def test_notebook_outputs_are_stripped_in_the_snapshot_only(home: Path, tmp_path: Path) -> None:
+    import json
+
+    from service.autosave.strip import strip_notebook
+
+    repo = home / "project"
+    (repo / "analysis.ipynb").write_text(_notebook(outputs=True))
+    (repo / "broken.ipynb").write_text("{not json")
+    before = (repo / "analysis.ipynb").read_bytes()
+    ws = locate(home, "project", tmp_path / "stores")
+
+    kept = snapshot(ws, BRANCH, ME)  # the setting is off: committed as it is
+    assert kept.commit and store_git(ws.store, "show", f"{kept.commit}:analysis.ipynb").encode() == before
+
+    stripped = snapshot(ws, BRANCH, ME, strip_outputs=True)
+    assert stripped.commit
+    committed = json.loads(store_git(ws.store, "show", f"{stripped.commit}:analysis.ipynb"))
+    code = [c for c in committed["cells"] if c["cell_type"] == "code"]
+    assert code[0]["outputs"] == [] and code[0]["execution_count"] is None and "".join(code[0]["source"]) == "print(42)"
+    assert store_git(ws.store, "show", f"{stripped.commit}:broken.ipynb") == "{not json"  # not a notebook: as is
+    assert (repo / "analysis.ipynb").read_bytes() == before  # the user's notebook keeps its outputs
+    assert snapshot(ws, BRANCH, ME, strip_outputs=True).commit is None  # unchanged: no commit
+
+    (repo / "analysis.ipynb").write_text(_notebook(outputs=True).replace("print(42)", "print(43)"))
+    again = snapshot(ws, BRANCH, ME, strip_outputs=True)
+    assert again.commit and '"outputs": []' in store_git(ws.store, "show", f"{again.commit}:analysis.ipynb")
+    assert strip_notebook(b"plain text") == b"plain text"
+    assert strip_notebook(_notebook(True).encode()) == _notebook(False).encode()  # exactly as Jupyter writes it
+
+
+def test_a_150_mb_file_is_left_out_without_being_read(home: Path, tmp_path: Path) -> None:
+    huge = home / "project" / "huge.bin"
+    subprocess.run(["truncate", "-s", "150M", str(huge)], check=True)  # sparse: no disk used
+    (home / "project" / "token.txt").write_text(f"GITHUB_TOKEN={TOKEN}\n")
+    ws = locate(home, "project", tmp_path / "stores")
+    result = snapshot(ws, BRANCH, ME)  # the default cap, 10 MB
+    reasons = {item.path: item.reason for item in result.left_out}
+    assert reasons["huge.bin"] == "larger than 10 MB (150 MB)"
+    assert "GitHub token" in reasons["token.txt"]
+    assert result.commit is None or not {"huge.bin", "token.txt"} & tree_of(ws.store, result.commit)

@@ -78,7 +78,8 @@ async def test_new_cluster_config_comes_from_the_profile_data_and_the_server(pro
     assert (config.worker_cores, config.worker_memory) == (1.0, GIB // 2)
     assert (config.scheduler_cores, config.scheduler_memory) == (0.5, GIB // 2)
     assert config.user_limits == {"max_clusters": 2, "max_cores": 4.0, "max_memory": 8 * GIB, "max_workers": 3}
-    assert cluster.options == {"server": "lab", "worker_cores": 1.0, "worker_memory": "512M", "idle_timeout": 0.0}
+    assert cluster.options == {"server": "lab", "worker_cores": 1.0, "worker_memory": "512M", "idle_timeout": 0.0,
+                               "worker_gpus": 0, "worker_gpu_type": ""}
     assert backend.queue.items == [cluster]  # type: ignore[attr-defined]
 
 
