@@ -36,8 +36,10 @@ class _Quiet:
             app_log.error("Uncaught exception %s %s", self.request.method, self.request.path, exc_info=(typ, value, tb))
 
 
-class OAuthCallbackHandler(_Quiet, HubOAuthCallbackHandler):
-    """The OAuth callback, with the application's HubOAuth (it holds the PKCE verifiers)."""
+class _ApplicationHubAuth:
+    """Use the application's one HubOAuth (it holds the PKCE verifiers), not a per-class one."""
+
+    settings: Any
 
     @property
     def hub_auth(self) -> Any:
@@ -48,18 +50,14 @@ class OAuthCallbackHandler(_Quiet, HubOAuthCallbackHandler):
         pass
 
 
-class BaseHandler(_Quiet, HubOAuthenticated, RequestHandler):
+class OAuthCallbackHandler(_ApplicationHubAuth, _Quiet, HubOAuthCallbackHandler):
+    """The OAuth callback, with the application's HubOAuth."""
+
+
+class BaseHandler(_ApplicationHubAuth, _Quiet, HubOAuthenticated, RequestHandler):
     @property
     def titan(self) -> Any:
         return self.settings["titan"]
-
-    @property
-    def hub_auth(self) -> Any:
-        return self.settings["hub_auth"]
-
-    @hub_auth.setter
-    def hub_auth(self, value: Any) -> None:
-        pass
 
     def prepare(self) -> None:
         user = self.current_user

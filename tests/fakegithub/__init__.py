@@ -1,43 +1,4 @@
 """A GitHub (Enterprise-shaped) protocol peer for tests: OAuth web flow + REST API v3."""
 
-from tests.fakegithub.server import (
-    API_PREFIX,
-    LOGIN_COOKIE,
-    APIHandler,
-    AuthorizationCode,
-    FakeGitHub,
-    FakeGitHubHandler,
-    OAuthApp,
-    Org,
-    RecordedRequest,
-    Team,
-    Token,
-    User,
-    build_handlers,
-    expand_scopes,
-    make_app,
-    parse_scope_param,
-    pkce_s256,
-    redirect_uri_allowed,
-)
-
-__all__ = [
-    "API_PREFIX",
-    "LOGIN_COOKIE",
-    "APIHandler",
-    "AuthorizationCode",
-    "FakeGitHub",
-    "FakeGitHubHandler",
-    "OAuthApp",
-    "Org",
-    "RecordedRequest",
-    "Team",
-    "Token",
-    "User",
-    "build_handlers",
-    "expand_scopes",
-    "make_app",
-    "parse_scope_param",
-    "pkce_s256",
-    "redirect_uri_allowed",
-]
+from tests.fakegithub.server import *  # noqa: F403  (the package's API is server.py's __all__)
+from tests.fakegithub.server import __all__  # noqa: F401
