@@ -12,12 +12,19 @@ The base class owns the state machine, the database and the proxy; this subclass
   stops clusters whose server container is gone and removes containers no cluster owns);
 - workers asking for GPUs (``worker_gpus``) draw distinct units from the spawner's own allocator
   database (owner ``<user>/dask/<cluster>/<worker>``) before their container is created, get
-  exactly those devices and the ``titan.gpus`` label, and give them back when they stop or fail.
+  exactly those devices and the ``titan.gpus`` label, and give them back when they stop or fail;
+- the cluster's TLS certificate and key reach its containers as 0600 files of the container user
+  in a per-cluster directory under ``tls_dir`` (in the state directory), bind-mounted read-only:
+  never in the environment, labels or ``docker inspect``; the directory goes with the cluster;
+- workers the scheduler retired are removed as soon as their container has exited, not at the
+  scheduler's next heartbeat (up to ``cluster_heartbeat_period`` later).
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -53,8 +60,8 @@ from gateway.containers import (
     container_name,
     parse_user,
     parse_worker_gpu_owner,
-    tls_archive,
     worker_gpu_owner,
+    write_tls_files,
 )
 from gateway.limits import LimitExceeded, Limits, Shape, check_new_cluster, describe_limit, limits_for, workers_allowed
 from gateway.options import (
@@ -140,8 +147,8 @@ class DockerBackend(DBBackendBase):
     container_user = Unicode(
         "1000:1000",
         config=True,
-        help="""uid:gid the scheduler and workers run as (the images' jovyan user); the TLS key
-        written into each container belongs to it. Default "1000:1000".""",
+        help="""uid:gid the scheduler and workers run as (the images' jovyan user); the cluster's
+        TLS certificate and key files (see tls_dir) belong to it. Default "1000:1000".""",
     )
 
     server_check_period = Float(
@@ -158,7 +165,26 @@ class DockerBackend(DBBackendBase):
         /api/titan/v1/server-stopped). Empty disables that route. Default "".""",
     )
 
-    docker_threads = Integer(8, min=1, config=True, help="Threads running Docker API calls. Default 8.")
+    docker_threads = Integer(8, min=1, config=True,
+                             help="Threads running Docker API calls (and connections kept to the engine). Default 8.")
+
+    tls_dir = Unicode(
+        "",
+        config=True,
+        help="""Directory (private to the gateway: 0700, on this host) holding one directory per
+        cluster with its TLS certificate and key, bind-mounted read-only into its containers.
+        gateway/configure.py puts it in the state directory, so clusters keep it across a gateway
+        restart. Default "": a temporary directory, removed when the gateway stops.""",
+    )
+
+    closed_worker_check_period = Float(
+        1.0,
+        min=0.1,
+        config=True,
+        help="""Seconds between checks, while a cluster is retiring workers, for retired workers
+        whose container has exited: they are removed then instead of at the scheduler's next
+        heartbeat. No Docker call while no worker is retiring. Default 1.""",
+    )
 
     gpu_db_url = Unicode(
         "",
@@ -213,22 +239,72 @@ class DockerBackend(DBBackendBase):
 
     _api: docker.APIClient | None = None
     _executor: ThreadPoolExecutor | None = None
+    _tls_root: Path | None = None
+    _tls_root_temporary = False
+
+    async def _client(self) -> docker.APIClient:
+        """The one docker-py client, made on first use (it asks the engine for its API version),
+        with a connection pool as large as the thread pool, so parallel calls do not queue for one."""
+        if self._api is None:
+            api = await self._in_thread(lambda: docker.from_env(max_pool_size=self.docker_threads).api)
+            if self._api is None:
+                self._api = api
+            else:
+                api.close()
+        return self._api
 
     async def _docker(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """Call a docker-py ``APIClient`` method in a thread."""
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(self.docker_threads, thread_name_prefix="docker")
-        if self._api is None:
-            self._api = docker.from_env().api
-        api = self._api
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: getattr(api, method)(*args, **kwargs))
+        api = await self._client()
+        return await self._in_thread(lambda: getattr(api, method)(*args, **kwargs))
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         """``work()`` on the Docker threads (the allocator's sqlite calls may wait for its lock)."""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(self.docker_threads, thread_name_prefix="docker")
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    # ---- the clusters' TLS files --------------------------------------------------------
+
+    def tls_root(self) -> Path:
+        """``tls_dir`` (made 0700 if absent), or a temporary directory made on first use."""
+        if self._tls_root is None:
+            if self.tls_dir:
+                root = Path(self.tls_dir)
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                root.chmod(0o700)
+            else:
+                root = Path(tempfile.mkdtemp(prefix="titan-dask-tls-"))
+                self._tls_root_temporary = True
+            self._tls_root = root
+        return self._tls_root
+
+    def tls_source(self, cluster: Cluster) -> Path:
+        """The host directory bind-mounted at ``TLS_DIR`` in ``cluster``'s containers."""
+        name = str(cluster.name)
+        if not name or "/" in name or name.startswith("."):
+            raise ValueError(f"unexpected cluster name {name!r}")
+        return self.tls_root() / name
+
+    async def _write_tls(self, cluster: Cluster) -> None:
+        """Write (or check) the cluster's certificate and key: 0600 files of the container user."""
+        uid, gid = parse_user(self.container_user)
+        write_tls_files(self.tls_source(cluster), cluster.tls_cert, cluster.tls_key, uid, gid)
+
+    def _remove_tls(self, name: str) -> None:
+        if self._tls_root is not None or self.tls_dir:  # else none was made
+            shutil.rmtree(self.tls_root() / name, ignore_errors=True)
+
+    def reap_tls(self) -> None:
+        """Remove the TLS directories of clusters that are gone or stopped (a crash between a
+        cluster's stop and the removal of its directory)."""
+        if self._tls_root is None and not self.tls_dir:
+            return
+        for entry in self.tls_root().iterdir():
+            cluster = self.db.get_cluster(entry.name)
+            if cluster is None or cluster.status >= JobStatus.STOPPED:
+                self.log.info("Removing the TLS files of cluster %s, which is gone", entry.name)
+                self._remove_tls(entry.name)
 
     # ---- GPUs ---------------------------------------------------------------------------
 
@@ -305,16 +381,11 @@ class DockerBackend(DBBackendBase):
             if error.status_code != 409:  # 409: removal already in progress
                 raise
 
-    # The three steps of a start, apart so that tests can fail each one.
+    # The steps of a start (_write_tls, _create, _start), apart so that tests can fail each one.
     async def _create(self, spec: ContainerSpec) -> str:
-        host_config = await self._docker("create_host_config", **spec.host_config_kwargs())
+        host_config = (await self._client()).create_host_config(**spec.host_config_kwargs())  # no API call
         created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
         return str(created["Id"])
-
-    async def _put_tls(self, container_id: str, cluster: Cluster) -> None:
-        uid, gid = parse_user(self.container_user)
-        archive = tls_archive(cluster.tls_cert, cluster.tls_key, uid, gid)
-        await self._docker("put_archive", container_id, "/", archive)
 
     async def _start(self, container_id: str) -> None:
         await self._docker("start", container_id)
@@ -341,6 +412,7 @@ class DockerBackend(DBBackendBase):
             labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
                                     SCHEDULER),
             cores=config.scheduler_cores, memory=config.scheduler_memory, user=self.container_user,
+            tls_source=str(self.tls_source(cluster)),
         )
 
     def worker_spec(self, worker: Worker, gpus: Sequence[GpuUnit] = ()) -> ContainerSpec:
@@ -359,14 +431,15 @@ class DockerBackend(DBBackendBase):
             name=container_name(self.deployment, cluster.username, cluster.name, WORKER, worker.name),
             image=config.image, command=self.get_worker_command(cluster, worker.name),
             environment=environment, labels=labels,
-            cores=config.worker_cores, memory=config.worker_memory, user=self.container_user, extra=extra,
+            cores=config.worker_cores, memory=config.worker_memory, user=self.container_user,
+            tls_source=str(self.tls_source(cluster)), extra=extra,
         )
 
     async def _start_container(self, spec: ContainerSpec, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
+        await self._write_tls(cluster)  # before the container exists: it starts with them in place
         container_id = await self._create(spec)
         # Checkpoint: from here on a failure is cleaned up from this state.
         yield {"container_id": container_id, "container_name": spec.name}
-        await self._put_tls(container_id, cluster)
         await self._start(container_id)
 
     async def do_start_cluster(self, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
@@ -414,6 +487,7 @@ class DockerBackend(DBBackendBase):
         if (cluster.state or {}).get("container_id"):
             ids.add(cluster.state["container_id"])
         await asyncio.gather(*(self._remove(i) for i in ids))
+        self._remove_tls(str(cluster.name))
         await self._release_cluster_gpus(cluster)
 
     async def do_stop_worker(self, worker: Worker) -> None:
@@ -436,6 +510,36 @@ class DockerBackend(DBBackendBase):
 
     async def do_check_workers(self, workers: list[Worker]) -> list[bool]:
         return await self._alive(workers)
+
+    async def reap_closed_workers(self) -> None:
+        """Stop workers the scheduler retired (``close_expected``) whose container has exited:
+        what its next heartbeat, listing them as closed, would do. No Docker call when none."""
+        def retiring() -> list[Worker]:
+            return [w for c in self.db.active_clusters() if c.status == JobStatus.RUNNING
+                    for w in c.workers.values()
+                    if w.close_expected and w.status == JobStatus.RUNNING and w.target == JobStatus.RUNNING]
+
+        candidates = retiring()
+        if not candidates:
+            return
+        alive = dict(zip((w.name for w in candidates), await self._alive(candidates), strict=True))
+        gone = [w for w in retiring() if alive.get(w.name) is False]  # unchanged across the await
+        if not gone:
+            return
+        self.db.update_workers([(w, {"target": JobStatus.STOPPED}) for w in gone])
+        for worker in gone:
+            self.log.info("Worker %s of cluster %s was retired and has exited", worker.name, worker.cluster.name)
+            self.queue.put(worker)
+
+    async def _closed_workers_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.closed_worker_check_period)
+            try:
+                await self.reap_closed_workers()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.log.warning("Checking retired workers failed", exc_info=True)
 
     # ---- creating clusters: options, origin server, limits ------------------------------
 
@@ -631,6 +735,7 @@ class DockerBackend(DBBackendBase):
         for container_id in orphans:
             self.log.info("Removing orphan container %s", container_id[:12])
         await asyncio.gather(*(self._remove(i) for i in orphans))
+        self.reap_tls()
         await self.reap_gpus()
 
     async def reap_gpus(self) -> None:
@@ -687,13 +792,18 @@ class DockerBackend(DBBackendBase):
         await super().setup(app)
 
     async def do_setup(self) -> None:
+        self.tls_root()
+        await self._client()  # the first cluster does not wait for it
         self.task_pool.spawn(self._reap_loop())
+        self.task_pool.spawn(self._closed_workers_loop())
 
     async def do_cleanup(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         if self._api is not None:
             self._api.close()
+        if self._tls_root is not None and self._tls_root_temporary:
+            shutil.rmtree(self._tls_root, ignore_errors=True)
 
 
 async def _flag(flag: Any) -> None:

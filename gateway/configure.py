@@ -3,8 +3,9 @@
 Everything listens on 127.0.0.1: the private API (``gateway.api_port``), the HTTP proxy clients
 use (``gateway.proxy_port``, under the hub's service prefix) and the TLS proxy to schedulers
 (``gateway.scheduler_proxy_port``). The database and its encryption key live in the state
-directory (key file mode 0600); clusters keep running across a gateway restart. Workers' GPUs
-are claimed in the spawner's GPU allocation database, over the same inventory.
+directory (key file mode 0600), as do the clusters' TLS files; clusters keep running across a
+gateway restart. Workers' GPUs are claimed in the spawner's GPU allocation database, over the
+same inventory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from titan.settings import Settings
 from titan.state import ensure_state_dir, secret_file
 
 GPU_DB_FILE = "gpu-allocations.sqlite"  # in the state directory, as c.TitanDockerSpawner.gpu_db_url has it
+TLS_DIR_NAME = "dask-tls"  # in the state directory: one directory per cluster
 
 
 def configure(c: Config, settings: Settings) -> None:
@@ -43,6 +45,9 @@ def configure(c: Config, settings: Settings) -> None:
     c.DockerBackend.db_url = f"sqlite:///{private_file(state / 'dask-gateway.sqlite')}"
     c.DockerBackend.db_encrypt_keys = [bytes.fromhex(secret_file(state / "dask-gateway-db-key"))]
     c.DockerBackend.stop_clusters_on_shutdown = False  # a restart keeps clusters running
+    # Each cluster's TLS certificate and key, bind-mounted read-only into its containers (0600 files
+    # of their user, in a directory no one else on the host can reach: the state directory is 0700).
+    c.DockerBackend.tls_dir = str(state / TLS_DIR_NAME)
     # Workers' GPUs come from the spawner's own allocation table (jupyterhub_config.py: the same file).
     c.DockerBackend.gpu_db_url = f"sqlite:///{state / GPU_DB_FILE}"
     c.DockerBackend.gpu_inventory_xml = settings.gpu_inventory_xml

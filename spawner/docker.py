@@ -202,6 +202,7 @@ class TitanDockerSpawner(DockerSpawner):
                                       filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
             allocator.reconcile(live_gpu_owners(found))
         return allocator
+
     @property
     def gpu_owner(self) -> str:
         return f"{self.user.name}/{self.name}"

@@ -184,7 +184,7 @@ class Injected(RuntimeError):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("role", ["scheduler", "worker"])
-@pytest.mark.parametrize("stage", ["_create", "_put_tls", "_start", "later"])
+@pytest.mark.parametrize("stage", ["_write_tls", "_create", "_start", "later"])
 async def test_a_failure_at_any_start_stage_leaves_no_container(built_images: dict[str, str], role: str,
                                                                 stage: str) -> None:
     """As dask-gateway's base class does: run ``do_start_*`` and, when it fails (or the object
@@ -210,10 +210,11 @@ async def test_a_failure_at_any_start_stage_leaves_no_container(built_images: di
                 obj.state = state
         if original is None:  # started fine; it fails later (a timeout, a dead scheduler)
             assert len(containers(deployment)) == 1
-        if stage == "_create":
+        if stage in ("_write_tls", "_create"):
             assert obj.state == {}  # failed before its checkpoint: the clean-up finds it by label
         if role == "scheduler":
             await backend.do_stop_cluster(cluster)
+            assert not backend.tls_source(cluster).exists()  # the key goes with the cluster
         else:
             await backend.do_stop_worker(worker)
         assert containers(deployment) == []
@@ -254,7 +255,16 @@ def test_scheduler_and_workers_are_labelled_limited_containers_in_the_servers_im
         assert host["NanoCpus"] == 500_000_000
         env = dict(e.split("=", 1) for e in container["Config"]["Env"])
         assert env["DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION"] == "True"
-        assert not any("PRIVATE KEY" in value for value in env.values())  # the key is a 0600 file
+        assert "PRIVATE KEY" not in json.dumps(container)  # the key is a 0600 file, in no env, label or config
+        mounts = [m for m in container["Mounts"] if m["Destination"] == "/run/dask-gateway"]
+        assert len(mounts) == 1 and mounts[0]["RW"] is False
+        assert mounts[0]["Source"] == str(hub.root / "state" / "dask-tls" / alice["name"])
+        if container["State"]["Running"]:
+            seen = subprocess.run(["docker", "exec", container["Id"], "stat", "-c", "%a %u:%g %n",
+                                   "/run/dask-gateway", "/run/dask-gateway/dask.crt", "/run/dask-gateway/dask.pem"],
+                                  capture_output=True, text=True, check=True).stdout.split("\n")
+            assert seen[:3] == ["700 1000:1000 /run/dask-gateway", "600 1000:1000 /run/dask-gateway/dask.crt",
+                                "600 1000:1000 /run/dask-gateway/dask.pem"]
         command = container["Config"]["Cmd"]
         assert command[command.index("--host") + 1] == "127.0.0.1"
 

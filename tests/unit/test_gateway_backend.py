@@ -4,6 +4,7 @@ limits checked atomically, scale and heartbeat clipping, stopping a server's clu
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,8 @@ def forwarded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def make_backend(profiles: Path) -> DockerBackend:
-    backend = DockerBackend(deployment="t", profiles_dir=str(profiles), api_url="http://127.0.0.1:1/api")
+    backend = DockerBackend(deployment="t", profiles_dir=str(profiles), api_url="http://127.0.0.1:1/api",
+                            tls_dir=str(profiles / "tls"))
     backend.db = DataManager()
     backend.queue = Queue()  # type: ignore[assignment]
 
@@ -219,3 +221,60 @@ async def test_reaping_stops_clusters_whose_server_is_gone_and_removes_orphans(p
     assert orphaned.target == JobStatus.STOPPED
     assert alive.target == JobStatus.RUNNING
     assert sorted(removed) == ["w2", "x1"]
+
+
+@pytest.mark.asyncio
+async def test_retired_workers_go_once_their_container_exits_not_at_the_next_heartbeat(profiles: Path) -> None:
+    backend = make_backend(profiles)
+    cluster = await running_cluster(backend)
+    retiring, busy, working = (backend.db.create_worker(cluster) for _ in range(3))
+    for worker, cid in ((retiring, "w1"), (busy, "w2"), (working, "w3")):
+        backend.db.update_worker(worker, state={"container_id": cid}, status=JobStatus.RUNNING)
+    backend.db.update_workers([(retiring, {"close_expected": True}), (busy, {"close_expected": True})])
+    states = {"w1": "exited", "w2": "running", "w3": "running"}
+    calls: list[tuple[str, ...]] = []
+
+    async def containers(*labels: str) -> list[dict[str, Any]]:
+        calls.append(labels)
+        return [{"Id": cid, "State": state, "Labels": {}} for cid, state in states.items()]
+
+    backend._deployment_containers = containers  # type: ignore[method-assign]
+    await backend.reap_closed_workers()
+    # Only the retired worker whose container exited is stopped (what a heartbeat listing it as closed does).
+    assert (retiring.target, busy.target, working.target) == (JobStatus.STOPPED, JobStatus.RUNNING,
+                                                               JobStatus.RUNNING)
+    assert backend.queue.items[-1] is retiring  # type: ignore[attr-defined]
+    # No worker retiring: no Docker call at all.
+    backend.db.update_workers([(busy, {"close_expected": False})])
+    backend.db.update_worker(retiring, status=JobStatus.STOPPED)
+    calls.clear()
+    await backend.reap_closed_workers()
+    assert calls == []
+
+
+@pytest.mark.asyncio
+async def test_a_clusters_tls_files_go_with_it(profiles: Path, tmp_path: Path) -> None:
+    backend = make_backend(profiles)
+    backend.tls_dir = str(tmp_path / "state" / "dask-tls")  # before first use
+    cluster = await running_cluster(backend)
+    other = await running_cluster(backend)
+
+    async def nothing(*args: Any) -> list[dict[str, Any]]:
+        return []
+
+    backend._deployment_containers = nothing  # type: ignore[method-assign]
+    backend.container_user = f"{os.geteuid()}:{os.getegid()}"
+    for c in (cluster, other):
+        await backend._write_tls(c)
+    root = tmp_path / "state" / "dask-tls"
+    assert os.stat(root).st_mode & 0o777 == 0o700
+    assert (root / cluster.name / "dask.pem").read_bytes() == cluster.tls_key
+    assert backend.scheduler_spec(cluster).host_config_kwargs()["binds"] == {
+        str(root / cluster.name): {"bind": "/run/dask-gateway", "mode": "ro"}}
+    await backend.do_stop_cluster(cluster)
+    assert sorted(p.name for p in root.iterdir()) == [other.name]
+    # Left behind by a crash: the reaper removes the directories of clusters that are gone or stopped.
+    (root / "gone").mkdir()
+    backend.db.update_cluster(other, status=JobStatus.STOPPED)
+    await backend.reap()
+    assert list(root.iterdir()) == []

@@ -1,10 +1,10 @@
-"""Pure container builders and the servers' environment: names, labels, limits, TLS, DASK_GATEWAY__*."""
+"""Container builders and the servers' environment: names, labels, limits, TLS files, DASK_GATEWAY__*."""
 
 from __future__ import annotations
 
-import io
 import os
-import tarfile
+import stat
+from pathlib import Path
 from unittest import mock
 
 import dask.config
@@ -13,12 +13,13 @@ from dask_gateway.utils import format_template
 
 from gateway.containers import (
     TLS_CERT,
+    TLS_DIR,
     TLS_KEY,
     ContainerSpec,
     container_labels,
     container_name,
     parse_user,
-    tls_archive,
+    write_tls_files,
 )
 from spawner.dask_env import dask_environment
 
@@ -50,9 +51,17 @@ def test_container_spec_limits_memory_without_swap_and_cpu_as_a_quota() -> None:
     assert host["network_mode"] == "host"
     assert host["mem_limit"] == host["memswap_limit"] == GIB
     assert host["nano_cpus"] == 500_000_000
+    assert "binds" not in host
     create = spec.create_kwargs()
     assert create["user"] == "1000:1000" and create["command"] == ["dask", "worker"]
     assert "ports" not in create and "host_config" not in create
+
+
+def test_the_tls_directory_is_bind_mounted_read_only() -> None:
+    spec = ContainerSpec(name="n", image="i", command=[], environment={}, labels={}, cores=1, memory=GIB,
+                         user="1000:1000", tls_source="/state/dask-tls/c1")
+    assert spec.host_config_kwargs()["binds"] == {"/state/dask-tls/c1": {"bind": TLS_DIR, "mode": "ro"}}
+    assert "/state/dask-tls/c1" not in str(spec.create_kwargs())  # neither in the environment nor the labels
 
 
 def test_parse_user() -> None:
@@ -60,16 +69,45 @@ def test_parse_user() -> None:
     assert parse_user("1000") == (1000, 1000)
 
 
-def test_tls_archive_holds_cert_and_key_private_to_the_container_user() -> None:
-    with tarfile.open(fileobj=io.BytesIO(tls_archive(b"CERT", b"KEY", 1000, 1000))) as archive:
-        members = {"/" + m.name: m for m in archive.getmembers()}
-        assert set(members) == {os.path.dirname(TLS_CERT), TLS_CERT, TLS_KEY}
-        assert members[os.path.dirname(TLS_CERT)].isdir() and members[os.path.dirname(TLS_CERT)].mode == 0o700
-        for path, content in ((TLS_CERT, b"CERT"), (TLS_KEY, b"KEY")):
-            member = members[path]
-            assert (member.mode, member.uid, member.gid) == (0o600, 1000, 1000)
-            extracted = archive.extractfile(member)
-            assert extracted is not None and extracted.read() == content
+def _owner(uid: int) -> tuple[int, int]:
+    """The owner the files can get here: 1000 as root, else the test's own user."""
+    return (uid, uid) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+
+
+def test_tls_files_are_private_to_the_container_user(tmp_path: Path) -> None:
+    uid, gid = _owner(1000)
+    directory = write_tls_files(tmp_path / "c1", b"CERT", b"KEY", uid, gid)
+    info = os.stat(directory)
+    assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o700, uid, gid)
+    assert sorted(p.name for p in directory.iterdir()) == sorted([os.path.basename(TLS_CERT),
+                                                                  os.path.basename(TLS_KEY)])
+    for path, content in ((TLS_CERT, b"CERT"), (TLS_KEY, b"KEY")):
+        file = directory / os.path.basename(path)
+        info = os.stat(file)
+        assert (stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid) == (0o600, uid, gid)
+        assert file.read_bytes() == content
+
+
+def test_tls_files_are_rewritten_only_when_they_differ(tmp_path: Path) -> None:
+    uid, gid = _owner(1000)
+    directory = write_tls_files(tmp_path / "c1", b"CERT", b"KEY", uid, gid)
+    key = directory / os.path.basename(TLS_KEY)
+    before = os.stat(key).st_ino
+    write_tls_files(directory, b"CERT", b"KEY", uid, gid)
+    assert os.stat(key).st_ino == before  # unchanged: left alone
+    key.chmod(0o644)
+    write_tls_files(directory, b"CERT", b"KEY2", uid, gid)
+    assert key.read_bytes() == b"KEY2" and stat.S_IMODE(os.stat(key).st_mode) == 0o600
+    assert sorted(p.name for p in directory.iterdir()) == ["dask.crt", "dask.pem"]  # no partial file left
+
+
+def test_tls_files_refuse_a_symlink_in_place_of_the_directory(tmp_path: Path) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "c1").symlink_to(tmp_path / "elsewhere")
+    uid, gid = _owner(1000)
+    with pytest.raises(RuntimeError, match="not a directory"):
+        write_tls_files(tmp_path / "c1", b"CERT", b"KEY", uid, gid)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
 def _client_view(environment: dict[str, str], key: str) -> object:

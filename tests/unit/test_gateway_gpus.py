@@ -154,7 +154,7 @@ class FakeEngine:
             self.created.append(spec)
             return f"id-{len(self.created)}"
 
-        async def put_tls(container_id: str, cluster: Any) -> None:
+        async def write_tls(cluster: Any) -> None:
             return None
 
         async def start(container_id: str) -> None:
@@ -168,7 +168,7 @@ class FakeEngine:
             self.removed.append(container_id)
 
         backend._create = create  # type: ignore[method-assign]
-        backend._put_tls = put_tls  # type: ignore[method-assign]
+        backend._write_tls = write_tls  # type: ignore[method-assign]
         backend._start = start  # type: ignore[method-assign]
         backend._deployment_containers = containers  # type: ignore[method-assign]
         backend._remove = remove  # type: ignore[method-assign]
@@ -196,7 +196,7 @@ def backend(tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch)
     (profiles / "p.yaml").write_text(yaml.safe_dump(document))
     made = DockerBackend(deployment="t", profiles_dir=str(profiles), api_url="http://127.0.0.1:1/api",
                          gpu_db_url=f"sqlite:///{tmp_path / 'gpu-allocations.sqlite'}",
-                         gpu_inventory_xml=str(FIXTURE_XML))
+                         gpu_inventory_xml=str(FIXTURE_XML), tls_dir=str(tmp_path / "tls"))
     made.db = DataManager()
     made.queue = Queue()  # type: ignore[assignment]
 

@@ -89,6 +89,8 @@ def test_gateway_configuration_keeps_its_secrets_private(settings_file: Path) ->
     assert c.DockerBackend.deployment == "t1"
     assert c.DockerBackend.db_url == f"sqlite:///{state / 'dask-gateway.sqlite'}"
     assert c.DockerBackend.stop_clusters_on_shutdown is False
+    assert c.DockerBackend.tls_dir == str(state / "dask-tls")  # in the 0700 state directory
+    assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
     assert c.ClusterConfig.idle_timeout == 600
     assert len(c.DockerBackend.db_encrypt_keys[0]) == 32
     for name in ("dask-gateway-db-key", "dask-gateway-control-token", "dask-gateway.sqlite"):
