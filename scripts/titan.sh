@@ -111,7 +111,8 @@ cmd_up() {
   phase_start "hub"
   mkdir -p "$STATE"
   "$PY" -c 'from titan.settings import load_settings; load_settings()' || die "titan.yaml is invalid (see above)"
-  (cd "$ROOT" && setsid "$VENV/bin/jupyterhub" -f "$ROOT/jupyterhub_config.py" >>"$STATE/jupyterhub.log" 2>&1 < /dev/null &)
+  # Its own session, every standard stream redirected: nothing of ours (a pipe we print to) stays open.
+  setsid "$VENV/bin/jupyterhub" -f "$ROOT/jupyterhub_config.py" >>"$STATE/jupyterhub.log" 2>&1 < /dev/null &
   for _ in $(seq 120); do
     if curl -fsS "$PUBLIC_URL/hub/api" >/dev/null 2>&1; then
       phase_end
