@@ -164,7 +164,8 @@ case "${1:-}" in
   down) shift; cmd_down "$@" ;;
   status) shift; cmd_status ;;
   test) shift; cmd_test "$@" ;;
+  packages) shift; require_root packages; ensure_system_packages ;;
   images) shift; require_root images; ensure_docker; ensure_venv; ensure_images "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) echo "usage: $0 up|down|status|test|images|bench" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|test|images|bench|packages" >&2; exit 2 ;;
 esac
