@@ -248,13 +248,32 @@ def process_tree_rss(pid: int) -> dict[str, Any]:
             "total_bytes": hub_rss + proxy}
 
 
+def cgroup_v1_memory(container_id: str) -> dict[str, Any]:
+    """The same reading straight from the cgroup v1 files, for when the engine's stats come back
+    empty (seen here after a systemd container added cgroup mounts to the host)."""
+    base = Path("/sys/fs/cgroup/memory/docker") / container_id
+    if not base.exists():
+        raise RuntimeError(f"no memory reading for container {container_id[:12]}")
+    detail = dict(line.split() for line in (base / "memory.stat").read_text().splitlines())
+    return {"usage": int((base / "memory.usage_in_bytes").read_text()),
+            "limit": int((base / "memory.limit_in_bytes").read_text()),
+            "stats": {k: int(v) for k, v in detail.items()}}
+
+
 def container_memory(client: docker.DockerClient, label: str) -> dict[str, Any]:
     """The cgroup memory of the one running container: raw usage (page cache included) and the
     figure ``docker stats`` shows (usage less inactive file pages)."""
     found = client.containers.list(filters={"label": label})
     if len(found) != 1:
         raise RuntimeError(f"expected one running container for {label}, found {len(found)}")
-    stats = found[0].stats(stream=False)["memory_stats"]
+    stats: dict[str, Any] = {}
+    for _ in range(5):  # the engine can answer an empty reading right after a container event
+        stats = found[0].stats(stream=False).get("memory_stats") or {}
+        if "usage" in stats:
+            break
+        time.sleep(1)
+    else:
+        stats = cgroup_v1_memory(found[0].id)
     usage = int(stats["usage"])
     detail = stats.get("stats", {})
     inactive = int(detail.get("total_inactive_file", detail.get("inactive_file", 0)))
