@@ -8,6 +8,8 @@ part that owns it. No logic lives here.
 import os
 from pathlib import Path
 
+from titan import culling as titan_culling
+from titan import monitoring as titan_monitoring
 from titan.settings import REPO_ROOT, load_settings
 from titan.state import ensure_state_dir, secret_file
 
@@ -78,7 +80,7 @@ c.JupyterHub.load_roles = [
     {
         "name": "titan-admin",
         "description": "Automation: create users and groups, start and stop servers, issue user tokens.",
-        "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens", "read:hub"],
+        "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens", "read:hub", "read:shares"],
         "services": ["titan-admin"],
     },
 ]
@@ -106,3 +108,26 @@ if settings.autosave["enabled"]:
 
     c.JupyterHub.services.append(titan_service.service(settings))
     c.JupyterHub.load_roles = titan_service.with_service_roles(c.JupyterHub.load_roles)
+
+# ---- idle culling ---------------------------------------------------------------------
+# Each server stops itself after its profile's idle_timeout (default culling.timeout), through
+# jupyter_server's own idle settings; the hub notices within spawner.poll_interval and stops its
+# Dask clusters. jupyterhub-idle-culler (a managed service, the exact role of its README:
+# list:users, read:users:activity, read:servers, delete:servers) culls at the longest profile
+# timeout as the backstop. titan/culling.py builds the pieces.
+c.Spawner.poll_interval = settings.poll_interval
+for _key, _value in titan_culling.spawner_settings(settings).items():
+    setattr(c.TitanDockerSpawner, _key, _value)
+if settings.culling["enabled"]:
+    c.JupyterHub.services.append(titan_culling.service(settings))
+    c.JupyterHub.load_roles = titan_culling.with_culler_role(c.JupyterHub.load_roles)
+
+# ---- metrics --------------------------------------------------------------------------
+# /hub/metrics (JupyterHub's and the spawner's, spawner/metrics.py) and /services/titan/metrics
+# need a token with read:metrics: state/metrics-token, of the titan-metrics service (read:metrics
+# and access to the titan service, nothing else) is the one to give Prometheus.
+c.JupyterHub.services.append(titan_monitoring.service(state))
+c.JupyterHub.load_roles = [
+    *(r for r in c.JupyterHub.load_roles if r.get("name") != titan_monitoring.ROLE_NAME),
+    titan_monitoring.role("titan" if settings.autosave["enabled"] else None),
+]

@@ -720,6 +720,21 @@ class DockerBackend(DBBackendBase):
                 self.log.warning("Clusters of %s/%s still stopping after %.0f s", username, server, wait)
         return [str(c.name) for c in clusters]
 
+    async def stop_cluster_by_name(self, name: str, wait: float = 20.0) -> str | None:
+        """Stop one active cluster (an admin's request); its user's name, or None when no such
+        cluster is active. Waits up to ``wait`` seconds for its containers to go."""
+        cluster = self.db.get_cluster(name)
+        if cluster is None or cluster.status >= JobStatus.STOPPED:
+            return None
+        self.log.info("Stopping cluster %s (%s) on an admin's request", name, cluster.username)
+        await self.stop_cluster(name)
+        if wait > 0:
+            try:
+                await asyncio.wait_for(_flag(cluster.shutdown), wait)
+            except TimeoutError:
+                self.log.warning("Cluster %s still stopping after %.0f s", name, wait)
+        return str(cluster.username)
+
     async def reap(self) -> None:
         """Stop clusters whose server container is gone; remove containers no active cluster or
         worker owns (left by a crash between a create and its checkpoint, or a failed removal)."""

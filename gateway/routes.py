@@ -3,6 +3,8 @@
 - ``POST /api/titan/v1/server-stopped``: the hub (the spawner's ``stop``) reports that a user's
   server stopped; that server's clusters are stopped and the call returns once their containers
   are gone (or after a timeout). Authenticated with the shared control token.
+- ``POST /api/titan/v1/stop-cluster``: the Titan service's admin page stops one cluster by name
+  (``{"cluster": ...}``); same control token. 404 when no such cluster is active.
 - A middleware that, on ``scale`` and ``adapt``, tells the user when the backend clipped the
   request to their limits: the answer becomes ``{"ok": false, "msg": ...}``, which the
   dask-gateway client shows as a warning.
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from gateway.backend import DockerBackend
 
 SERVER_STOPPED_PATH = "/api/titan/v1/server-stopped"
+STOP_CLUSTER_PATH = "/api/titan/v1/stop-cluster"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -68,11 +71,15 @@ async def clip_notes(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
+def _allowed(backend: DockerBackend, request: web.Request) -> bool:
+    expected = f"token {backend.control_token}"
+    given = request.headers.get("Authorization", "")
+    return bool(backend.control_token) and hmac.compare_digest(given.encode(), expected.encode())
+
+
 def _server_stopped(backend: DockerBackend) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
-        expected = f"token {backend.control_token}"
-        given = request.headers.get("Authorization", "")
-        if not backend.control_token or not hmac.compare_digest(given.encode(), expected.encode()):
+        if not _allowed(backend, request):
             return web.json_response({"error": "not allowed"}, status=403)
         try:
             body = await request.json()
@@ -88,7 +95,28 @@ def _server_stopped(backend: DockerBackend) -> Handler:
     return handler
 
 
+def _stop_cluster(backend: DockerBackend) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if not _allowed(backend, request):
+            return web.json_response({"error": "not allowed"}, status=403)
+        try:
+            body = await request.json()
+            name = body["cluster"]
+            wait = float(body.get("wait", 20))
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'expected {"cluster": ...}'}, status=400)
+        if not isinstance(name, str):
+            return web.json_response({"error": "cluster must be a string"}, status=400)
+        stopped = await backend.stop_cluster_by_name(name, wait=min(max(wait, 0.0), 60.0))
+        if stopped is None:
+            return web.json_response({"error": f"no active cluster {name}"}, status=404)
+        return web.json_response({"stopped": name, "user": stopped})
+
+    return handler
+
+
 def install(app: web.Application, backend: DockerBackend) -> None:
     """Add the routes and the middleware; called before the application starts."""
     app.middlewares.append(clip_notes)
     app.router.add_post(SERVER_STOPPED_PATH, _server_stopped(backend))
+    app.router.add_post(STOP_CLUSTER_PATH, _stop_cluster(backend))

@@ -26,6 +26,7 @@ class Recipe:
     display_name: str
     description: str
     suite: str
+    dashboards: tuple[str, ...] = ()  # live-dashboard apps the image serves (titan-dashboard)
 
     @property
     def folder(self) -> Path:
@@ -57,6 +58,7 @@ def catalog() -> dict[str, Recipe]:
             display_name=entry.get("display_name", name),
             description=entry.get("description", ""),
             suite=entry.get("suite", "bookworm"),
+            dashboards=tuple(str(app) for app in entry.get("dashboards") or ()),
         )
     return recipes
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from escapism import escape
 
+from spawner.dashboard import with_dashboard
 from spawner.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
 from spawner.gpu.inventory import GpuUnit
+from spawner.idle import idle_shutdown_args
 from spawner.options import Selection
 
 HOME_MOUNT = "/home/jovyan"
@@ -47,6 +49,9 @@ class ContainerSettings:
     labels: Mapping[str, str]
     host_config: Mapping[str, Any]
     environment: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ()  # replaces the image's command (a dashboard server); () keeps it
+    args: tuple[str, ...] = ()  # extra options for jupyterhub-singleuser (the idle shutdown)
+    idle_timeout: float = 0.0  # seconds; 0: the server never stops itself
 
 
 def build_container_settings(
@@ -57,8 +62,11 @@ def build_container_settings(
     deployment: str,
     home_volume_template: str,
     gpus: Sequence[GpuUnit] = (),
+    default_idle_timeout: float = 0.0,
 ) -> ContainerSettings:
-    """Everything the container of one server needs, derived from the validated selection."""
+    """Everything the container of one server needs, derived from the validated selection.
+
+    The idle timeout is the profile's ``idle_timeout``, else ``default_idle_timeout`` (0: none)."""
     resources = selection.resources
     labels = {
         LABEL_DEPLOYMENT: deployment,
@@ -78,12 +86,17 @@ def build_container_settings(
         "MEM_LIMIT": str(resources.memory),
         "CPU_LIMIT": f"{resources.cpu:g}",
     }
+    idle_timeout = selection.profile.idle_timeout
+    if idle_timeout is None:
+        idle_timeout = default_idle_timeout
+    if idle_timeout > 0:
+        environment["TITAN_IDLE_TIMEOUT"] = f"{idle_timeout:g}"
     if gpus:
         labels[LABEL_GPUS] = gpu_label_value(list(gpus))
         # docker-py turns this into a DeviceRequest: these exact GPUs, the "gpu" capability.
         host_config["device_requests"] = [docker_device_request(list(gpus))]
         environment["NVIDIA_VISIBLE_DEVICES"] = labels[LABEL_GPUS]
-    return ContainerSettings(
+    return with_dashboard(ContainerSettings(
         image=image_tag,
         mem_limit=resources.memory,
         memswap_limit=resources.memory,
@@ -92,4 +105,6 @@ def build_container_settings(
         labels=labels,
         host_config=host_config,
         environment=environment,
-    )
+        args=idle_shutdown_args(idle_timeout),
+        idle_timeout=idle_timeout,
+    ), selection.dashboard)

@@ -10,14 +10,17 @@ The base class owns the container lifecycle; this subclass only
 from __future__ import annotations
 
 import asyncio
+import inspect
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
 import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Dict, Float, Integer, Tuple, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, Tuple, Unicode, default
 
 from gateway.containers import ALIVE as DASK_ALIVE
 from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
@@ -39,6 +42,7 @@ from spawner.form import form_view, render_form
 from spawner.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
 from spawner.gpu.inventory import GpuUnit
 from spawner.gpu.pool import gpu_allocator
+from spawner.metrics import RUNNING, SPAWN_DURATION
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
 from spawner.ports import NoFreePort, PortPool
 from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
@@ -127,12 +131,34 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
+    idle_timeout = Float(
+        0.0,
+        config=True,
+        help="""Seconds a server may stay idle (no kernel or terminal left, no activity) before it stops
+        itself, for profiles without their own ``idle_timeout``. The server's jupyter_server does it
+        (kernel and terminal culling, then ``shutdown_no_activity_timeout``); the hub notices at its next
+        poll and stops the server's Dask clusters. 0: servers never stop themselves.
+        Default 0; jupyterhub_config.py sets culling.timeout from titan.yaml. Example: 7200
+        """,
+    )
+
+    idle_shutdown = Bool(
+        True,
+        config=True,
+        help="""Whether servers stop themselves when idle (after their profile's ``idle_timeout``, else
+        ``idle_timeout`` above). False: no server stops itself, whatever the profiles say.
+        Default True; jupyterhub_config.py sets culling.enabled from titan.yaml.
+        """,
+    )
+
     # One pool per hub process: ports are distinct across all servers of all users.
     _port_pools: ClassVar[dict[tuple[int, int], PortPool]] = {}
     _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
+    _cleaned_up = False  # stop() ran since the last start (also after a hub restart: False)
+    _idle_args: tuple[str, ...] = ()
     _progress_events: list[dict[str, Any]]
 
     # ---- defaults that make DockerSpawner right for host networking ----------------------
@@ -224,7 +250,7 @@ class TitanDockerSpawner(DockerSpawner):
                           previous=previous if isinstance(previous, dict) else None)
         return render_form(views)
 
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, str]:
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         return parse_form(formdata)
 
     async def _apply_profile(self, user_options: Any) -> None:
@@ -253,9 +279,11 @@ class TitanDockerSpawner(DockerSpawner):
     # ---- lifecycle ----------------------------------------------------------------------
 
     def container_settings(self, selection: Selection, tag: str, gpus: list[GpuUnit]) -> ContainerSettings:
+        if not self.idle_shutdown:
+            selection = replace(selection, profile=replace(selection.profile, idle_timeout=0.0))
         return build_container_settings(
             selection, tag, user=self.user.name, server_name=self.name, deployment=self.deployment,
-            home_volume_template=self.home_volume_template, gpus=gpus,
+            home_volume_template=self.home_volume_template, gpus=gpus, default_idle_timeout=self.idle_timeout,
         )
 
     async def _allocate_gpus(self, selection: Selection) -> list[GpuUnit]:
@@ -276,9 +304,17 @@ class TitanDockerSpawner(DockerSpawner):
         self.mem_limit = settings.mem_limit
         self.cpu_limit = settings.cpu_limit
         self.volumes = {name: dict(spec) for name, spec in settings.volumes.items()}
-        self.extra_create_kwargs = {"labels": dict(settings.labels)}
+        create_kwargs: dict[str, Any] = {"labels": dict(settings.labels)}
+        if settings.command:  # a dashboard server: titan-dashboard instead of jupyterhub-singleuser
+            create_kwargs["command"] = list(settings.command)
+        self.extra_create_kwargs = create_kwargs
         self.extra_host_config = dict(settings.host_config)
         self.environment = {**settings.environment, **dask_environment(self.dask_gateway, self.name)}
+        self._idle_args = tuple(settings.args)
+
+    def get_args(self) -> list[str]:
+        """JupyterHub's arguments, plus the profile's idle shutdown (spawner.idle)."""
+        return [*super().get_args(), *self._idle_args]
 
     async def check_allowed(self, image: str) -> str:
         """DockerSpawner reads ``user_options["image"]`` as a raw image name. Ours is a profile
@@ -309,6 +345,22 @@ class TitanDockerSpawner(DockerSpawner):
         await super().start_object()
 
     async def start(self) -> tuple[str, int]:
+        began = time.monotonic()
+        profile = "unknown"
+        try:
+            ip, port = await self._start()
+        except BaseException:
+            if self._selection is not None:
+                profile = self._selection.profile.slug
+            SPAWN_DURATION.labels(profile, "failure").observe(time.monotonic() - began)
+            raise
+        assert self._selection is not None
+        profile = self._selection.profile.slug
+        SPAWN_DURATION.labels(profile, "success").observe(time.monotonic() - began)
+        RUNNING.started(self.gpu_owner, profile)
+        return ip, port
+
+    async def _start(self) -> tuple[str, int]:
         self._progress_events = []
         if self._selection is None:  # started without passing apply_user_options (not expected)
             await self._apply_profile(self.user_options)
@@ -328,7 +380,8 @@ class TitanDockerSpawner(DockerSpawner):
         except BaseException:
             await self._release_resources()
             raise
-        self._progress(80, f"Container started; waiting for JupyterLab on {ip}:{port}")
+        what = f"the {selection.dashboard.app} dashboard" if selection.dashboard else "JupyterLab"
+        self._progress(80, f"Container started; waiting for {what} on {ip}:{port}")
         await self._wait_for_listening(ip, port)
         return ip, port
 
@@ -357,7 +410,19 @@ class TitanDockerSpawner(DockerSpawner):
     async def get_ip_and_port(self) -> tuple[str, int]:
         return LOOPBACK, int(self.port)
 
+    async def poll(self) -> int | None:
+        """DockerSpawner's poll; also keeps the running-servers metric true after a hub restart."""
+        status: int | None = await super().poll()
+        if status is None and self.gpu_owner not in RUNNING:
+            profile = self.user_options.get("profile") if isinstance(self.user_options, dict) else None
+            RUNNING.started(self.gpu_owner, str(profile or self.profile_set.default.slug))
+            await self.gpus()  # the allocator (and its GPU metrics) exists from the first poll
+        elif status is not None:
+            RUNNING.stopped(self.gpu_owner)
+        return status
+
     async def _release_resources(self) -> None:
+        RUNNING.stopped(self.gpu_owner)
         self.port_pool.release(int(self.port))
         released = (await self.gpus()).release(self.gpu_owner)
         if released:
@@ -369,6 +434,28 @@ class TitanDockerSpawner(DockerSpawner):
             await super().stop(now=now)
         finally:
             await self._release_resources()
+            self._cleaned_up = True
+
+    async def run_post_stop_hook(self) -> Any:
+        """JupyterHub calls ``stop`` only for a server still running. One that exited by itself (its idle
+        shutdown, a crash) reaches here without it: stop its Dask clusters and free its port and GPUs
+        the same way. Then the configured ``post_stop_hook``."""
+        if not self._cleaned_up:
+            self.log.info("Server %s exited by itself: stopping its Dask clusters, freeing its resources",
+                          self._log_name)
+            try:
+                await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log)
+            finally:
+                await self._release_resources()
+        self._cleaned_up = False  # for the next start
+        result = super().run_post_stop_hook()
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+
+RUNNING.known_profiles = lambda: sorted({p.slug for _, profiles in TitanDockerSpawner._profile_cache.values()
+                                         for p in profiles.profiles})
 
 
 def live_gpu_owners(containers: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -2,17 +2,19 @@
 
 ``parse_form`` only reshapes form fields and has no side effects. ``resolve_selection`` is
 the one gate every spawn passes (form and REST API alike): it accepts KubeSpawner's
-``user_options`` shape ``{"profile": "<slug>", "<option>": "<choice or typed value>"}`` and
-raises :class:`OptionsError` with a message meant for the user.
+``user_options`` shape ``{"profile": "<slug>", "<option>": "<choice or typed value>"}`` (plus an
+optional ``"dashboard": {"app": ..., "path": ...}``, see :mod:`spawner.dashboard`) and raises
+:class:`OptionsError` with a message meant for the user.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from spawner.capacity import HostCapacity, unmet_needs
+from spawner.dashboard import DASHBOARD_FIELD, Dashboard, DashboardError, check_image, form_dashboard, parse_dashboard
 from spawner.profiles import Profile, ProfileSet, Resources, deep_merge, resources_from_settings
 
 PROFILE_FIELD = "profile"
@@ -34,12 +36,16 @@ class Selection:
     values: Mapping[str, str]  # option key → choice key, or the typed value for an unlisted choice
     image: str
     resources: Resources
+    dashboard: Dashboard | None = None  # a live-dashboard server (spawner.dashboard), else JupyterLab
 
 
-def parse_form(formdata: Mapping[str, list[str]]) -> dict[str, str]:
-    """Form fields → ``user_options``. Only the chosen profile's fields are kept."""
+def parse_form(formdata: Mapping[str, list[str]]) -> dict[str, Any]:
+    """Form fields → ``user_options``. Only the chosen profile's fields (and a dashboard) are kept."""
     profile = (formdata.get(PROFILE_FIELD) or [""])[0]
-    options: dict[str, str] = {PROFILE_FIELD: profile}
+    options: dict[str, Any] = {PROFILE_FIELD: profile}
+    dashboard = form_dashboard(formdata)
+    if dashboard is not None:
+        options[DASHBOARD_FIELD] = dashboard
     prefix = f"{OPTION_FIELD_PREFIX}{profile}--"
     for name, values in formdata.items():
         if not name.startswith(prefix) or name.endswith(UNLISTED_SUFFIX):
@@ -104,9 +110,17 @@ def _choose_profile(profiles: ProfileSet, options: Mapping[str, Any], user: str,
     return profile
 
 
+def _image_dashboards() -> dict[str, tuple[str, ...]]:
+    from images.recipes import catalog
+
+    return {name: recipe.dashboards for name, recipe in catalog().items()}
+
+
 def resolve_selection(profiles: ProfileSet, options: Any, user: str, groups: Iterable[str],
-                      host: HostCapacity) -> Selection:
-    """Validate ``options`` for ``user`` (a member of ``groups``) on ``host``."""
+                      host: HostCapacity, image_dashboards: Mapping[str, Collection[str]] | None = None) -> Selection:
+    """Validate ``options`` for ``user`` (a member of ``groups``) on ``host``.
+
+    ``image_dashboards`` (image → the dashboard apps it serves) defaults to ``images/catalog.yaml``."""
     if options is None:
         options = {}
     if not isinstance(options, Mapping):
@@ -114,7 +128,7 @@ def resolve_selection(profiles: ProfileSet, options: Any, user: str, groups: Ite
     groups = list(groups)
     profile = _choose_profile(profiles, options, user, groups)
     known = {o.key for o in profile.options}
-    unknown = sorted(str(k) for k in options if k != PROFILE_FIELD and k not in known)
+    unknown = sorted(str(k) for k in options if k not in (PROFILE_FIELD, DASHBOARD_FIELD) and k not in known)
     if unknown:
         allowed = ", ".join(sorted(known)) or "none"
         raise OptionsError(f"Unknown option(s) for profile {profile.slug!r}: {', '.join(unknown)}. "
@@ -135,7 +149,16 @@ def resolve_selection(profiles: ProfileSet, options: Any, user: str, groups: Ite
         resources = resources_from_settings(settings)
     except ValueError as error:
         raise OptionsError(f"Profile {profile.slug!r}: {error}") from None
+    dashboard = None
+    if options.get(DASHBOARD_FIELD) is not None:
+        try:
+            dashboard = parse_dashboard(options[DASHBOARD_FIELD])
+            check_image(dashboard, profile.slug, str(settings["image"]),
+                        _image_dashboards() if image_dashboards is None else image_dashboards)
+        except DashboardError as error:
+            raise OptionsError(str(error)) from None
     reasons = unmet_needs(resources, host, profiles.gpu_display_names, check_free_gpus=True)
     if reasons:
         raise OptionsError(f"{profile.display_name} cannot start on this host: {'; '.join(reasons)}.")
-    return Selection(profile=profile, values=values, image=str(settings["image"]), resources=resources)
+    return Selection(profile=profile, values=values, image=str(settings["image"]), resources=resources,
+                     dashboard=dashboard)

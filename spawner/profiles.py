@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from spawner.units import parse_memory
+from spawner.units import parse_duration, parse_memory
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 SCHEMA_FILE = PROFILES_DIR / "schema.json"
@@ -90,6 +90,7 @@ class Profile:
     access: Access
     options: tuple[ProfileOption, ...] = field(default=())
     clone: tuple[str, ...] = ()  # repositories the Titan service clones into the home at start
+    idle_timeout: float | None = None  # seconds idle before the server stops; None: the deployment's default
 
     def option(self, key: str) -> ProfileOption | None:
         return next((o for o in self.options if o.key == key), None)
@@ -201,6 +202,7 @@ def _normalise_profile(raw: Mapping[str, Any], source: str, index: int) -> Profi
         default=bool(raw.get("default", False)), settings=settings,
         access=Access(groups=frozenset(access.get("groups", [])), users=frozenset(access.get("users", []))),
         options=options, clone=tuple(raw.get("clone", ())),
+        idle_timeout=parse_duration(raw["idle_timeout"]) if "idle_timeout" in raw else None,
     )
 
 

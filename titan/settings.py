@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from spawner.units import parse_memory
+from spawner.units import parse_duration, parse_memory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = Path(__file__).resolve().parent / "settings-schema.json"
@@ -43,9 +43,11 @@ class Settings:
     host_cpus: float
     host_memory: int
     gpu_inventory_xml: str
-    public_links: bool
+    sharing: Mapping[str, Any]
     gateway: Mapping[str, Any]
     autosave: Mapping[str, Any]
+    culling: Mapping[str, Any] = field(default_factory=dict)  # timeout in seconds
+    poll_interval: float = 30.0
 
     @property
     def github_configured(self) -> bool:
@@ -97,6 +99,14 @@ AUTOSAVE_DEFAULTS: Mapping[str, Any] = {
     "max_file_size_mb": 10, "branch_template": "autosave/{user}/{server}", "db_url": "", "log_level": "INFO",
 }
 
+SHARING_DEFAULTS: Mapping[str, Any] = {
+    "public_links": False, "frame_ancestors": [], "max_notebook_mb": 100, "dashboard_profile": "",
+    "guess_limit": 20, "guess_window": 60, "versions_kept": 10,
+}
+
+
+CULLING_DEFAULTS: Mapping[str, Any] = {"enabled": True, "timeout": 7200.0, "every": 300, "log_level": "INFO"}
+
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, validate and normalise the settings; a missing file means all defaults."""
@@ -136,7 +146,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         host_cpus=float(spawner.get("host_cpus", 0)),
         host_memory=parse_memory(spawner["host_memory"]) if "host_memory" in spawner else 0,
         gpu_inventory_xml=spawner.get("gpu_inventory_xml", ""),
-        public_links=bool(document.get("sharing", {}).get("public_links", False)),
+        sharing={**SHARING_DEFAULTS, **document.get("sharing", {})},
         gateway={**GATEWAY_DEFAULTS, **document.get("gateway", {})},
         autosave={**AUTOSAVE_DEFAULTS, **document.get("autosave", {})},
+        culling=_culling(document.get("culling", {})),
+        poll_interval=float(spawner.get("poll_interval", 30)),
     )
+
+
+def _culling(document: Mapping[str, Any]) -> dict[str, Any]:
+    culling = {**CULLING_DEFAULTS, **document}
+    culling["timeout"] = parse_duration(culling["timeout"])
+    return culling

@@ -140,6 +140,15 @@ class GpuAllocator:
             rows = conn.execute(select(allocations_table.c.uuid, allocations_table.c.owner)).all()
         return {uuid: owner for uuid, owner in rows}
 
+    @property
+    def types(self) -> list[str]:
+        """The GPU types of this host's inventory (with no unit too, when a profile names them)."""
+        return list(self._units_by_type)
+
+    def type_of(self, uuid: str) -> str | None:
+        """The type of a unit of this host's inventory; None for a uuid it does not have."""
+        return self._type_of.get(uuid)
+
     def held_by(self, owner: str) -> list[GpuUnit]:
         """The units ``owner`` holds (that are still in the inventory)."""
         with self._engine.connect() as conn:

@@ -40,3 +40,8 @@ def gpu_allocator(db_url: str, inventory_xml: str, rules: Mapping[str, str], log
     allocator = GpuAllocator(by_type, engine, log=log)
     _allocators[key] = allocator
     return allocator, True
+
+
+def allocators() -> list[GpuAllocator]:
+    """The allocators this process has made (for the metrics: GPUs allocated by type)."""
+    return list(_allocators.values())

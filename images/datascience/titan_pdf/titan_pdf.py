@@ -72,7 +72,7 @@ class ChromiumPDFExporter(HTMLExporter):
 
     output_mimetype = "application/pdf"
 
-    def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[bytes, Any]:
+    def from_notebook_node(self, nb: Any, resources: Any = None, **kw: Any) -> tuple[Any, Any]:  # PDF bytes, resources
         html, resources = super().from_notebook_node(nb, resources=resources, **kw)
         if not self.chromium:
             raise RuntimeError("chromiumpdf needs chromium on PATH; none was found")
