@@ -157,7 +157,16 @@ cmd_test() {
   return $rc
 }
 
-cmd_bench() { prepare bench; "$PY" -m bench.spawn "$@"; }
+cmd_bench() {
+  prepare bench
+  case "${1:-spawn}" in
+    sharing) shift
+      command -v wrk >/dev/null || apt_install wrk "the HTTP load generator of the share-link benchmark"
+      "$PY" -m bench.sharing "$@" ;;
+    spawn) [ $# -gt 0 ] && shift; "$PY" -m bench.spawn "$@" ;;
+    *) "$PY" -m bench.spawn "$@" ;;
+  esac
+}
 
 case "${1:-}" in
   up) shift; cmd_up "$@" ;;

@@ -1,4 +1,4 @@
-"""``TitanService``: the hub-managed service at /services/titan/ (autosave; sharing to come).
+"""``TitanService``: the hub-managed service at /services/titan/ (autosave and share links).
 
 A ``traitlets.config.Application`` like jupyterhub-idle-culler: every setting is a config trait,
 ``launch_instance()`` starts it, and the first scheduler pass runs at once.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,14 +19,19 @@ from jupyterhub.utils import url_path_join
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application as WebApplication
-from traitlets import Bool, Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, List, Unicode, default
 from traitlets.config import Application
 
+from service import admin as operations
 from service import handlers
 from service.autosave.push import write_askpass
 from service.db import DEFAULT_INTERVAL, Database
 from service.engine import Engine, EngineConfig
 from service.hub import HubClient
+from service.sharing.handlers import routes as sharing_routes
+from service.sharing.manager import ShareManager, SharingConfig
+from service.sharing.ratelimit import GuessLimiter
+from service.sharing.storage import ReportStore
 
 
 def docker_volume_path(template: str) -> Any:
@@ -94,7 +100,7 @@ class ProfileClones:
 
 class TitanService(Application):
     name = "titan-service"
-    description = "Titan's hub service: git autosave of users' repositories (and, later, share links)."
+    description = "Titan's hub service: git autosave of users' repositories, and share links."
 
     state_dir = Unicode(
         help="""Where the service keeps its database (by default), autosave stores and askpass script.
@@ -164,6 +170,21 @@ class TitanService(Application):
         "1000:1000", help="uid:gid that files cloned into a home volume get (the images' jovyan). Default 1000:1000.",
     ).tag(config=True)
 
+    public_links = Bool(False, help="""Allow links anyone can open without logging in (reports only).
+        Default False: every link needs a login.""").tag(config=True)
+    frame_ancestors = List(Unicode(), help="""Origins allowed to embed reports in a frame (CSP
+        frame-ancestors), for example ["https://intranet.example.org"]. Default []: nowhere.""").tag(config=True)
+    max_notebook_mb = Float(100.0, help="Largest notebook that may be published, in MB. Default 100.").tag(
+        config=True)
+    versions_kept = Integer(10, help="Rendered versions of a report kept when it is republished. Default 10.").tag(
+        config=True)
+    dashboard_profile = Unicode("", help="""Profile slug dashboards run with when the publisher names none.
+        Default "": the spawner's default profile.""").tag(config=True)
+    guess_limit = Integer(20, help="""Unknown link ids one client (address, and user when logged in) may
+        try within guess_window seconds before every lookup answers 429. Default 20.""").tag(config=True)
+    guess_window = Float(60.0, help="Seconds over which unknown-link tries are counted. Default 60.").tag(
+        config=True)
+
     aliases = {"port": "TitanService.port", "state-dir": "TitanService.state_dir", "db-url": "TitanService.db_url",
                "log-level": "Application.log_level"}
 
@@ -185,6 +206,17 @@ class TitanService(Application):
                          home_uid=int(uid), home_gid=int(gid or uid)),
             self.db, hub, docker_volume_path(self.home_volume_template), write_askpass(state),
             profiles=ProfileClones(self.profiles_dir), profile_of=docker_profile_of(self.deployment))
+        self.hub = hub
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/")
+        self.sharing = ShareManager(
+            SharingConfig(public_links=self.public_links, frame_ancestors=list(self.frame_ancestors),
+                          max_notebook_bytes=int(self.max_notebook_mb * 1024 * 1024),
+                          versions_kept=self.versions_kept, dashboard_profile=self.dashboard_profile,
+                          static_url=url_path_join(prefix, "static/"), prefix=prefix,
+                          hub_base=os.environ.get("JUPYTERHUB_BASE_URL", "/")),
+            self.db, ReportStore(state / "reports"), hub, docker_volume_path(self.home_volume_template))
+        self.guess_limiter = GuessLimiter(self.guess_limit, self.guess_window)
+        operations.setup(self)  # usage accounting, admin pages, metrics (service/admin.py)
 
     def make_web_app(self) -> WebApplication:
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/")
@@ -196,7 +228,9 @@ class TitanService(Application):
             "login_url": auth.login_url, "log_function": self._log_request,
         }
         rules: list[Any] = [(url_path_join(prefix, "oauth_callback"), handlers.OAuthCallbackHandler)]
+        rules += sharing_routes(prefix)
         rules += [(url_path_join(prefix, pattern), handler) for pattern, handler in handlers.ROUTES]
+        rules += operations.routes(prefix)
         return WebApplication(rules, **settings)
 
     def _log_request(self, handler: Any) -> None:
@@ -212,15 +246,33 @@ class TitanService(Application):
         except Exception:
             self.log.exception("Autosave pass failed")
 
+    async def _expire_links(self) -> None:
+        try:
+            self.sharing.flush_views()
+            ended = await self.sharing.expire_due()
+        except Exception:
+            self.log.exception("Ending expired dashboard links failed")
+            return
+        if ended:
+            self.log.info("Ended %d expired dashboard link(s)", ended)
+
     async def serve(self) -> None:
         server = HTTPServer(self.make_web_app(), xheaders=True)
         server.listen(self.port, self.ip)
         self.log.info("Titan service on http://%s:%s%s", self.ip, self.port,
                       os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/"))
+        await self._expire_links()
+        PeriodicCallback(self._expire_links, min(self.check_interval, 5.0) * 1000).start()
+        await operations.start(self, self.check_interval)  # usage: first pass at once, then periodic
         if self.autosave:
             await self._tick()  # the first pass at once
             PeriodicCallback(self._tick, self.check_interval * 1000).start()
-        await asyncio.Event().wait()
+        stopping = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):  # the hub stops its services with SIGTERM
+            asyncio.get_running_loop().add_signal_handler(signum, stopping.set)
+        await stopping.wait()
+        server.stop()
+        self.log.info("Stopping: %d view(s) counted since the last write saved", self.sharing.flush_views())
 
     def start(self) -> None:
         asyncio.run(self.serve())

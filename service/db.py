@@ -111,6 +111,8 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False}
         self.engine = create_engine(url, **kwargs)
+        import service.sharing.models  # noqa: F401  (the share-link tables)
+
         Base.metadata.create_all(self.engine)
         self._migrate()
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)

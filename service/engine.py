@@ -31,6 +31,7 @@ from service.autosave.clone import clone_into, default_path
 from service.autosave.snapshot import autosave_commits, branch_tip, create_branch, git_env
 from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
 from service.hub import GitHubCredentials, HubClient, github_user
+from service.metrics import record_push, record_snapshot
 
 log = logging.getLogger("titan.service.autosave")
 
@@ -239,6 +240,7 @@ class Engine:
                 await self._pass(user, repo_id, path, remote, branch, reason, snap=due, strip=strip)
             except Exception as error:
                 log.exception("Autosave of %s:%s failed", user, path)
+                record_snapshot(reason, "failed")
                 self._update(repo_id, state="error", error=f"{type(error).__name__}: {_safe(error)}")
             with self.db.session() as session:
                 found = session.get(AutosaveRepo, repo_id)
@@ -295,6 +297,7 @@ class Engine:
             result = await self._thread(lambda: snapshot(
                 workspace, branch, author, max_size=self.config.max_file_size, strip_outputs=strip,
                 message=f"Autosave ({reason}) {now.strftime('%Y-%m-%d %H:%M:%S')} UTC"))
+            record_snapshot(reason, "committed" if result.commit else "unchanged")
             values: dict[str, Any] = {"last_pass": now, "branch": branch,
                                       "left_out": [item.as_dict() for item in result.left_out]}
             if result.commit:
@@ -333,12 +336,14 @@ class Engine:
             return
         result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
                                     self.askpass, self.config.push_timeout)
+        record_push(result.outcome.value)
         now = utcnow()
         if result.outcome is PushOutcome.REJECTED:
             moved = target
             target = f"{branch}-{now.strftime('%Y%m%d-%H%M%S')}"
             result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
                                         self.askpass, self.config.push_timeout)
+            record_push(result.outcome.value)
             if result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE):
                 self._backoff.pop(repo_id, None)
                 self._update(repo_id, state="pushed to a new branch", push_branch=target, last_push=now,

@@ -44,6 +44,23 @@ class HubClient:
         data: dict[str, Any] = json.loads(response.body)
         return data
 
+    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """Any hub API call: (status, parsed JSON body or None). Errors come back as their status
+        (the caller branches on it); only a network failure raises."""
+        payload = None if body is None else json.dumps(body)
+        request = HTTPRequest(f"{self.api_url}{path}", method=method, body=payload, request_timeout=60,
+                              allow_nonstandard_methods=True,
+                              headers={"Authorization": f"token {self._token}", "Content-Type": "application/json"})
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except OSError as error:
+            raise ConnectionError(f"the hub did not answer: {error}") from None
+        try:
+            data = json.loads(response.body) if response.body else None
+        except ValueError:
+            data = None
+        return response.code, data
+
     async def user(self, name: str) -> dict[str, Any] | None:
         return await self._get(f"/users/{quote(name, safe='')}")
 

@@ -6,6 +6,7 @@ environment), the service's least-privilege role, and users' access to the servi
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from typing import Any
@@ -15,10 +16,18 @@ from titan.settings import Settings
 SERVICE_NAME = "titan"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 
-#: The service's role, exactly: read users' server state (to notice stops and schedule passes),
-#: list users with an active server (to clone repositories when a server starts) and read their
-#: auth_state (the GitHub token, fetched fresh at each push or clone). Nothing else.
-SERVICE_SCOPES = ["read:users", "list:users", "read:servers", "admin:auth_state"]
+#: The service's role, exactly: read users' server state and groups (to notice stops, schedule
+#: passes, and check a link's groups), list users with an active server (to clone repositories when
+#: a server starts), read their auth_state (the GitHub token, fetched fresh at each push or clone);
+#: and for dashboards: start, stop and remove users' servers (a dashboard is its owner's named
+#: server), grant and delete JupyterHub shares of them, which the hub allows only to a holder of
+#: access:servers and read:users:name. Nothing else.
+SERVICE_SCOPES = ["read:users", "list:users", "read:servers", "admin:auth_state",
+                  "servers", "delete:servers", "shares", "access:servers", "read:users:name"]
+
+#: Operations (service/admin.py) need no scope of their own: usage is read from the active servers
+#: (list:users, read:servers), the admin page stops a server with delete:servers, and who is an
+#: admin comes from the caller's own hub model.
 
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
@@ -41,6 +50,19 @@ def command(settings: Settings) -> list[str]:
         f"--TitanService.max_file_size={int(float(autosave['max_file_size_mb']) * 1024 * 1024)}",
         f"--Application.log_level={autosave['log_level']}",
     ]
+    sharing = settings.sharing
+    args += [
+        f"--TitanService.public_links={sharing['public_links']}",
+        f"--TitanService.frame_ancestors={json.dumps(list(sharing['frame_ancestors']))}",
+        f"--TitanService.max_notebook_mb={sharing['max_notebook_mb']}",
+        f"--TitanService.versions_kept={sharing['versions_kept']}",
+        f"--TitanService.dashboard_profile={sharing['dashboard_profile']}",
+        f"--TitanService.guess_limit={sharing['guess_limit']}",
+        f"--TitanService.guess_window={sharing['guess_window']}",
+    ]
+    if settings.gateway["enabled"]:  # the admin page stops Dask clusters through the gateway's control route
+        args += [f"--Operations.gateway_url=http://127.0.0.1:{settings.gateway['api_port']}",
+                 f"--Operations.gateway_token_file={settings.state_dir / 'dask-gateway-control-token'}"]
     if autosave["db_url"]:
         args.append(f"--TitanService.db_url={autosave['db_url']}")
     return args
@@ -54,7 +76,7 @@ def service(settings: Settings) -> dict[str, Any]:
     return {
         "name": SERVICE_NAME,
         "display": True,
-        "info": {"description": "Git autosave of your repositories"},
+        "info": {"description": "Git autosave of your repositories, and share links"},
         "url": f"http://127.0.0.1:{settings.autosave['port']}",
         "command": command(settings),
         "cwd": str(settings.state_dir),
@@ -65,7 +87,8 @@ def service(settings: Settings) -> dict[str, Any]:
 
 def role() -> dict[str, Any]:
     return {"name": "titan-service", "description": "Titan service: users' server state and GitHub tokens "
-            "(auth_state) for autosave pushes.", "scopes": list(SERVICE_SCOPES), "services": [SERVICE_NAME]}
+            "(auth_state) for autosave pushes; dashboard servers and their shares.",
+            "scopes": list(SERVICE_SCOPES), "services": [SERVICE_NAME]}
 
 
 def with_service_roles(roles: list[dict[str, Any]]) -> list[dict[str, Any]]:

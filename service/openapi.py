@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.sharing.openapi import link_paths, link_schemas
+from service.usage.openapi import usage_paths, usage_schemas
+
 _REPO = {
     "type": "object",
     "properties": {
@@ -79,11 +82,11 @@ def openapi_document(prefix: str) -> dict[str, Any]:
             "description": "your own user name (anyone else's gives 403)"}
     repo = {"name": "repo_id", "in": "path", "required": True, "schema": {"type": "integer"}}
     base = "/users/{user}/autosave"
-    return {
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "Titan service API", "version": "1",
-                 "description": "Git autosave settings, status and restore. Authenticate with a JupyterHub "
-                                "token (`Authorization: token ...`) that has access:services!service=titan."},
+                 "description": "Git autosave settings, status and restore; share links. Authenticate with a "
+                                "hub token (`Authorization: token ...`) that has access:services!service=titan."},
         "servers": [{"url": prefix.rstrip("/") + "/api"}],
         "components": {
             "securitySchemes": {"hubToken": {"type": "apiKey", "in": "header", "name": "Authorization"}},
@@ -121,3 +124,8 @@ def openapi_document(prefix: str) -> dict[str, Any]:
             },
         },
     }
+    document["components"]["schemas"].update(link_schemas())
+    document["paths"].update(link_paths())
+    document["components"]["schemas"].update(usage_schemas())
+    document["paths"].update(usage_paths())
+    return document

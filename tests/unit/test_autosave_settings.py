@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,9 @@ def test_exclude_rules() -> None:
 def test_service_role_is_least_privilege_and_users_get_access() -> None:
     roles = with_service_roles([{"name": "titan-admin", "scopes": ["admin:users"], "services": ["titan-admin"]}])
     service = next(r for r in roles if r["name"] == "titan-service")
-    assert service["scopes"] == SERVICE_SCOPES == ["read:users", "list:users", "read:servers", "admin:auth_state"]
+    assert service["scopes"] == SERVICE_SCOPES == ["read:users", "list:users", "read:servers", "admin:auth_state",
+                                                   "servers", "delete:servers", "shares", "access:servers",
+                                                   "read:users:name"]
     assert service["services"] == ["titan"]
     user = next(r for r in roles if r["name"] == "user")
     assert "access:services!service=titan" in user["scopes"] and "self" in user["scopes"]
@@ -82,9 +85,22 @@ def test_autosave_settings_defaults(tmp_path: Path) -> None:
         load_settings(tmp_path / "titan.yaml", environ={})
 
 
-def test_openapi_document_lists_every_route() -> None:
+def test_openapi_document_lists_every_route(monkeypatch: pytest.MonkeyPatch) -> None:
     doc = openapi_document("/services/titan/")
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {"/users/{user}/autosave", "/users/{user}/autosave/repos/{repo_id}",
                                  "/users/{user}/autosave/repos/{repo_id}/snapshot",
-                                 "/users/{user}/autosave/repos/{repo_id}/restore"}
+                                 "/users/{user}/autosave/repos/{repo_id}/restore",
+                                 "/links", "/links/{link_id}", "/links/{link_id}/publish", "/shared",
+                                 "/users/{user}/usage", "/admin/overview"}
+    # every route of the running app under api/ is documented (the document's paths are under api/)
+    from service.app import TitanService
+
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
+    app = TitanService()
+    app.db = app.engine = None  # make_web_app only builds routes
+    documented = {re.sub(r"\{[^}]+\}", "X", path) for path in doc["paths"]}
+    routed = {re.sub(r"\([^)]*\)", "X", spec.matcher.regex.pattern.rstrip("$"))
+              .removeprefix("/services/titan/api") for spec in app.make_web_app().default_router.rules[0]
+              .target.rules if "/services/titan/api/" in spec.matcher.regex.pattern}
+    assert routed - {"/openapi.json"} == documented

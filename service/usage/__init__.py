@@ -1,0 +1,13 @@
+"""Usage accounting: server hours by user and profile, Dask core-hours and memory-hours by user.
+
+``models`` holds the tables (in the service's database), ``recorder`` turns what the hub and the
+Docker engine say runs into start/stop intervals, ``report`` sums them over a date range, ``docker``
+reads the gateway's cluster containers.
+"""
+
+from service.usage.models import DaskSession, ServerSession
+from service.usage.recorder import DaskContainer, UsageRecorder
+from service.usage.report import RangeError, Report, parse_range, usage_report
+
+__all__ = ["DaskContainer", "DaskSession", "RangeError", "Report", "ServerSession", "UsageRecorder", "parse_range",
+           "usage_report"]

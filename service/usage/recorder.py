@@ -1,0 +1,188 @@
+"""Turn what runs into start/stop intervals: servers from the hub, Dask containers from the engine.
+
+Each pass (the service's ``check_interval``):
+
+- servers: ``GET /hub/api/users?state=active``; each server model's ``started`` is its true start.
+  A (user, server, started) not yet recorded is a new run; a recorded open run no longer active
+  stopped. Its stop time is this pass's time when the previous pass of this process saw it running,
+  else (it stopped while the service was down) the last time it was seen: nothing is counted that
+  was not seen. A run that is still active after a restart of the service is the same row.
+- Dask: the gateway's containers (labels ``titan.dask.*``), with the cores and memory in their
+  host config and the engine's ``StartedAt``; gone or exited containers stop the same way (an
+  exited container's ``FinishedAt`` is its stop time).
+
+When the hub does not answer, the pass records nothing (no stop is made up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from service.db import Base, Database, utcnow
+from service.usage.models import DaskSession, ServerSession, as_utc, to_db
+
+log = logging.getLogger("titan.service.usage")
+
+Clock = Callable[[], datetime]
+
+
+class ActiveServers(Protocol):
+    async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]: ...
+
+
+@dataclass(frozen=True)
+class DaskContainer:
+    """One scheduler or worker container of a Dask cluster, as the engine reports it."""
+
+    id: str
+    user: str
+    cluster: str
+    role: str  # scheduler or worker
+    server: str  # the server the cluster was made from
+    cores: float
+    memory: int  # bytes
+    started: datetime | None  # None: created, not started
+    running: bool
+    finished: datetime | None = None  # an exited container's stop time
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from the hub or the engine (``Z`` or an offset; nanoseconds cut) → aware UTC."""
+    if not value or not isinstance(value, str) or value.startswith("0001-01-01"):
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    if "." in text:  # Docker gives nanoseconds; Python takes at most microseconds
+        head, _, rest = text.partition(".")
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class UsageRecorder:
+    """Records runs into the service's database; ``tick`` is one pass."""
+
+    def __init__(self, db: Database, hub: ActiveServers, *,
+                 dask_source: Callable[[], list[DaskContainer]] | None = None,
+                 profile_of: Callable[[str, str], str | None] | None = None,
+                 default_profile: Callable[[], str] = lambda: "", clock: Clock = utcnow) -> None:
+        self.db = db
+        self.hub = hub
+        self.dask_source = dask_source
+        self.profile_of = profile_of
+        self.default_profile = default_profile
+        self.clock = clock
+        self._open_servers: set[int] = set()  # rows this process saw running at its last pass
+        self._open_dask: set[int] = set()
+        Base.metadata.create_all(db.engine, tables=[ServerSession.__table__, DaskSession.__table__])  # type: ignore[list-item]
+
+    async def tick(self) -> None:
+        now = self.clock()
+        try:
+            active = await self.hub.active_servers()
+        except Exception as error:  # the hub is restarting: record nothing this pass
+            log.warning("Usage: could not ask the hub about active servers: %s", error)
+        else:
+            await asyncio.to_thread(self.record_servers, active, now)
+        if self.dask_source is not None:
+            try:
+                found = await asyncio.to_thread(self.dask_source)
+            except Exception as error:
+                log.warning("Usage: could not list the Dask containers: %s", error)
+            else:
+                await asyncio.to_thread(self.record_dask, found, now)
+
+    # ---- servers ----------------------------------------------------------------------
+
+    def _profile(self, user: str, server: str, model: Mapping[str, Any]) -> str:
+        profile = str((model.get("user_options") or {}).get("profile") or "")
+        if not profile and self.profile_of is not None:
+            try:
+                profile = self.profile_of(user, server) or ""
+            except Exception:
+                log.warning("Usage: could not read the profile of %s/%s", user, server, exc_info=True)
+        return profile or self.default_profile() or "default"
+
+    def record_servers(self, active: Mapping[str, Mapping[str, Mapping[str, Any]]], now: datetime) -> None:
+        """One pass over the hub's active servers (user → server name → server model) at ``now``."""
+        current: dict[tuple[str, str, datetime], Mapping[str, Any]] = {}
+        for user, servers in active.items():
+            for server, model in servers.items():
+                started = parse_time(model.get("started"))
+                if started is not None:
+                    current[(user, server, to_db(started))] = model
+        seen: set[int] = set()
+        with self.db.session() as session:
+            for (user, server, started), model in current.items():
+                row = session.scalars(select(ServerSession).where(
+                    ServerSession.user_name == user, ServerSession.server_name == server,
+                    ServerSession.started == started)).first()
+                if row is None:
+                    row = ServerSession(user_name=user, server_name=server, started=started,
+                                        profile=self._profile(user, server, model), last_seen=to_db(now))
+                    session.add(row)
+                    session.flush()
+                    log.info("Usage: %s/%s started at %s (%s)", user, server or "default", started.isoformat(),
+                             row.profile)
+                row.stopped = None
+                row.last_seen = to_db(now)
+                seen.add(row.id)
+            for row in session.scalars(select(ServerSession).where(ServerSession.stopped.is_(None))):
+                if row.id in seen:
+                    continue
+                row.stopped = to_db(now) if row.id in self._open_servers else row.last_seen
+                log.info("Usage: %s/%s stopped (%s)", row.user_name, row.server_name or "default",
+                         as_utc(row.stopped).isoformat())
+        self._open_servers = seen
+
+    # ---- Dask -------------------------------------------------------------------------
+
+    def record_dask(self, containers: Iterable[DaskContainer], now: datetime) -> None:
+        """One pass over the Dask containers the engine lists at ``now``."""
+        live = {c.id: c for c in containers if c.started is not None and c.running}
+        ended = {c.id: c for c in containers if c.started is not None and not c.running}
+        seen: set[int] = set()
+        with self.db.session() as session:
+            for container in live.values():
+                row = session.scalars(select(DaskSession).where(DaskSession.container_id == container.id)).first()
+                if row is None:
+                    assert container.started is not None
+                    row = DaskSession(container_id=container.id, user_name=container.user,
+                                      cluster=container.cluster, role=container.role, server_name=container.server,
+                                      cores=container.cores, memory=container.memory,
+                                      started=to_db(container.started), last_seen=to_db(now))
+                    session.add(row)
+                    session.flush()
+                row.last_seen = to_db(now)
+                seen.add(row.id)
+            for row in session.scalars(select(DaskSession).where(DaskSession.stopped.is_(None))):
+                if row.id in seen:
+                    continue
+                gone = ended.get(row.container_id)
+                if gone is not None and gone.finished is not None:
+                    row.stopped = to_db(max(gone.finished, as_utc(row.started)))
+                else:
+                    row.stopped = to_db(now) if row.id in self._open_dask else row.last_seen
+            for container in ended.values():  # ran and exited between two passes: still counted
+                if container.finished is None or container.started is None:
+                    continue
+                known = session.scalars(select(DaskSession.id).where(
+                    DaskSession.container_id == container.id)).first()
+                if known is None:
+                    session.add(DaskSession(
+                        container_id=container.id, user_name=container.user, cluster=container.cluster,
+                        role=container.role, server_name=container.server, cores=container.cores,
+                        memory=container.memory, started=to_db(container.started),
+                        last_seen=to_db(container.finished), stopped=to_db(container.finished)))
+        self._open_dask = seen

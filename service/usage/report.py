@@ -1,0 +1,134 @@
+"""Usage over a date range: server hours by user and profile, Dask core-hours and memory-hours
+(GiB × hours) by user. A run still going counts up to ``now``; runs are clipped to the range."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+
+from service.db import Database
+from service.usage.models import DaskSession, ServerSession, as_utc, to_db
+
+GIB = 1024**3
+DEFAULT_DAYS = 30
+CSV_COLUMNS = ("user", "kind", "profile", "server_hours", "dask_core_hours", "dask_memory_gib_hours")
+
+
+class RangeError(ValueError):
+    """The date range asked for is unusable; the message says why."""
+
+
+def _parse_bound(value: str, name: str, end: bool) -> datetime:
+    text = value.strip()
+    try:
+        if len(text) == 10:  # a date: the start of that day, or the end of it for ``end``
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+    except ValueError:
+        raise RangeError(f"{name}: {value!r} is not a date; write YYYY-MM-DD (or an ISO 8601 time)") from None
+    return moment.astimezone(UTC)
+
+
+def parse_range(start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """``start`` and ``end`` (``YYYY-MM-DD``, both days included, or ISO times) → [from, to).
+    Missing: the last 30 days up to ``now``. Raises :class:`RangeError`."""
+    upper = _parse_bound(end, "end", end=True) if end else now
+    lower = _parse_bound(start, "start", end=False) if start else upper - timedelta(days=DEFAULT_DAYS)
+    if lower >= upper:
+        raise RangeError(f"start ({lower.date().isoformat()}) must be before end ({upper.date().isoformat()})")
+    return lower, upper
+
+
+def overlap_hours(started: datetime, stopped: datetime, lower: datetime, upper: datetime) -> float:
+    """Hours of [started, stopped) inside [lower, upper)."""
+    seconds = (min(stopped, upper) - max(started, lower)).total_seconds()
+    return max(0.0, seconds) / 3600
+
+
+@dataclass
+class Report:
+    start: datetime
+    end: datetime
+    servers: dict[tuple[str, str], float] = field(default_factory=dict)  # (user, profile) → hours
+    dask: dict[str, tuple[float, float]] = field(default_factory=dict)  # user → (core-hours, GiB-hours)
+
+    def users(self) -> list[str]:
+        return sorted({user for user, _ in self.servers} | set(self.dask))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per (user, profile) of server hours and one per user of Dask use, by user."""
+        rows: list[dict[str, Any]] = []
+        for user in self.users():
+            for (owner, profile), hours in sorted(self.servers.items()):
+                if owner == user:
+                    rows.append({"user": user, "kind": "server", "profile": profile, "server_hours": round(hours, 6),
+                                 "dask_core_hours": 0.0, "dask_memory_gib_hours": 0.0})
+            if user in self.dask:
+                cores, memory = self.dask[user]
+                rows.append({"user": user, "kind": "dask", "profile": "", "server_hours": 0.0,
+                             "dask_core_hours": round(cores, 6), "dask_memory_gib_hours": round(memory, 6)})
+        return rows
+
+    def totals(self) -> dict[str, float]:
+        return {"server_hours": round(sum(self.servers.values()), 6),
+                "dask_core_hours": round(sum(c for c, _ in self.dask.values()), 6),
+                "dask_memory_gib_hours": round(sum(m for _, m in self.dask.values()), 6)}
+
+    def as_json(self) -> dict[str, Any]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat(), "rows": self.rows(),
+                "totals": self.totals()}
+
+    def csv(self) -> str:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows():
+            writer.writerow({key: _csv_safe(row[key]) for key in CSV_COLUMNS})
+        return out.getvalue()
+
+
+def _csv_safe(value: Any) -> Any:
+    """Text that a spreadsheet would run as a formula gets a leading quote."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def usage_report(db: Database, start: datetime, end: datetime, now: datetime, user: str | None = None) -> Report:
+    """Usage in [start, end) for everyone, or for ``user`` only."""
+    report = Report(start=start, end=end)
+    lower, upper = to_db(start), to_db(end)
+    with db.session() as session:
+        query = select(ServerSession).where(ServerSession.started < upper,
+                                            or_(ServerSession.stopped.is_(None), ServerSession.stopped > lower))
+        if user is not None:
+            query = query.where(ServerSession.user_name == user)
+        for run in session.scalars(query):
+            stop = as_utc(run.stopped) if run.stopped is not None else now
+            hours = overlap_hours(as_utc(run.started), stop, start, end)
+            if hours <= 0:
+                continue
+            key = (run.user_name, run.profile)
+            report.servers[key] = report.servers.get(key, 0.0) + hours
+        dask_query = select(DaskSession).where(DaskSession.started < upper,
+                                               or_(DaskSession.stopped.is_(None), DaskSession.stopped > lower))
+        if user is not None:
+            dask_query = dask_query.where(DaskSession.user_name == user)
+        for container in session.scalars(dask_query):
+            stop = as_utc(container.stopped) if container.stopped is not None else now
+            hours = overlap_hours(as_utc(container.started), stop, start, end)
+            if hours <= 0:
+                continue
+            cores, memory = report.dask.get(container.user_name, (0.0, 0.0))
+            report.dask[container.user_name] = (cores + hours * container.cores,
+                                                 memory + hours * container.memory / GIB)
+    return report

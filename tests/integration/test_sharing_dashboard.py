@@ -1,0 +1,132 @@
+"""Dashboard links end to end: the owner publishes a notebook as a Voila dashboard through the
+Titan service, which starts her named dashboard server; a viewer the link allows opens the link,
+gets a JupyterHub share of that one server and sees the app; others are refused; narrowing,
+revoking and expiry end access at once."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import nbformat
+import pytest
+import requests
+
+from tests.helpers import wait_for
+from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
+from tests.integration.test_dashboard import visit
+from tests.integration.test_sharing import Api, home_of
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+
+TIMEOUT = 180
+
+
+def dashboard_notebook() -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_markdown_cell("# Sales dashboard"),
+                nbformat.v4.new_code_cell("print('Dashboard says', 6 * 7)")]
+    return nbformat.writes(nb)
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
+    running = start_hub(tmp_path_factory.mktemp("dashlinks"), {"autosave": {"check_interval": 2}})
+    try:
+        yield running
+    finally:
+        stop_hub(running)
+        remove_deployment(running.deployment)
+
+
+@pytest.fixture(scope="module")
+def alice(hub: Hub) -> Api:
+    api = Api(hub, "alice")
+    notebook = home_of(hub, "alice") / "dash.ipynb"
+    notebook.write_text(dashboard_notebook())
+    os.chown(notebook, 1000, 1000)
+    for name in ("bob", "carol"):
+        hub.admin.create_user(name)
+    return api
+
+
+def publish(alice: Api, **extra: Any) -> dict[str, Any]:
+    return alice.publish(kind="dashboard", app="voila", path="dash.ipynb", profile="small", image="datascience",
+                         **extra)
+
+
+def server_model(hub: Hub, link: dict[str, Any]) -> dict[str, Any] | None:
+    return hub.admin.server("alice", link["server"])
+
+
+def open_link(hub: Hub, session: requests.Session, link: dict[str, Any]) -> requests.Response:
+    """As a browser: the hub asks a viewer once to approve access to a server shared with them."""
+    return visit(session, f"{hub.url}{link['url']}")
+
+
+def shown(response: requests.Response) -> bool:
+    return response.status_code == 200 and "Dashboard says 42" in re.sub(r"<[^>]+>", "", response.text)
+
+
+def test_a_named_viewer_opens_the_dashboard_others_do_not(hub: Hub, alice: Api) -> None:
+    link = publish(alice, access={"mode": "users", "users": ["bob"]})
+    assert link["kind"] == "dashboard" and link["server"].startswith("dash-")
+    wait_for(lambda: (s := server_model(hub, link)) and s.get("ready"), TIMEOUT, "the dashboard server")
+    bob = hub.login("bob")
+    direct = f"{hub.url}/user/alice/{link['server']}/"
+    assert bob.get(direct, timeout=60).status_code == 403  # no share yet: the link is the way in
+    page = open_link(hub, bob, link)
+    assert shown(page), (page.status_code, page.url, page.text[:400])
+    assert page.url.startswith(direct)
+    assert shown(visit(bob, direct))  # the share lets bob back in directly, until the link says otherwise
+    shares = hub.admin.api("GET", f"/shares/alice/{link['server']}").json()["items"]
+    assert [s["user"]["name"] for s in shares if s.get("user")] == ["bob"]
+    for path in ("api/contents", "api/kernels", "api/terminals", "lab"):
+        assert bob.get(f"{direct}{path}", timeout=60).status_code == 403, path
+    carol = hub.login("carol")
+    refused = open_link(hub, carol, link)
+    assert refused.status_code == 403 and "has not shared this link with you" in refused.text
+    assert carol.get(direct, timeout=60).status_code == 403
+    assert alice.call("GET", f"/links/{link['id']}").json()["views"] == 1
+
+    # narrowing the access removes bob's share at once
+    changed = alice.call("PATCH", f"/links/{link['id']}", json={"access": {"mode": "users", "users": ["carol"]}})
+    assert changed.status_code == 200, changed.text
+    assert not hub.admin.api("GET", f"/shares/alice/{link['server']}").json()["items"]
+    assert bob.get(direct, timeout=60).status_code == 403
+    assert open_link(hub, bob, link).status_code == 403
+    assert shown(open_link(hub, carol, link))
+
+    # revoking: the server goes, and with it every way in
+    assert alice.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+    wait_for(lambda: server_model(hub, link) is None, 60, "the dashboard server to be removed")
+    assert carol.get(direct, timeout=60).status_code != 200
+    assert open_link(hub, carol, link).status_code == 410
+
+
+def test_an_expired_dashboard_link_ends_its_server_and_shares(hub: Hub, alice: Api) -> None:
+    started = time.monotonic()
+    link = publish(alice, access={"mode": "team"}, expires_at={"in_seconds": 60})
+    carol = hub.login("carol")
+    assert shown(open_link(hub, carol, link))
+    assert time.monotonic() - started < 55, "the dashboard took too long to start for this test's expiry"
+    wait_for(lambda: server_model(hub, link) is None, 90, "the expired dashboard's server to be removed")
+    assert alice.call("GET", f"/links/{link['id']}").json()["state"] == "expired"
+    assert carol.get(f"{hub.url}/user/alice/{link['server']}/", timeout=60).status_code != 200
+    assert open_link(hub, carol, link).status_code == 410
+
+
+def test_bad_dashboard_requests_are_400(alice: Api) -> None:
+    for body, message in (({"app": "jupyterlab"}, "app must be one of"),
+                          ({"path": "app.py"}, "not a notebook"),
+                          ({"access": {"mode": "public"}}, "public links are turned off"),
+                          ({"image": "minimal"}, "cannot run voila dashboards")):
+        request = {"kind": "dashboard", "app": "voila", "path": "dash.ipynb", "profile": "small",
+                   "image": "datascience", **body}
+        response = alice.call("POST", "/links", json=request)
+        assert response.status_code == 400, (body, response.text)
+        assert message in response.json()["message"], (body, response.text)
