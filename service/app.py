@@ -30,6 +30,7 @@ from service.engine import Engine, EngineConfig
 from service.hub import HubClient
 from service.sharing.handlers import routes as sharing_routes
 from service.sharing.manager import ShareManager, SharingConfig
+from service.sharing.public_origin import make_public_app
 from service.sharing.ratelimit import GuessLimiter
 from service.sharing.storage import ReportStore
 
@@ -182,6 +183,13 @@ class TitanService(Application):
         Default "": the spawner's default profile.""").tag(config=True)
     guess_limit = Integer(20, help="""Unknown link ids one client (address, and user when logged in) may
         try within guess_window seconds before every lookup answers 429. Default 20.""").tag(config=True)
+    public_dashboard_port = Integer(0, help="""Port of the separate origin that serves public dashboards
+        (127.0.0.1, behind the admin's own hostname). Default 0: no public dashboards.""").tag(config=True)
+    public_dashboard_url = Unicode("", help="""The public dashboards' origin as visitors reach it, for
+        example https://dashboards.example.org. Default: http://127.0.0.1:<public_dashboard_port>.""").tag(
+        config=True)
+    hub_public_url = Unicode("http://127.0.0.1:8000", help="""Where the hub's proxy answers, for the
+        public dashboards' origin to forward to. Default http://127.0.0.1:8000.""").tag(config=True)
     guess_window = Float(60.0, help="Seconds over which unknown-link tries are counted. Default 60.").tag(
         config=True)
 
@@ -212,11 +220,17 @@ class TitanService(Application):
             SharingConfig(public_links=self.public_links, frame_ancestors=list(self.frame_ancestors),
                           max_notebook_bytes=int(self.max_notebook_mb * 1024 * 1024),
                           versions_kept=self.versions_kept, dashboard_profile=self.dashboard_profile,
+                          public_dashboard_url=self._public_dashboard_url(),
                           static_url=url_path_join(prefix, "static/"), prefix=prefix,
                           hub_base=os.environ.get("JUPYTERHUB_BASE_URL", "/")),
             self.db, ReportStore(state / "reports"), hub, docker_volume_path(self.home_volume_template))
         self.guess_limiter = GuessLimiter(self.guess_limit, self.guess_window)
         operations.setup(self)  # usage accounting, admin pages, metrics (service/admin.py)
+
+    def _public_dashboard_url(self) -> str:
+        if not (self.public_links and self.public_dashboard_port):
+            return ""
+        return self.public_dashboard_url or f"http://127.0.0.1:{self.public_dashboard_port}"
 
     def make_web_app(self) -> WebApplication:
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/")
@@ -259,6 +273,11 @@ class TitanService(Application):
     async def serve(self) -> None:
         server = HTTPServer(self.make_web_app(), xheaders=True)
         server.listen(self.port, self.ip)
+        if self._public_dashboard_url():
+            public = HTTPServer(make_public_app(self.sharing, self.guess_limiter, self.hub_public_url,
+                                               os.environ.get("JUPYTERHUB_API_TOKEN", "")), xheaders=True)
+            public.listen(self.public_dashboard_port, self.ip)
+            self.log.info("Public dashboards on %s", self._public_dashboard_url())
         self.log.info("Titan service on http://%s:%s%s", self.ip, self.port,
                       os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/"))
         await self._expire_links()

@@ -59,6 +59,9 @@ def command(settings: Settings) -> list[str]:
         f"--TitanService.dashboard_profile={sharing['dashboard_profile']}",
         f"--TitanService.guess_limit={sharing['guess_limit']}",
         f"--TitanService.guess_window={sharing['guess_window']}",
+        f"--TitanService.public_dashboard_port={sharing['public_dashboard_port']}",
+        f"--TitanService.public_dashboard_url={sharing['public_dashboard_url']}",
+        f"--TitanService.hub_public_url={settings.public_url}",
     ]
     if settings.gateway["enabled"]:  # the admin page stops Dask clusters through the gateway's control route
         args += [f"--Operations.gateway_url=http://127.0.0.1:{settings.gateway['api_port']}",

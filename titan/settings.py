@@ -101,7 +101,8 @@ AUTOSAVE_DEFAULTS: Mapping[str, Any] = {
 
 SHARING_DEFAULTS: Mapping[str, Any] = {
     "public_links": False, "frame_ancestors": [], "max_notebook_mb": 100, "dashboard_profile": "",
-    "guess_limit": 20, "guess_window": 60, "versions_kept": 10,
+    "guess_limit": 20, "guess_window": 60, "versions_kept": 10, "public_dashboard_port": 0,
+    "public_dashboard_url": "",
 }
 
 

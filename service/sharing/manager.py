@@ -58,6 +58,7 @@ class SharingConfig:
     max_notebook_bytes: int = 100 * 1024 * 1024
     versions_kept: int = 10
     dashboard_profile: str = ""
+    public_dashboard_url: str = ""  # the separate origin of public dashboards; "" = none
     static_url: str = "/services/titan/static/"
     prefix: str = "/services/titan/"
     hub_base: str = "/"
@@ -103,7 +104,27 @@ class ShareManager:
     def model(self, row: ShareLink) -> dict[str, Any]:
         model = row.model(self.config.prefix, self.clock())
         model["views"] += self._pending_views.get(row.id, 0)
+        if row.kind == "dashboard" and row.mode == "public" and self.config.public_dashboard_url:
+            model["public_url"] = f"{self.config.public_dashboard_url.rstrip('/')}/d/{row.id}"
         return model
+
+    def public_dashboard(self, owner: str, server: str) -> _Snapshot | None:
+        """The active public dashboard link served by ``owner``'s server ``server``, if any."""
+        if not (self.config.public_links and self.config.public_dashboard_url and server.startswith("dash-")):
+            return None
+        with self.db.session() as session:
+            row = session.query(ShareLink).filter_by(owner=owner, server=server, kind="dashboard",
+                                                     mode="public").first()
+            link_id = row.id if row is not None else None
+        found = self.snapshot(link_id) if link_id else None
+        if found is None or found.access.mode != "public" or found.state(self.clock()) != "active":
+            return None
+        return found
+
+    def _check_public_dashboard(self, access: Access) -> None:
+        if access.mode == "public" and not self.config.public_dashboard_url:
+            raise LinkError("public dashboards need their own origin, and the admin has not set one up "
+                            "(sharing.public_dashboard_port); use team access")
 
     def snapshot(self, link_id: str) -> _Snapshot | None:
         """The link as viewers need it, from memory; None for an unknown id (not remembered)."""
@@ -195,9 +216,7 @@ class ShareManager:
                 session.add(row)
                 self._add_version(session, row, rendered)
         else:
-            if access.mode == "public":
-                raise LinkError("public dashboards are not offered: a dashboard runs code of its owner, and "
-                                "Titan serves it only to logged-in users (use team access)")
+            self._check_public_dashboard(access)
             app = request.get("app", "voila")
             if app not in DASHBOARD_APPS:
                 raise LinkError(f"app must be one of {', '.join(DASHBOARD_APPS)}")
@@ -257,8 +276,8 @@ class ShareManager:
             if row.state(self.clock()) != "active":
                 raise LinkError(f"this link is {row.state(self.clock())}; publish a new one")
             if access is not None:
-                if row.kind == "dashboard" and access.mode == "public":
-                    raise LinkError("public dashboards are not offered; use team access")
+                if row.kind == "dashboard":
+                    self._check_public_dashboard(access)
                 row.mode, row.users, row.groups = access.mode, list(access.users), list(access.groups)
             if "expires_at" in request:
                 row.expires_at = expires

@@ -41,6 +41,7 @@ LINK = {
             "version": {"type": "integer"}, "created": {"type": "string"}, "size": {"type": "integer"},
             "render_seconds": {"type": "number"}}}},
         "url": {"type": "string", "description": "where viewers open it (r/<id> or d/<id>)"},
+        "public_url": {"type": "string", "description": "public dashboards: the link on their own origin"},
     },
 }
 PUBLISH = {

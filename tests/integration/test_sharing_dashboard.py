@@ -15,7 +15,7 @@ import nbformat
 import pytest
 import requests
 
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
 from tests.integration.test_dashboard import visit
 from tests.integration.test_sharing import Api, home_of
@@ -130,3 +130,45 @@ def test_bad_dashboard_requests_are_400(alice: Api) -> None:
         response = alice.call("POST", "/links", json=request)
         assert response.status_code == 400, (body, response.text)
         assert message in response.json()["message"], (body, response.text)
+
+
+@pytest.fixture(scope="module")
+def public_hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
+    port = free_port()
+    running = start_hub(tmp_path_factory.mktemp("publicdash"),
+                        {"sharing": {"public_links": True, "public_dashboard_port": port}})
+    running.extra["public_origin"] = f"http://127.0.0.1:{port}"
+    try:
+        yield running
+    finally:
+        stop_hub(running)
+        remove_deployment(running.deployment)
+
+
+def test_a_public_dashboard_is_served_on_its_own_origin_and_nothing_else_is(public_hub: Hub) -> None:
+    hub = public_hub
+    owner = Api(hub, "alice")
+    notebook = home_of(hub, "alice") / "dash.ipynb"
+    notebook.write_text(dashboard_notebook())
+    os.chown(notebook, 1000, 1000)
+    link = publish(owner, access={"mode": "public"})
+    origin = hub.extra["public_origin"]
+    assert link["public_url"] == f"{origin}/d/{link['id']}"
+    visitor = requests.Session()  # not logged in anywhere
+    page = visitor.get(link["public_url"], timeout=TIMEOUT)
+    assert shown(page), (page.status_code, page.url, page.text[:300])
+    assert page.url.startswith(f"{origin}/user/alice/{link['server']}/")
+    assert not any(c.name.startswith("jupyterhub") for c in visitor.cookies)
+    server = f"{origin}/user/alice/{link['server']}/"
+    for path in ("api/contents", "api/kernels", "api/terminals", "lab", "files/dash.ipynb"):
+        assert visitor.get(server + path, timeout=60).status_code == 403, path
+    for path in ("/user/alice/api/contents", "/user/alice/", "/hub/api/users", "/hub/home",
+                 "/services/titan/links", f"/user/alice/{link['server']}x/"):
+        assert visitor.get(origin + path, timeout=60).status_code == 404, path
+    # on the hub's own origin the same dashboard needs a login
+    landed = visitor.get(f"{hub.url}/user/alice/{link['server']}/", timeout=60)
+    assert "/hub/login" in landed.url and "Dashboard says" not in landed.text
+    # revoking ends it on the public origin at once
+    assert owner.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+    assert visitor.get(server, timeout=60).status_code == 404
+    assert visitor.get(link["public_url"], timeout=60).status_code == 410

@@ -1,0 +1,220 @@
+"""Public dashboards, on an origin of their own.
+
+JupyterHub's docs call sharing a server on the hub's own origin with people who are not logged in
+unsafe: the app's code would run next to the hub's pages and cookies. So a public dashboard is
+served by a second listener of the Titan service (``public_dashboard_port``, put behind its own
+hostname by the admin), which knows only two kinds of path:
+
+- ``/d/<link id>``: a public, active dashboard link; starts its server if needed, counts the view
+  and redirects to the server's path on this origin;
+- ``/user/<owner>/<server>/...``: the server of an active public dashboard link, nothing else,
+  forwarded (HTTP and websockets) through the hub's proxy with the service's own token. The
+  visitor's cookies and credentials are never forwarded; cookies the server sets never come back.
+
+The dashboard server (titan-dashboard) still refuses its Jupyter API, files, kernels and
+terminals to everyone, this origin included. Everything else here is 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+from urllib.parse import quote
+
+from tornado import httpclient, httputil, web, websocket
+
+from service.metrics import record_report_view
+from service.sharing.access import Viewer
+from service.sharing.manager import LinkGone, LinkNotFound, ShareManager
+from service.sharing.ratelimit import GuessLimiter
+from service.sharing.storage import LINK_ID
+
+log = logging.getLogger("titan.sharing.public")
+
+HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+                        "transfer-encoding", "upgrade", "content-length", "set-cookie", "cookie", "authorization",
+                        "host", "origin", "referer"})
+RECHECK_SECONDS = 5.0
+
+
+class _Base(web.RequestHandler):
+    def initialize(self, manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str) -> None:
+        self.manager = manager
+        self.limiter = limiter
+        self.hub_url = hub_url.rstrip("/")
+        self.token = token
+
+    def set_default_headers(self) -> None:
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = exc.log_message if isinstance(exc, web.HTTPError) and exc.log_message else self._reason
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status_code}: {message}\n")
+
+
+class PublicLinkHandler(_Base):
+    """``/d/<id>``: open a public dashboard without logging in."""
+
+    async def get(self, link_id: str) -> None:
+        client = f"public-ip:{self.request.remote_ip}"
+        wait = self.limiter.retry_after(client)
+        if wait:
+            self.set_status(429)
+            self.set_header("Retry-After", str(wait))
+            self.finish("429: too many unknown links were tried\n")
+            return
+        found = self.manager.snapshot(link_id) if LINK_ID.match(link_id) else None
+        if found is None or found.kind != "dashboard" or found.access.mode != "public":
+            self.limiter.miss(client)
+            raise web.HTTPError(404, "there is no such public dashboard")
+        try:
+            opened = await self.manager.open(link_id, "dashboard", Viewer(None), _no_groups)
+        except LinkGone as error:
+            raise web.HTTPError(410, str(error)) from None
+        except (LinkNotFound, PermissionError):
+            raise web.HTTPError(404, "there is no such public dashboard") from None
+        record_report_view("dashboard")
+        self.redirect(opened.redirect)
+
+
+async def _no_groups(name: str) -> list[str]:
+    return []
+
+
+class PublicServerProxy(_Base, websocket.WebSocketHandler):
+    """``/user/<owner>/<server>/...`` of an active public dashboard, through the hub's proxy."""
+
+    _upstream: websocket.WebSocketClientConnection | None = None
+    _tasks: list[asyncio.Task[None]]
+
+    @property
+    def _is_websocket(self) -> bool:
+        return self.request.headers.get("Upgrade", "").lower() == "websocket"
+
+    def prepare(self) -> None:
+        self._tasks = []
+        owner, server = self.path_args[0], self.path_args[1]
+        if self.manager.public_dashboard(owner, server) is None:
+            raise web.HTTPError(404, "this server has no public dashboard")
+        if self.request.method not in ("GET", "HEAD", "POST"):
+            raise web.HTTPError(405)
+
+    def _upstream_url(self, scheme: str) -> str:
+        owner, server, rest = self.path_args
+        base = self.hub_url.replace("http", scheme, 1)
+        url = f"{base}/user/{quote(owner, safe='')}/{quote(server, safe='')}/{quote(rest, safe='/%:@!$&()*+,;=-._~')}"
+        return url + (f"?{self.request.query}" if self.request.query else "")
+
+    def _forward_headers(self) -> httputil.HTTPHeaders:
+        headers = httputil.HTTPHeaders()
+        for name, value in self.request.headers.get_all():
+            lower = name.lower()
+            if lower not in HOP_BY_HOP and not lower.startswith(("sec-websocket", "x-forwarded")):
+                headers.add(name, value)
+        headers["Authorization"] = f"token {self.token}"
+        return headers
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        if self._is_websocket:
+            await self._open_upstream()
+            await super().get(*args, **kwargs)
+            return
+        await self._forward()
+
+    async def post(self, *args: Any) -> None:
+        await self._forward()
+
+    async def head(self, *args: Any) -> None:
+        await self._forward()
+
+    async def _forward(self) -> None:
+        method = self.request.method or "GET"
+        request = httpclient.HTTPRequest(self._upstream_url("http"), method=method, headers=self._forward_headers(),
+                                         body=self.request.body if method == "POST" else None,
+                                         follow_redirects=False, decompress_response=False, request_timeout=300,
+                                         allow_nonstandard_methods=True)
+        response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code == 599:
+            raise web.HTTPError(502, "the dashboard did not answer")
+        self.set_status(response.code, response.reason)
+        for name in ("Content-Type", "Server", "Date"):
+            self.clear_header(name)
+        for name, value in response.headers.get_all():
+            if name.lower() not in HOP_BY_HOP:
+                self.add_header(name, value)
+        if response.body and response.code not in (204, 304) and method != "HEAD":
+            self.write(response.body)
+        self.finish()
+
+    async def _open_upstream(self) -> None:
+        offered = self.request.headers.get("Sec-WebSocket-Protocol", "")
+        subprotocols = [p.strip() for p in offered.split(",") if p.strip()]
+        try:
+            self._upstream = await websocket.websocket_connect(
+                httpclient.HTTPRequest(self._upstream_url("ws"), headers=self._forward_headers(), connect_timeout=30,
+                                       request_timeout=30),
+                subprotocols=subprotocols or None, max_message_size=100 * 1024 * 1024)
+        except (OSError, httpclient.HTTPClientError) as error:
+            log.warning("The public dashboard refused a websocket on %s: %s", self.request.path, error)
+            raise web.HTTPError(502, "the dashboard refused the connection") from None
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # public: anyone may open it; nothing of the visitor's is forwarded
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return self._upstream.selected_subprotocol if self._upstream is not None else None
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        self._tasks = [asyncio.ensure_future(self._relay()), asyncio.ensure_future(self._recheck())]
+
+    async def _relay(self) -> None:
+        assert self._upstream is not None
+        while True:
+            message = await self._upstream.read_message()
+            if message is None:
+                self.close()
+                return
+            try:
+                await self.write_message(message, binary=isinstance(message, bytes))
+            except websocket.WebSocketClosedError:
+                return
+
+    async def _recheck(self) -> None:
+        """Close the socket as soon as the link is revoked, expires or stops being public."""
+        owner, server = self.path_args[0], self.path_args[1]
+        while True:
+            await asyncio.sleep(RECHECK_SECONDS)
+            if self.manager.public_dashboard(owner, server) is None:
+                self.close(1008, "the link ended")
+                return
+
+    async def on_message(self, message: str | bytes) -> None:
+        if self._upstream is not None:
+            try:
+                await self._upstream.write_message(message, binary=isinstance(message, bytes))
+            except websocket.WebSocketClosedError:
+                self.close()
+
+    def on_close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._upstream is not None:
+            self._upstream.close()
+
+
+class NotHere(_Base):
+    def prepare(self) -> None:
+        raise web.HTTPError(404, "nothing here: this address serves public dashboards only")
+
+
+def make_public_app(manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str) -> web.Application:
+    args = {"manager": manager, "limiter": limiter, "hub_url": hub_url, "token": token}
+    return web.Application([
+        (r"/d/([^/]{1,100})", PublicLinkHandler, args),
+        (r"/user/([^/]+)/([^/]+)/(.*)", PublicServerProxy, args),
+        (r"/.*", NotHere, args),
+    ], xheaders=True)
