@@ -335,6 +335,7 @@ def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
     """Headless chromium (Debian's, through chromedriver) signs in and opens both dashboards; the
     Panel text only appears once Bokeh's websocket through titan-dashboard works."""
     from selenium import webdriver
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -363,7 +364,9 @@ def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
             driver.get(setup.url(f"/user/{setup.alice}/{server}/"))
             if "/hub/api/oauth2/authorize" in driver.current_url:
                 driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-            WebDriverWait(driver, TIMEOUT).until(lambda d, text=text: text in d.find_element(By.TAG_NAME, "body").text)
+            # the page replaces its body while it loads: a stale element means "not yet"
+            WebDriverWait(driver, TIMEOUT, ignored_exceptions=(StaleElementReferenceException,)).until(
+                lambda d, text=text: text in d.find_element(By.TAG_NAME, "body").text)
             time.sleep(2)  # let the page's websockets connect
             assert driver.save_screenshot(str(ARTIFACTS / f"dashboard-{server}.png"))
             # Nothing the page asked of the server was refused or failed, and every websocket opened.
