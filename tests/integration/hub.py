@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,17 @@ def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None, depl
     token = (root / "state" / "admin-token").read_text().strip()
     return Hub(root=root, deployment=deployment, url=url, process=process, admin=HubClient(url, token),
                log_path=log_path, profiles_dir=profiles_dir)
+
+
+@contextmanager
+def running_hub(root: Path, settings_overrides: dict[str, Any] | None = None) -> Iterator[Hub]:
+    """A hub for a module's tests: started, then stopped with every container and volume it made."""
+    hub = start_hub(root, settings_overrides)
+    try:
+        yield hub
+    finally:
+        stop_hub(hub)
+        remove_deployment(hub.deployment)
 
 
 def stop_hub(hub: Hub) -> None:

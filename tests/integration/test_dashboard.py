@@ -28,6 +28,7 @@ import requests
 from tornado import httpclient, websocket
 
 from tests.helpers import wait_for
+from tests.integration.browser import ARTIFACTS, chromium
 from tests.integration.hub import Hub, containers, dump_containers, exec_in, remove_deployment, start_hub, stop_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -43,7 +44,6 @@ NOTEBOOK = {
     "nbformat": 4, "nbformat_minor": 5,
 }
 PANEL_APP = "import panel as pn\n\npn.panel('titan-' + 'panel-' + str(6 * 7)).servable()\n"
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 @dataclass
@@ -334,9 +334,7 @@ def test_a_panel_app_is_served_to_the_shared_viewer(panel: Setup, bob_session: r
 def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
     """Headless chromium (Debian's, through chromedriver) signs in and opens both dashboards; the
     Panel text only appears once Bokeh's websocket through titan-dashboard works."""
-    from selenium import webdriver
     from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -345,15 +343,7 @@ def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
     setup.hub.admin.create_user(viewer)
     setup.share("pan1", viewer)
     setup.share("dash1", viewer)
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-    try:
-        driver.set_page_load_timeout(TIMEOUT)
+    with chromium(TIMEOUT) as driver:
         driver.get(setup.url("/hub/login"))
         driver.find_element(By.NAME, "username").send_keys(viewer)
         driver.find_element(By.NAME, "password").send_keys("any")
@@ -376,5 +366,3 @@ def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
             refused = [m for m in severe if "WebSocket" in m or (setup.hub.url in m and re.search(
                 r"status of (40[13]|5\d\d)", m))]
             assert not refused, refused
-    finally:
-        driver.quit()

@@ -29,6 +29,7 @@ from cryptography.fernet import Fernet
 from jupyterhub.crypto import _validate_key
 
 from tests.fakegithub import FakeGitHub
+from tests.integration.browser import ARTIFACTS, chromium
 from tests.integration.hub import Hub, containers, remove_deployment, start_hub, stop_hub
 from titan.auth import FORBIDDEN_MESSAGE
 
@@ -338,26 +339,13 @@ def test_a_revoked_token_sends_the_user_back_to_login(hub: Hub, github: FakeGitH
     assert session.get(f"{hub.url}/hub/home", allow_redirects=False, timeout=TIMEOUT).status_code == 200
 
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
-
-
 def test_login_in_headless_chromium_lands_on_the_spawn_page(hub: Hub, github: FakeGitHub) -> None:
     """A real browser (Debian's chromium, driven by selenium through chromedriver) logs in with
     GitHub and reaches the spawn page; the screenshot is kept in test-artifacts/."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,1000"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-    try:
-        driver.set_page_load_timeout(TIMEOUT)
+    with chromium(TIMEOUT) as driver:
         driver.get(f"{github.url}/fake/login-as/heidi")  # signed in at GitHub as heidi
         driver.get(f"{hub.url}/hub/login")
         assert "Development login" not in driver.page_source
@@ -370,8 +358,6 @@ def test_login_in_headless_chromium_lands_on_the_spawn_page(hub: Hub, github: Fa
         shot = ARTIFACTS / "github-login-spawn-page.png"
         assert driver.save_screenshot(str(shot))
         assert shot.stat().st_size > 10_000
-    finally:
-        driver.quit()
 
 
 def test_no_token_or_client_secret_in_the_hub_log(hub: Hub, github: FakeGitHub, client_secret: str) -> None:

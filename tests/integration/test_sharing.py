@@ -19,7 +19,7 @@ import requests
 
 from tests.helpers import wait_for
 from tests.integration.browser import ARTIFACTS, chromium, dev_login
-from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
+from tests.integration.hub import Hub, running_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
@@ -71,12 +71,8 @@ class Api:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     """Reports need no single-user image: the service renders them from the home volume."""
-    running = start_hub(tmp_path_factory.mktemp("sharing"), {"sharing": {"guess_limit": 8, "guess_window": 4}})
-    try:
+    with running_hub(tmp_path_factory.mktemp("sharing"), {"sharing": {"guess_limit": 8, "guess_window": 4}}) as running:
         yield running
-    finally:
-        stop_hub(running)
-        remove_deployment(running.deployment)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.helpers import free_port, wait_for
-from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
+from tests.integration.hub import Hub, running_hub
 from tests.integration.test_dashboard import visit
 from tests.integration.test_sharing import Api, home_of
 
@@ -35,12 +35,8 @@ def dashboard_notebook() -> str:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
-    running = start_hub(tmp_path_factory.mktemp("dashlinks"), {"autosave": {"check_interval": 2}})
-    try:
+    with running_hub(tmp_path_factory.mktemp("dashlinks"), {"autosave": {"check_interval": 2}}) as running:
         yield running
-    finally:
-        stop_hub(running)
-        remove_deployment(running.deployment)
 
 
 @pytest.fixture(scope="module")
@@ -136,14 +132,10 @@ def test_bad_dashboard_requests_are_400(alice: Api) -> None:
 @pytest.fixture(scope="module")
 def public_hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
     port = free_port()
-    running = start_hub(tmp_path_factory.mktemp("publicdash"),
-                        {"sharing": {"public_links": True, "public_dashboard_port": port}})
-    running.extra["public_origin"] = f"http://127.0.0.1:{port}"
-    try:
+    with running_hub(tmp_path_factory.mktemp("publicdash"),
+                     {"sharing": {"public_links": True, "public_dashboard_port": port}}) as running:
+        running.extra["public_origin"] = f"http://127.0.0.1:{port}"
         yield running
-    finally:
-        stop_hub(running)
-        remove_deployment(running.deployment)
 
 
 def test_a_public_dashboard_is_served_on_its_own_origin_and_nothing_else_is(public_hub: Hub) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
+from tests.integration.hub import Hub, running_hub
 from tests.integration.test_sharing import Api, home_of, notebook
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -18,13 +18,9 @@ EMBEDDER = "https://intranet.example.org"
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    running = start_hub(tmp_path_factory.mktemp("public"),
-                        {"sharing": {"public_links": True, "frame_ancestors": [EMBEDDER]}})
-    try:
+    with running_hub(tmp_path_factory.mktemp("public"),
+                        {"sharing": {"public_links": True, "frame_ancestors": [EMBEDDER]}}) as running:
         yield running
-    finally:
-        stop_hub(running)
-        remove_deployment(running.deployment)
 
 
 @pytest.fixture(scope="module")
