@@ -15,7 +15,7 @@ from urllib.parse import quote
 from jupyterhub.utils import url_path_join
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
-from service.handlers import TEMPLATES, APIHandler, PageHandler
+from service.handlers import APIHandler, PageHandler
 from service.metrics import record_report_view
 from service.sharing.access import LinkError, Viewer
 from service.sharing.manager import LinkGone, LinkNotFound, NotOwner, ShareManager
@@ -125,12 +125,6 @@ class ViewHandler(_SharingMixin, PageHandler):
             self.set_header(header, value)
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(opened.html)
-
-    def render_page(self, template: str, **context: Any) -> None:
-        page = TEMPLATES.get_template(template).render(
-            prefix=self.settings["prefix"], hub_prefix=self.settings["hub_prefix"], user=self.user_name, **context)
-        self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(page)
 
 
 class DashboardViewHandler(ViewHandler):

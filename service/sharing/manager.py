@@ -34,7 +34,7 @@ from service.sharing.access import (
     parse_access,
     parse_expiry,
 )
-from service.sharing.models import ReportVersion, ShareLink, aware
+from service.sharing.models import ReportVersion, ShareLink, aware, link_state
 from service.sharing.render import clean_relative_path, open_in_home, render_report
 from service.sharing.storage import ReportStore
 
@@ -358,7 +358,8 @@ class ShareManager:
                          app=found.app, path=found.path, kind=kind)
         if not await self._server_ready(owner, server):
             await self._start_dashboard(stub)
-            await self._wait_ready(owner, server)
+            if not await self._wait_server(owner, server, ready=True, within=120):
+                raise LinkGone("the dashboard did not start in time; ask its owner to look at it")
         if viewer.name and viewer.name != owner:
             status, body = await self.hub.request("POST", self._shares_path(owner, server), {"user": viewer.name})
             if status != 200:
@@ -408,12 +409,15 @@ class ShareManager:
     def _message(body: Any) -> str:
         return str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
 
-    async def _server_ready(self, owner: str, server: str) -> bool:
+    async def _server_model(self, owner: str, server: str) -> dict[str, Any]:
+        """The hub's model of the owner's server ({} when there is none or the hub says no)."""
         status, body = await self.hub.request("GET", f"/users/{quote(owner, safe='')}")
         if status != 200 or not isinstance(body, dict):
-            return False
-        model = (body.get("servers") or {}).get(server) or {}
-        return bool(model.get("ready"))
+            return {}
+        return dict((body.get("servers") or {}).get(server) or {})
+
+    async def _server_ready(self, owner: str, server: str) -> bool:
+        return bool((await self._server_model(owner, server)).get("ready"))
 
     async def _start_dashboard(self, row: ShareLink) -> None:
         options: dict[str, Any] = {"dashboard": {"app": row.app, "path": row.path}}
@@ -448,24 +452,19 @@ class ShareManager:
             log.warning("Stopping dashboard server %s/%s: %s %s", row.owner, row.server, status,
                         self._message(body))
         if not remove:
-            await self._wait_stopped(row.owner, row.server)
+            await self._wait_server(row.owner, row.server, ready=False, within=60)
 
-    async def _wait_ready(self, owner: str, server: str, within: float = 120) -> None:
+    async def _wait_server(self, owner: str, server: str, ready: bool, within: float) -> bool:
+        """Wait until the server is ready (``ready``) or neither ready nor pending; False on timeout."""
         deadline = asyncio.get_running_loop().time() + within
         while asyncio.get_running_loop().time() < deadline:
-            if await self._server_ready(owner, server):
-                return
+            model = await self._server_model(owner, server)
+            if ready and model.get("ready"):
+                return True
+            if not ready and not (model.get("ready") or model.get("pending")):
+                return True
             await asyncio.sleep(0.5)
-        raise LinkGone("the dashboard did not start in time; ask its owner to look at it")
-
-    async def _wait_stopped(self, owner: str, server: str, within: float = 60) -> None:
-        deadline = asyncio.get_running_loop().time() + within
-        while asyncio.get_running_loop().time() < deadline:
-            status, body = await self.hub.request("GET", f"/users/{quote(owner, safe='')}")
-            model = ((body or {}).get("servers") or {}).get(server) if status == 200 else None
-            if not model or not (model.get("ready") or model.get("pending")):
-                return
-            await asyncio.sleep(0.5)
+        return False
 
 
 @dataclass(frozen=True)
@@ -484,9 +483,7 @@ class _Snapshot:
     path: str
 
     def state(self, now: datetime) -> str:
-        if self.revoked:
-            return "revoked"
-        return "expired" if self.expires_at is not None and self.expires_at <= now else "active"
+        return link_state(self.revoked, self.expires_at, now)
 
 
 class LinkGone(Exception):

@@ -26,6 +26,13 @@ def iso(value: datetime | None) -> str | None:
     return found.isoformat() if found else None
 
 
+def link_state(revoked: bool, expires_at: datetime | None, now: datetime) -> str:
+    """active, revoked or expired."""
+    if revoked:
+        return "revoked"
+    return "expired" if expires_at is not None and expires_at <= now else "active"
+
+
 class ShareLink(Base):
     """One published notebook and who may open it."""
 
@@ -54,13 +61,7 @@ class ShareLink(Base):
                                                          order_by="ReportVersion.version")
 
     def state(self, now: datetime) -> str:
-        """active, revoked or expired."""
-        if self.revoked_at is not None:
-            return "revoked"
-        expires = aware(self.expires_at)
-        if expires is not None and expires <= now:
-            return "expired"
-        return "active"
+        return link_state(self.revoked_at is not None, aware(self.expires_at), now)
 
     def model(self, prefix: str, now: datetime) -> dict[str, Any]:
         return {
