@@ -8,6 +8,7 @@ part that owns it. No logic lives here.
 import os
 from pathlib import Path
 
+from core.network import titan_address
 from titan import culling as titan_culling
 from titan import monitoring as titan_monitoring
 from titan.settings import REPO_ROOT, load_settings
@@ -16,9 +17,18 @@ from titan.state import ensure_state_dir, secret_file
 settings = load_settings()
 state = ensure_state_dir(settings.state_dir)
 
+# ---- networks -------------------------------------------------------------------------
+# Each user's servers and Dask containers share a Docker network of their own (core.network); the
+# deployment's own network gives this host the Titan address, where the hub API, the gateway and the
+# Titan service listen for containers. Nothing listens on every interface.
+address = titan_address(settings.network_plan)
+c.TitanDockerSpawner.network_pool = settings.network["pool"]
+c.TitanDockerSpawner.network_subnet_prefix = settings.network["subnet_prefix"]
+
 # ---- hub, proxy, database -------------------------------------------------------------
 c.JupyterHub.bind_url = settings.public_url
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{settings.hub_port}"
+c.JupyterHub.hub_bind_url = f"http://{address}:{settings.hub_port}"
+c.JupyterHub.hub_connect_url = c.JupyterHub.hub_bind_url
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 secret_file(state / "jupyterhub_cookie_secret")
@@ -65,7 +75,6 @@ c.Spawner.http_timeout = settings.start_timeout
 c.TitanDockerSpawner.deployment = settings.deployment
 c.TitanDockerSpawner.profiles_dir = str(settings.profiles_dir)
 c.TitanDockerSpawner.home_volume_template = settings.home_volume_template
-c.TitanDockerSpawner.port_range = settings.port_range
 c.TitanDockerSpawner.host_cpus = settings.host_cpus
 c.TitanDockerSpawner.host_memory = settings.host_memory
 c.TitanDockerSpawner.gpu_db_url = f"sqlite:///{state / 'gpu-allocations.sqlite'}"
@@ -86,18 +95,19 @@ c.JupyterHub.load_roles = [
 ]
 
 # ---- dask gateway ---------------------------------------------------------------------
-# dask-gateway-server as a hub-managed service on 127.0.0.1 (gateway/hub.py builds the pieces).
+# dask-gateway-server as a hub-managed service (gateway/hub.py builds the pieces): its private API on
+# 127.0.0.1, its proxies on the Titan address.
 # It needs no hub scopes of its own: it checks each caller's token against the hub and reads
 # from the Docker engine which servers run. Users (and so their servers' tokens) get
 # access:services!service=dask-gateway; servers get DASK_GATEWAY__* from the spawner.
 if settings.gateway["enabled"]:
     from gateway import hub as dask_gateway_hub
 
-    c.JupyterHub.services.append(dask_gateway_hub.service(settings))
+    c.JupyterHub.services.append(dask_gateway_hub.service(settings, address))
     c.JupyterHub.load_roles = dask_gateway_hub.with_user_access(c.JupyterHub.load_roles)
     c.Spawner.server_token_scopes = dask_gateway_hub.with_server_token_scopes(
         list(c.Spawner.server_token_scopes) if "server_token_scopes" in c.Spawner else [])
-    c.TitanDockerSpawner.dask_gateway = dask_gateway_hub.spawner_link(settings)
+    c.TitanDockerSpawner.dask_gateway = dask_gateway_hub.spawner_link(settings, address)
 
 # ---- titan service --------------------------------------------------------------------
 # The hub-managed service at /services/titan/ (git autosave; service/hubconfig.py builds the
@@ -106,7 +116,7 @@ if settings.gateway["enabled"]:
 if settings.autosave["enabled"]:
     from service import hubconfig as titan_service
 
-    c.JupyterHub.services.append(titan_service.service(settings))
+    c.JupyterHub.services.append(titan_service.service(settings, address))
     c.JupyterHub.load_roles = titan_service.with_service_roles(c.JupyterHub.load_roles)
 
 # ---- idle culling ---------------------------------------------------------------------

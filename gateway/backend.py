@@ -4,8 +4,11 @@ The base class owns the state machine, the database and the proxy; this subclass
 ``do_*`` primitives and adds what Titan needs:
 
 - a cluster belongs to one of the user's running servers (``server`` option, filled in by the
-  server's environment); its scheduler and workers run in that server's image, host networking
-  on 127.0.0.1, limited in memory and CPU, labelled by deployment, owner, server and cluster;
+  server's environment); its scheduler and workers run in that server's image on their owner's own
+  network (core.network), limited in memory, CPU and processes, with no capabilities, labelled by
+  deployment, owner, server and cluster;
+- the cluster's dashboard is served through a gate (gateway.dashboards): its owner and hub admins
+  only, after a hub login;
 - the options and the limits come from the profile data (:mod:`gateway.options`,
   :mod:`gateway.limits`); limits are checked with no ``await`` between check and change;
 - clusters stop when their server stops (the hub calls :mod:`gateway.routes`, and a periodic pass
@@ -23,6 +26,7 @@ The base class owns the state machine, the database and the proxy; this subclass
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -44,7 +48,9 @@ from dask_gateway_server.traitlets import Command, Type
 from sqlalchemy.exc import OperationalError
 from traitlets import Dict, Float, Integer, Unicode, default
 
-from gateway import routes
+from core import network as networks
+from core.network import NetworkPlan
+from gateway import dashboards, routes
 from gateway.containers import (
     ALIVE,
     LABEL_CLUSTER,
@@ -63,6 +69,7 @@ from gateway.containers import (
     worker_gpu_owner,
     write_tls_files,
 )
+from gateway.hub import SERVICE_NAME
 from gateway.limits import LimitExceeded, Limits, Shape, check_new_cluster, describe_limit, limits_for, workers_allowed
 from gateway.options import (
     ClusterRequest,
@@ -201,7 +208,26 @@ class DockerBackend(DBBackendBase):
         TitanDockerSpawner.gpu_inventory_xml does (the same setting). Default "": discover.""",
     )
 
-    default_host = "127.0.0.1"
+    network_pool = Unicode(
+        "10.213.0.0/16",
+        config=True,
+        help="""IPv4 range users' networks are cut from: the same setting as
+        TitanDockerSpawner.network_pool (titan.yaml network.pool). Default "10.213.0.0/16".""",
+    )
+
+    network_subnet_prefix = Integer(
+        24, config=True,
+        help="Prefix length of each user's network (titan.yaml network.subnet_prefix). Default 24.",
+    )
+
+    dashboard_gate_url = Unicode(
+        "",
+        config=True,
+        help="""Where the gateway's proxy reaches this gateway's private API (``http://127.0.0.1:<api_port>``):
+        cluster dashboards are routed through its login gate there (gateway.dashboards) instead of straight
+        to the scheduler. Default "": the private API's own address.""",
+    )
+
     supports_bulk_shutdown = True
 
     @default("cluster_options")
@@ -234,6 +260,24 @@ class DockerBackend(DBBackendBase):
     def max_idle_timeout(self) -> float:
         """``c.ClusterConfig.idle_timeout``: the longest a cluster may idle (0: no limit)."""
         return float(self.cluster_config_class(parent=self).idle_timeout)
+
+    # ---- networks -----------------------------------------------------------------------
+
+    @property
+    def network_plan(self) -> NetworkPlan:
+        return NetworkPlan.of(self.deployment, self.network_pool, self.network_subnet_prefix)
+
+    async def _user_network(self, username: str) -> str:
+        """``username``'s own network, created when absent (their servers normally made it)."""
+        api = await self._client()
+        return await self._in_thread(partial(networks.ensure_user_network, api, self.network_plan, username))
+
+    async def _drop_user_network(self, username: str) -> None:
+        api = await self._client()
+        try:
+            await self._in_thread(partial(networks.remove_if_unused, api, self.network_plan.user_network(username)))
+        except docker.errors.APIError as error:
+            self.log.warning("Could not remove the network of %s: %s", username, error)
 
     # ---- Docker -------------------------------------------------------------------------
 
@@ -383,8 +427,16 @@ class DockerBackend(DBBackendBase):
 
     # The steps of a start (_write_tls, _create, _start), apart so that tests can fail each one.
     async def _create(self, spec: ContainerSpec) -> str:
+        owner = spec.labels[LABEL_OWNER]
+        await self._user_network(owner)
         host_config = (await self._client()).create_host_config(**spec.host_config_kwargs())  # no API call
-        created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
+        try:
+            created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
+        except docker.errors.APIError as error:
+            if not networks.is_network_missing(error):
+                raise
+            await self._user_network(owner)  # the owner's last server went meanwhile, and its network
+            created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
         return str(created["Id"])
 
     async def _start(self, container_id: str) -> None:
@@ -401,7 +453,7 @@ class DockerBackend(DBBackendBase):
         gpus = int(cluster.config.get("worker_gpus") or 0)
         # Tasks can ask for a GPU with resources={"GPU": 1}.
         resources = ["--resources", f"GPU={gpus}"] if gpus else []
-        return [*command, "--host", self.default_host, *resources]
+        return [*command, *resources]
 
     def scheduler_spec(self, cluster: Cluster) -> ContainerSpec:
         config = cluster.config
@@ -412,7 +464,7 @@ class DockerBackend(DBBackendBase):
             labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
                                     SCHEDULER),
             cores=config.scheduler_cores, memory=config.scheduler_memory, user=self.container_user,
-            tls_source=str(self.tls_source(cluster)),
+            network=self.network_plan.user_network(cluster.username), tls_source=str(self.tls_source(cluster)),
         )
 
     def worker_spec(self, worker: Worker, gpus: Sequence[GpuUnit] = ()) -> ContainerSpec:
@@ -432,7 +484,8 @@ class DockerBackend(DBBackendBase):
             image=config.image, command=self.get_worker_command(cluster, worker.name),
             environment=environment, labels=labels,
             cores=config.worker_cores, memory=config.worker_memory, user=self.container_user,
-            tls_source=str(self.tls_source(cluster)), extra=extra,
+            network=self.network_plan.user_network(cluster.username), tls_source=str(self.tls_source(cluster)),
+            extra=extra,
         )
 
     async def _start_container(self, spec: ContainerSpec, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
@@ -489,6 +542,7 @@ class DockerBackend(DBBackendBase):
         await asyncio.gather(*(self._remove(i) for i in ids))
         self._remove_tls(str(cluster.name))
         await self._release_cluster_gpus(cluster)
+        await self._drop_user_network(str(cluster.username))
 
     async def do_stop_worker(self, worker: Worker) -> None:
         ids = {c["Id"] for c in await self._deployment_containers(f"{LABEL_WORKER}={worker.name}")}
@@ -804,15 +858,38 @@ class DockerBackend(DBBackendBase):
         self.dask_settings()  # bad profile data fails the start, with the file and key
         self.gpus()  # the inventory, read once and logged
         routes.install(app, self)
+        self._gate = dashboards.install(app, self, dashboards.HubLink.from_environment(os.environ, SERVICE_NAME))
         await super().setup(app)
 
+    _gate: dashboards.DashboardGate | None = None
+
+    def gate_url(self) -> str:
+        """Where the proxy reaches the gate: ``dashboard_gate_url``, else the private API's address."""
+        address = getattr(self.parent, "address", "")
+        return (self.dashboard_gate_url or f"http://{address}").rstrip("/")
+
+    async def _check_cluster_proxied(self, cluster: Cluster) -> None:
+        """dask-gateway's step, with the dashboard route pointing at the login gate
+        (gateway.dashboards) instead of straight at the scheduler."""
+        if not cluster.added_to_proxies:
+            self.log.info("Adding cluster %s routes to proxies", cluster.name)
+            if cluster.dashboard_address:
+                await self.proxy.add_route(kind="PATH", path=f"/clusters/{cluster.name}",
+                                           target=f"{self.gate_url()}{dashboards.GATE_PATH}/{cluster.name}")
+            await self.proxy.add_route(kind="SNI", sni=cluster.name, target=cluster.scheduler_address)
+            cluster.added_to_proxies = True
+
     async def do_setup(self) -> None:
+        await self.proxy.add_route(kind="PATH", path=dashboards.OAUTH_PATH,
+                                   target=f"{self.gate_url()}{dashboards.OAUTH_PATH}")
         self.tls_root()
         await self._client()  # the first cluster does not wait for it
         self.task_pool.spawn(self._reap_loop())
         self.task_pool.spawn(self._closed_workers_loop())
 
     async def do_cleanup(self) -> None:
+        if self._gate is not None:
+            await self._gate.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
         if self._api is not None:

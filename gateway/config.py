@@ -4,8 +4,12 @@ The hub starts the gateway with it (see gateway/hub.py); settings come from tita
 (TITAN_SETTINGS), as for the hub.
 """
 
+import os
+
+from core.network import titan_address
 from gateway.configure import configure
 from titan.settings import load_settings
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by the traitlets config loader)
-configure(c, load_settings())
+settings = load_settings()
+configure(c, settings, os.environ.get("TITAN_ADDRESS") or titan_address(settings.network_plan))

@@ -1,11 +1,12 @@
 """Titan's settings → dask-gateway-server configuration (the body of gateway/config.py).
 
-Everything listens on 127.0.0.1: the private API (``gateway.api_port``), the HTTP proxy clients
-use (``gateway.proxy_port``, under the hub's service prefix) and the TLS proxy to schedulers
-(``gateway.scheduler_proxy_port``). The database and its encryption key live in the state
-directory (key file mode 0600), as do the clusters' TLS files; clusters keep running across a
-gateway restart. Workers' GPUs are claimed in the spawner's GPU allocation database, over the
-same inventory.
+The private API (``gateway.api_port``) listens on 127.0.0.1 (the hub and the Titan service call it);
+the HTTP proxy clients use (``gateway.proxy_port``, under the hub's service prefix) and the TLS proxy
+to schedulers (``gateway.scheduler_proxy_port``) listen on the Titan address (core.network), where
+servers and schedulers reach them. Nothing listens on every interface. The database and its
+encryption key live in the state directory (key file mode 0600), as do the clusters' TLS files;
+clusters keep running across a gateway restart. Workers' GPUs are claimed in the spawner's GPU
+allocation database, over the same inventory.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ GPU_DB_FILE = "gpu-allocations.sqlite"  # in the state directory, as c.TitanDock
 TLS_DIR_NAME = "dask-tls"  # in the state directory: one directory per cluster
 
 
-def configure(c: Config, settings: Settings) -> None:
+def configure(c: Config, settings: Settings, address: str) -> None:
+    """``address``: the Titan address (core.network.titan_address)."""
     gateway = settings.gateway
     state = ensure_state_dir(settings.state_dir)
 
     c.DaskGateway.address = f"127.0.0.1:{gateway['api_port']}"
     c.DaskGateway.log_level = gateway["log_level"]
-    c.Proxy.address = f"127.0.0.1:{gateway['proxy_port']}"
-    c.Proxy.tcp_address = f"127.0.0.1:{gateway['scheduler_proxy_port']}"
+    c.Proxy.address = f"{address}:{gateway['proxy_port']}"
+    c.Proxy.tcp_address = f"{address}:{gateway['scheduler_proxy_port']}"
     c.Proxy.prefix = SERVICE_PREFIX
 
     # Users: JupyterHub tokens holding access:services!service=dask-gateway, nothing else
@@ -41,6 +43,9 @@ def configure(c: Config, settings: Settings) -> None:
 
     c.DaskGateway.backend_class = "gateway.backend.DockerBackend"
     c.DockerBackend.deployment = settings.deployment
+    c.DockerBackend.network_pool = settings.network["pool"]
+    c.DockerBackend.network_subnet_prefix = settings.network["subnet_prefix"]
+    c.DockerBackend.dashboard_gate_url = f"http://127.0.0.1:{gateway['api_port']}"
     c.DockerBackend.profiles_dir = str(settings.profiles_dir)
     c.DockerBackend.db_url = f"sqlite:///{private_file(state / 'dask-gateway.sqlite')}"
     c.DockerBackend.db_encrypt_keys = [bytes.fromhex(secret_file(state / "dask-gateway-db-key"))]

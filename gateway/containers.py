@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER, docker_safe
+from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, docker_safe
+from spawner.container import HARDENING
 
 LABEL_CLUSTER = "titan.dask.cluster"
 LABEL_ROLE = "titan.dask.role"  # "scheduler" or "worker"
@@ -47,6 +48,8 @@ class ContainerSpec:
     cores: float
     memory: int  # bytes; swap included (no swap on top)
     user: str
+    network: str  # the owner's own network (core.network): the cluster's containers join it, nothing else
+    processes: int = 4096  # process and thread limit of the container
     tls_source: str = ""  # host directory holding the cluster's certificate and key, mounted read-only at TLS_DIR
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -62,9 +65,10 @@ class ContainerSpec:
         """Keyword arguments for ``APIClient.create_host_config``."""
         binds = {self.tls_source: {"bind": TLS_DIR, "mode": "ro"}} if self.tls_source else {}
         return {
-            "network_mode": "host", "init": True,
+            "network_mode": self.network, "init": True,
             "mem_limit": self.memory, "memswap_limit": self.memory,
             "nano_cpus": int(round(self.cores * 1e9)),
+            "pids_limit": self.processes, **HARDENING,
             **({"binds": binds} if binds else {}),
             **self.extra,
         }

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gateway.dashboards import OAUTH_CALLBACK_PATH
 from gateway.routes import SERVER_STOPPED_PATH
 from titan.settings import Settings
 from titan.state import ensure_state_dir, secret_file
@@ -35,28 +36,34 @@ def control_token(settings: Settings) -> str:
     return secret_file(ensure_state_dir(settings.state_dir) / "dask-gateway-control-token")
 
 
-def service(settings: Settings) -> dict[str, Any]:
-    """The ``c.JupyterHub.services`` entry: the hub starts, restarts and stops the gateway."""
+def service(settings: Settings, address: str) -> dict[str, Any]:
+    """The ``c.JupyterHub.services`` entry: the hub starts, restarts and stops the gateway, whose
+    HTTP and TLS proxies listen on the Titan ``address`` (core.network), where containers reach them."""
     gateway = settings.gateway
     environment = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
-    environment.update({"TITAN_SETTINGS": settings.source, "TITAN_STATE_DIR": str(settings.state_dir)})
+    environment.update({"TITAN_SETTINGS": settings.source, "TITAN_STATE_DIR": str(settings.state_dir),
+                        "TITAN_ADDRESS": address})
     return {
         "name": SERVICE_NAME,
         "display": False,
-        "url": f"http://127.0.0.1:{gateway['proxy_port']}",
+        "url": f"http://{address}:{gateway['proxy_port']}",
+        # Dask dashboards are served to their owner after a hub login (gateway.dashboards).
+        "oauth_no_confirm": True,
+        "oauth_redirect_uri": f"{SERVICE_PREFIX}{OAUTH_CALLBACK_PATH}",
         "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
         "cwd": str(settings.state_dir),
         "environment": environment,
     }
 
 
-def spawner_link(settings: Settings) -> dict[str, str]:
-    """``c.TitanDockerSpawner.dask_gateway``: read by spawner.dask_env and gateway.control."""
+def spawner_link(settings: Settings, titan_address: str) -> dict[str, str]:
+    """``c.TitanDockerSpawner.dask_gateway``: read by spawner.dask_env and gateway.control. Servers
+    reach the gateway at the Titan address; the hub reaches its control route on 127.0.0.1."""
     gateway = settings.gateway
-    address = f"http://127.0.0.1:{gateway['proxy_port']}{SERVICE_PREFIX}"
+    address = f"http://{titan_address}:{gateway['proxy_port']}{SERVICE_PREFIX}"
     return {
         "address": address,
-        "proxy_address": f"gateway://127.0.0.1:{gateway['scheduler_proxy_port']}",
+        "proxy_address": f"gateway://{titan_address}:{gateway['scheduler_proxy_port']}",
         "public_address": settings.public_url + SERVICE_PREFIX,
         "control_url": f"http://127.0.0.1:{gateway['api_port']}{SERVER_STOPPED_PATH}",
         "control_token": control_token(settings),

@@ -32,11 +32,12 @@ SERVICE_SCOPES = ["read:users", "list:users", "read:servers", "admin:auth_state"
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
 
-def command(settings: Settings) -> list[str]:
+def command(settings: Settings, address: str) -> list[str]:
     autosave = settings.autosave
     state = settings.state_dir / "service"
     args = [
         sys.executable, "-m", "service",
+        f"--TitanService.ip={address}",
         f"--TitanService.port={autosave['port']}",
         f"--TitanService.state_dir={state}",
         f"--TitanService.github_url={settings.github['url']}",
@@ -71,8 +72,9 @@ def command(settings: Settings) -> list[str]:
     return args
 
 
-def service(settings: Settings) -> dict[str, Any]:
-    """The ``c.JupyterHub.services`` entry: the hub starts, restarts and stops the service."""
+def service(settings: Settings, address: str) -> dict[str, Any]:
+    """The ``c.JupyterHub.services`` entry: the hub starts, restarts and stops the service, which
+    listens on the Titan ``address`` (core.network), where containers reach it."""
     environment = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     environment.update({"TITAN_SETTINGS": settings.source, "TITAN_STATE_DIR": str(settings.state_dir),
                         "PYTHONPATH": os.pathsep.join(p for p in (str(_repo_root()),) if p)})
@@ -80,8 +82,8 @@ def service(settings: Settings) -> dict[str, Any]:
         "name": SERVICE_NAME,
         "display": True,
         "info": {"description": "Git autosave of your repositories, and share links"},
-        "url": f"http://127.0.0.1:{settings.autosave['port']}",
-        "command": command(settings),
+        "url": f"http://{address}:{settings.autosave['port']}",
+        "command": command(settings, address),
         "cwd": str(settings.state_dir),
         "environment": environment,
         "oauth_no_confirm": True,

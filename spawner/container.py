@@ -5,13 +5,11 @@ Nothing here talks to Docker; the spawner applies the result. Unit-tested withou
 
 from __future__ import annotations
 
-import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from escapism import escape
-
+from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER, docker_safe
 from spawner.dashboard import with_dashboard
 from spawner.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
 from spawner.gpu.inventory import GpuUnit
@@ -19,19 +17,13 @@ from spawner.idle import idle_shutdown_args
 from spawner.options import Selection
 
 HOME_MOUNT = "/home/jovyan"
-LOOPBACK = "127.0.0.1"
-_SAFE = set(string.ascii_lowercase + string.digits)
+SERVER_PORT = 8888  # the port JupyterLab listens on inside its container (on the user's network)
 
-LABEL_DEPLOYMENT = "titan.deployment"
-LABEL_OWNER = "titan.owner"
-LABEL_SERVER = "titan.server"
-LABEL_PROFILE = "titan.profile"
+#: Hardening every container of Titan gets (servers and Dask containers alike): no capability at all
+#: (the images run as jovyan, uid 1000, and a JupyterLab server, a kernel or a Dask worker needs
+#: none), no gaining privileges through setuid binaries, and a process-count limit per container.
+HARDENING: Mapping[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 LABEL_GPUS = GPU_LABEL
-
-
-def docker_safe(name: str) -> str:
-    """A user or server name as a Docker-safe token (``Alice.B`` → ``alice-2eb``-style escapes)."""
-    return escape(name.lower(), safe=_SAFE, escape_char="-").lower()
 
 
 def home_volume_name(template: str, user: str) -> str:
@@ -61,10 +53,13 @@ def build_container_settings(
     server_name: str,
     deployment: str,
     home_volume_template: str,
+    network: str,
     gpus: Sequence[GpuUnit] = (),
     default_idle_timeout: float = 0.0,
 ) -> ContainerSettings:
     """Everything the container of one server needs, derived from the validated selection.
+
+    The container joins ``network``, its user's own network (core.network), and nothing else.
 
     The idle timeout is the profile's ``idle_timeout``, else ``default_idle_timeout`` (0: none)."""
     resources = selection.resources
@@ -75,10 +70,12 @@ def build_container_settings(
         LABEL_PROFILE: selection.profile.slug,
     }
     host_config: dict[str, Any] = {
-        "network_mode": "host",
+        "network_mode": network,
         "init": True,
         # Swap included in the limit: memswap equal to memory means no swap on top.
         "memswap_limit": resources.memory,
+        "pids_limit": resources.processes,
+        **HARDENING,
     }
     environment = {
         "TITAN_PROFILE": selection.profile.slug,

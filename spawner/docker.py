@@ -1,10 +1,11 @@
-"""``TitanDockerSpawner``: DockerSpawner driven by Titan's profiles, on host networking.
+"""``TitanDockerSpawner``: DockerSpawner driven by Titan's profiles, each user on a network of their own.
 
 The base class owns the container lifecycle; this subclass only
 - validates ``user_options`` against the profiles (form and REST alike) before anything starts,
 - turns the selection into container settings with the pure builder in :mod:`spawner.container`,
-- gives each server its own free 127.0.0.1 port, and
-- reports real progress (image check, create, start, wait).
+- puts the container on its user's own Docker network (:mod:`core.network`: created at the user's
+  first start, removed with their last container), where it listens on its own address, and
+- reports real progress (image check, network, create, start, wait).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from typing import Any, ClassVar
 import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, Tuple, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
+from core import network as networks
+from core.network import NetworkPlan
 from gateway.containers import ALIVE as DASK_ALIVE
 from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
 from gateway.containers import worker_gpu_owner_from_labels
@@ -33,7 +36,7 @@ from spawner.container import (
     LABEL_GPUS,
     LABEL_OWNER,
     LABEL_SERVER,
-    LOOPBACK,
+    SERVER_PORT,
     ContainerSettings,
     build_container_settings,
 )
@@ -44,7 +47,6 @@ from spawner.gpu.inventory import GpuUnit
 from spawner.gpu.pool import gpu_allocator
 from spawner.metrics import RUNNING, SPAWN_DURATION
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
-from spawner.ports import NoFreePort, PortPool
 from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 from spawner.units import format_memory
 
@@ -79,12 +81,21 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
-    port_range = Tuple(
-        Integer(), Integer(),
-        default_value=(20000, 29999),
+    network_pool = Unicode(
+        "10.213.0.0/16",
         config=True,
-        help="""Range of 127.0.0.1 ports given to servers (host networking: one free port per
-        server, never shared). Default: (20000, 29999).
+        help="""IPv4 range that users' networks are cut from (titan.yaml network.pool): each user's
+        servers and Dask containers share a network of their own, created at their first start on the
+        first free subnet of the range, and removed when their last container is gone.
+        Default "10.213.0.0/16". Example: "172.30.0.0/16".
+        """,
+    )
+
+    network_subnet_prefix = Integer(
+        24,
+        config=True,
+        help="""Prefix length of each user's network (titan.yaml network.subnet_prefix).
+        Default 24 (254 containers a user).
         """,
     )
 
@@ -151,30 +162,34 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
-    # One pool per hub process: ports are distinct across all servers of all users.
-    _port_pools: ClassVar[dict[tuple[int, int], PortPool]] = {}
     _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
+    _model_checked = False  # poll() found the container on its user's network (not the old host network)
     _cleaned_up = False  # stop() ran since the last start (also after a hub restart: False)
     _idle_args: tuple[str, ...] = ()
     _progress_events: list[dict[str, Any]]
 
-    # ---- defaults that make DockerSpawner right for host networking ----------------------
+    # ---- defaults: the user's own network, no published ports ---------------------------
 
     @default("network_name")
     def _default_network_name(self) -> str:
-        return "host"
+        return self.network_plan.user_network(self.user.name)
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self) -> bool:
-        # With host networking there are no port bindings; we pick the port ourselves.
+        # The hub and the proxy reach the server at its address on the user's network: no port is
+        # published on the host.
         return True
 
-    @default("ip")
-    def _default_ip(self) -> str:
-        return LOOPBACK
+    @default("port")
+    def _default_port(self) -> int:
+        return SERVER_PORT
+
+    @property
+    def network_plan(self) -> NetworkPlan:
+        return NetworkPlan.of(self.deployment, self.network_pool, self.network_subnet_prefix)
 
     @default("remove")
     def _default_remove(self) -> bool:
@@ -237,11 +252,6 @@ class TitanDockerSpawner(DockerSpawner):
     def group_names(self) -> list[str]:
         return sorted(g.name for g in self.user.groups)
 
-    @property
-    def port_pool(self) -> PortPool:
-        low, high = self.port_range
-        return self._port_pools.setdefault((low, high), PortPool(low, high))
-
     # ---- the options form and validation ------------------------------------------------
 
     async def _render_options_form(self) -> str:
@@ -283,7 +293,8 @@ class TitanDockerSpawner(DockerSpawner):
             selection = replace(selection, profile=replace(selection.profile, idle_timeout=0.0))
         return build_container_settings(
             selection, tag, user=self.user.name, server_name=self.name, deployment=self.deployment,
-            home_volume_template=self.home_volume_template, gpus=gpus, default_idle_timeout=self.idle_timeout,
+            home_volume_template=self.home_volume_template, network=self.network_name, gpus=gpus,
+            default_idle_timeout=self.idle_timeout,
         )
 
     async def _allocate_gpus(self, selection: Selection) -> list[GpuUnit]:
@@ -333,9 +344,23 @@ class TitanDockerSpawner(DockerSpawner):
             ) from None
         self._progress(25, f"Image {image} is present ({format_memory(int(info.get('Size', 0)))})")
 
+    async def _ensure_network(self) -> None:
+        plan = self.network_plan
+        await asyncio.wrap_future(self.executor.submit(networks.ensure_user_network, self.client, plan,
+                                                       self.user.name))
+
     async def create_object(self) -> dict[str, Any]:
+        self._progress(35, f"Preparing your network {self.network_name}")
+        await self._ensure_network()
         self._progress(40, "Creating the container")
-        obj: dict[str, Any] = await super().create_object()
+        try:
+            obj: dict[str, Any] = await super().create_object()
+        except docker.errors.APIError as error:
+            if not networks.is_network_missing(error):
+                raise
+            # The user's last other container went at this moment and took the network with it.
+            await self._ensure_network()
+            obj = await super().create_object()
         if LABEL_GPUS in self.extra_create_kwargs.get("labels", {}):
             (await self.gpus()).attach(self.gpu_owner, self.object_name)
         return obj
@@ -368,14 +393,10 @@ class TitanDockerSpawner(DockerSpawner):
         selection = self._selection
         tag = image_tag(selection.image)
         try:
-            self.port = self.port_pool.acquire()
-        except NoFreePort as error:
-            raise web.HTTPError(503, f"No free port for a new server: {error}") from None
-        try:
             gpus = await self._allocate_gpus(selection)
             self._apply_container_settings(self.container_settings(selection, tag, gpus))
-            self.log.info("Starting %s: profile %s, image %s, port %d", self._log_name, selection.profile.slug,
-                          tag, self.port)
+            self.log.info("Starting %s: profile %s, image %s, network %s", self._log_name, selection.profile.slug,
+                          tag, self.network_name)
             ip, port = await super().start()
         except BaseException:
             await self._release_resources()
@@ -407,12 +428,18 @@ class TitanDockerSpawner(DockerSpawner):
             await writer.wait_closed()
             return
 
-    async def get_ip_and_port(self) -> tuple[str, int]:
-        return LOOPBACK, int(self.port)
-
     async def poll(self) -> int | None:
-        """DockerSpawner's poll; also keeps the running-servers metric true after a hub restart."""
+        """DockerSpawner's poll; also keeps the running-servers metric true after a hub restart, and
+        retires a server still running on the host network of Titan before per-user networks."""
         status: int | None = await super().poll()
+        if status is None and not self._model_checked and await self._on_host_network():
+            self.log.warning("Server %s runs on the host network (Titan before per-user networks), where every "
+                             "user reaches it: stopping it. Its home is kept; its user starts it again.",
+                             self._log_name)
+            await self.stop_object()
+            await self.remove_object()
+            status = 0
+        self._model_checked = status is None
         if status is None and self.gpu_owner not in RUNNING:
             profile = self.user_options.get("profile") if isinstance(self.user_options, dict) else None
             RUNNING.started(self.gpu_owner, str(profile or self.profile_set.default.slug))
@@ -421,12 +448,20 @@ class TitanDockerSpawner(DockerSpawner):
             RUNNING.stopped(self.gpu_owner)
         return status
 
+    async def _on_host_network(self) -> bool:
+        container = await self.get_object()
+        return bool(container) and (container.get("HostConfig") or {}).get("NetworkMode") == "host"
+
     async def _release_resources(self) -> None:
         RUNNING.stopped(self.gpu_owner)
-        self.port_pool.release(int(self.port))
         released = (await self.gpus()).release(self.gpu_owner)
         if released:
             self.log.info("Released GPUs of %s: %s", self._log_name, ", ".join(released))
+        try:  # the user's network goes with their last container (the engine keeps one still in use)
+            await asyncio.wrap_future(self.executor.submit(networks.remove_if_unused, self.client,
+                                                           self.network_name))
+        except docker.errors.APIError as error:
+            self.log.warning("Could not remove network %s: %s", self.network_name, error)
 
     async def stop(self, now: bool = False) -> None:
         try:

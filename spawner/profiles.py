@@ -22,6 +22,10 @@ from spawner.units import parse_duration, parse_memory
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 SCHEMA_FILE = PROFILES_DIR / "schema.json"
+#: Processes and threads a server's container may run when its profile says nothing
+#: (``resources.processes``): far above what JupyterLab, kernels and their thread pools use, and
+#: low enough that a fork loop cannot exhaust the host's pid space.
+DEFAULT_PROCESSES = 4096
 
 
 class ProfileError(ValueError):
@@ -34,6 +38,7 @@ class Resources:
     memory: int  # bytes
     gpu_type: str | None
     gpu_count: int
+    processes: int = DEFAULT_PROCESSES  # the container's process (and thread) limit
 
 
 @dataclass(frozen=True)
@@ -134,7 +139,7 @@ def resources_from_settings(settings: Mapping[str, Any]) -> Resources:
     gpu_type = gpu.get("type")
     count = int(gpu.get("count", 1 if gpu_type else 0)) if gpu_type else 0
     return Resources(cpu=float(raw["cpu"]), memory=parse_memory(str(raw["memory"])),
-                     gpu_type=gpu_type, gpu_count=count)
+                     gpu_type=gpu_type, gpu_count=count, processes=int(raw.get("processes", DEFAULT_PROCESSES)))
 
 
 def _schema() -> dict[str, Any]:

@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from core.network import NetworkPlan
 from spawner.units import parse_duration, parse_memory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,6 @@ class Settings:
     dev_password: str
     profiles_dir: Path
     home_volume_template: str
-    port_range: tuple[int, int]
     start_timeout: int
     host_cpus: float
     host_memory: int
@@ -47,7 +47,13 @@ class Settings:
     gateway: Mapping[str, Any]
     autosave: Mapping[str, Any]
     culling: Mapping[str, Any] = field(default_factory=dict)  # timeout in seconds
+    network: Mapping[str, Any] = field(default_factory=lambda: dict(NETWORK_DEFAULTS))
     poll_interval: float = 30.0
+
+    @property
+    def network_plan(self) -> NetworkPlan:
+        """Where this deployment's networks come from (core.network)."""
+        return NetworkPlan.of(self.deployment, self.network["pool"], self.network["subnet_prefix"])
 
     @property
     def github_configured(self) -> bool:
@@ -106,6 +112,9 @@ SHARING_DEFAULTS: Mapping[str, Any] = {
 }
 
 
+NETWORK_DEFAULTS: Mapping[str, Any] = {"pool": "10.213.0.0/16", "subnet_prefix": 24}
+
+
 CULLING_DEFAULTS: Mapping[str, Any] = {"enabled": True, "timeout": 7200.0, "every": 300, "log_level": "INFO"}
 
 
@@ -125,9 +134,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     spawner = document.get("spawner", {})
     github = _github_settings(auth.get("github", {}), env, hub.get("public_url", "http://127.0.0.1:8000"))
     state_dir = Path(env.get("TITAN_STATE_DIR") or document.get("state_dir") or REPO_ROOT / "state")
-    low, high = spawner.get("port_range", [20000, 29999])
-    if low > high:
-        raise SettingsError(f"{path}: at spawner.port_range: {low} is above {high}")
+    network = {**NETWORK_DEFAULTS, **document.get("network", {})}
+    try:
+        NetworkPlan.of("check", network["pool"], network["subnet_prefix"])
+    except ValueError as error:
+        raise SettingsError(f"{path}: at network: {error}") from None
     return Settings(
         source=str(path),
         state_dir=state_dir.resolve(),
@@ -142,7 +153,6 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         dev_password=auth.get("dev_password", ""),
         profiles_dir=Path(spawner.get("profiles_dir") or REPO_ROOT / "profiles"),
         home_volume_template=spawner.get("home_volume_template", "titan-home-{username}"),
-        port_range=(low, high),
         start_timeout=spawner.get("start_timeout", 120),
         host_cpus=float(spawner.get("host_cpus", 0)),
         host_memory=parse_memory(spawner["host_memory"]) if "host_memory" in spawner else 0,
@@ -152,6 +162,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         autosave={**AUTOSAVE_DEFAULTS, **document.get("autosave", {})},
         culling=_culling(document.get("culling", {})),
         poll_interval=float(spawner.get("poll_interval", 30)),
+        network=network,
     )
 
 

@@ -17,13 +17,17 @@ PROFILES = load_profiles(profile_files(PROFILES_DIR), [n for n, r in catalog().i
 def test_small_profile_settings() -> None:
     selection = resolve_selection(PROFILES, {"profile": "small"}, "alice", [], HOST)
     settings = build_container_settings(selection, "titan/minimal:abc", "alice", "work", "titan",
-                                        "titan-home-{username}")
+                                        "titan-home-{username}", network="titan-user-alice")
     assert settings.image == "titan/minimal:abc"
     assert settings.mem_limit == 2 * GIB
     assert settings.memswap_limit == 2 * GIB
     assert settings.host_config["memswap_limit"] == 2 * GIB
     assert settings.cpu_limit == 1
-    assert settings.host_config["network_mode"] == "host"
+    assert settings.host_config["network_mode"] == "titan-user-alice"
+    # Hardened: no capability, no privilege gain, a process limit.
+    assert settings.host_config["cap_drop"] == ["ALL"]
+    assert settings.host_config["security_opt"] == ["no-new-privileges:true"]
+    assert settings.host_config["pids_limit"] == 4096
     assert settings.volumes == {"titan-home-alice": {"bind": "/home/jovyan", "mode": "rw"}}
     assert settings.labels == {"titan.deployment": "titan", "titan.owner": "alice", "titan.server": "work",
                                "titan.profile": "small"}
@@ -37,7 +41,7 @@ def test_gpu_choice_requests_exact_devices() -> None:
     units = [GpuUnit(uuid=u, index=str(i), model="NVIDIA H100 80GB HBM3", memory_mib=81559, mig_mode=False)
              for i, u in enumerate(uuids)]
     settings = build_container_settings(selection, "titan/datascience:abc", "bob", "", "titan",
-                                        "titan-home-{username}", gpus=units)
+                                        "titan-home-{username}", network="titan-user-bob", gpus=units)
     assert settings.host_config["device_requests"] == [
         {"driver": "nvidia", "device_ids": uuids, "capabilities": [["gpu"]]}
     ]

@@ -3,7 +3,10 @@ settings, the culler service with the README's exact role, and the titan.yaml se
 
 from __future__ import annotations
 
+import secrets
+import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +79,7 @@ def test_profile_idle_timeout_is_normalised_and_checked(tmp_path: Path) -> None:
 
 def test_the_server_gets_its_profiles_idle_shutdown_arguments() -> None:
     gpu = resolve_selection(SHIPPED, {"profile": "gpu"}, "alice", [], HOST)
-    settings = build_container_settings(gpu, "titan/datascience:x", "alice", "", "titan", "h-{username}",
+    settings = build_container_settings(gpu, "titan/datascience:x", "alice", "", "titan", "h-{username}", network="n",
                                         default_idle_timeout=7200)
     assert settings.idle_timeout == 1800
     assert settings.environment["TITAN_IDLE_TIMEOUT"] == "1800"
@@ -90,10 +93,12 @@ def test_the_server_gets_its_profiles_idle_shutdown_arguments() -> None:
         "--TerminalManager.cull_interval=60",
     )
     plain = resolve_selection(SHIPPED, {"profile": "small"}, "alice", [], HOST)
-    defaulted = build_container_settings(plain, "t", "alice", "", "titan", "h-{username}", default_idle_timeout=300)
+    defaulted = build_container_settings(plain, "t", "alice", "", "titan", "h-{username}", network="n",
+                                         default_idle_timeout=300)
     assert "--ServerApp.shutdown_no_activity_timeout=300" in defaulted.args
     assert "--MappingKernelManager.cull_interval=30" in defaulted.args
-    never = build_container_settings(plain, "t", "alice", "", "titan", "h-{username}", default_idle_timeout=0)
+    never = build_container_settings(plain, "t", "alice", "", "titan", "h-{username}", network="n",
+                                     default_idle_timeout=0)
     assert never.args == () and "TITAN_IDLE_TIMEOUT" not in never.environment
 
 
@@ -135,9 +140,18 @@ def test_culling_settings_have_defaults_and_refuse_unknown_keys(tmp_path: Path) 
         load_settings(path, environ={})
 
 
-def hub_config(tmp_path: Path, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Config:
+@pytest.fixture
+def deployment() -> Iterator[str]:
+    """A deployment of its own: loading jupyterhub_config.py makes its network (core.network)."""
+    name = "unit-" + secrets.token_hex(3)
+    yield name
+    subprocess.run(["docker", "network", "rm", f"{name}-titan"], capture_output=True, check=False)
+
+
+def hub_config(tmp_path: Path, document: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+               deployment: str) -> Config:
     path = tmp_path / "titan.yaml"
-    path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), **document}))
+    path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "deployment": deployment, **document}))
     monkeypatch.setenv("TITAN_SETTINGS", str(path))
     monkeypatch.delenv("TITAN_STATE_DIR", raising=False)
     monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY", raising=False)
@@ -148,8 +162,9 @@ def hub_config(tmp_path: Path, document: dict[str, Any], monkeypatch: pytest.Mon
 
 
 def test_jupyterhub_config_wires_the_culler_the_spawner_and_the_metrics_token(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = hub_config(tmp_path, {"culling": {"timeout": "20m"}, "spawner": {"poll_interval": 5}}, monkeypatch)
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deployment: str) -> None:
+    config = hub_config(tmp_path, {"culling": {"timeout": "20m"}, "spawner": {"poll_interval": 5}}, monkeypatch,
+                        deployment)
     services = {s["name"]: s for s in config.JupyterHub.services}
     roles = {r["name"]: r for r in config.JupyterHub.load_roles}
     assert "--timeout=3600" in services["idle-culler"]["command"]  # high-memory's 1h is the longest
@@ -165,8 +180,8 @@ def test_jupyterhub_config_wires_the_culler_the_spawner_and_the_metrics_token(
 
 
 def test_culling_off_means_no_culler_and_no_server_stops_itself(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    config = hub_config(tmp_path, {"culling": {"enabled": False}}, monkeypatch)
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deployment: str) -> None:
+    config = hub_config(tmp_path, {"culling": {"enabled": False}}, monkeypatch, deployment)
     assert "idle-culler" not in {s["name"] for s in config.JupyterHub.services}
     assert "idle-culler" not in {r["name"] for r in config.JupyterHub.load_roles}
     assert config.TitanDockerSpawner.idle_shutdown is False

@@ -135,11 +135,11 @@ def test_the_form_carries_a_dashboard() -> None:
 def test_a_dashboard_server_is_the_same_container_with_another_command(profiles: ProfileSet) -> None:
     base = {"profile": "medium", "image": "datascience"}
     plain = build_container_settings(resolve_selection(profiles, base, "alice", [], HOST), "titan/datascience:abc",
-                                     "alice", "dash1", "titan", "titan-home-{username}")
+                                     "alice", "dash1", "titan", "titan-home-{username}", network="titan-user-alice")
     selection = resolve_selection(profiles, {**base, "dashboard": {"app": "panel", "path": "apps/app.py"}},
                                   "alice", [], HOST)
     dash = build_container_settings(selection, "titan/datascience:abc", "alice", "dash1", "titan",
-                                    "titan-home-{username}")
+                                    "titan-home-{username}", network="titan-user-alice")
     assert plain.command == ()
     assert dash.command == ("titan-dashboard", "--app=panel", "--path=apps/app.py")
     assert dash.labels == {**plain.labels, LABEL_DASHBOARD: "panel"}
@@ -147,7 +147,7 @@ def test_a_dashboard_server_is_the_same_container_with_another_command(profiles:
                                 "TITAN_DASHBOARD_PATH": "apps/app.py"}
     same = {f.name for f in dataclasses.fields(plain)} - {"command", "labels", "environment"}
     assert {name: getattr(dash, name) for name in same} == {name: getattr(plain, name) for name in same}
-    assert dash.mem_limit == 8 * GIB and dash.host_config["network_mode"] == "host"
+    assert dash.mem_limit == 8 * GIB and dash.host_config["network_mode"] == "titan-user-alice"
     assert "device_requests" not in dash.host_config
 
 

@@ -46,9 +46,12 @@ def test_labels_name_cluster_owner_and_server_but_not_the_server_label() -> None
 
 def test_container_spec_limits_memory_without_swap_and_cpu_as_a_quota() -> None:
     spec = ContainerSpec(name="n", image="titan/minimal:1", command=["dask", "worker"], environment={"A": "1"},
-                         labels={"l": "v"}, cores=0.5, memory=GIB, user="1000:1000")
+                         labels={"l": "v"}, cores=0.5, memory=GIB, user="1000:1000",
+                         network="titan-user-alice", processes=512)
     host = spec.host_config_kwargs()
-    assert host["network_mode"] == "host"
+    assert host["network_mode"] == "titan-user-alice"
+    assert host["pids_limit"] == 512 and host["cap_drop"] == ["ALL"]
+    assert host["security_opt"] == ["no-new-privileges:true"]
     assert host["mem_limit"] == host["memswap_limit"] == GIB
     assert host["nano_cpus"] == 500_000_000
     assert "binds" not in host
@@ -59,7 +62,7 @@ def test_container_spec_limits_memory_without_swap_and_cpu_as_a_quota() -> None:
 
 def test_the_tls_directory_is_bind_mounted_read_only() -> None:
     spec = ContainerSpec(name="n", image="i", command=[], environment={}, labels={}, cores=1, memory=GIB,
-                         user="1000:1000", tls_source="/state/dask-tls/c1")
+                         user="1000:1000", network="n", tls_source="/state/dask-tls/c1")
     assert spec.host_config_kwargs()["binds"] == {"/state/dask-tls/c1": {"bind": TLS_DIR, "mode": "ro"}}
     assert "/state/dask-tls/c1" not in str(spec.create_kwargs())  # neither in the environment nor the labels
 

@@ -416,7 +416,7 @@ def test_the_gateway_uses_the_spawners_gpu_database_and_inventory(tmp_path: Path
                                     "spawner": {"gpu_inventory_xml": str(FIXTURE_XML)}}))
     settings = load_settings(path, environ={})
     c = Config()
-    configure(c, settings)
+    configure(c, settings, "10.213.0.1")
     assert c.DockerBackend.gpu_db_url == f"sqlite:///{settings.state_dir / GPU_DB_FILE}"
     assert c.DockerBackend.gpu_inventory_xml == str(FIXTURE_XML)
     # jupyterhub_config.py gives the spawner the same file.

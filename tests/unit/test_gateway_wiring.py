@@ -42,20 +42,24 @@ def test_unknown_gateway_settings_are_refused(tmp_path: Path) -> None:
         load_settings(path, environ={})
 
 
-def test_the_hub_runs_the_gateway_as_a_service_on_loopback(settings_file: Path) -> None:
+def test_the_hub_runs_the_gateway_as_a_service_on_the_titan_address(settings_file: Path) -> None:
     settings = load_settings(settings_file, environ={})
-    service = hub.service(settings)
+    service = hub.service(settings, "10.213.0.1")
     assert service["name"] == "dask-gateway"
-    assert service["url"] == "http://127.0.0.1:18011"
+    assert service["url"] == "http://10.213.0.1:18011"
+    assert service["environment"]["TITAN_ADDRESS"] == "10.213.0.1"
+    # Dashboards sign users in through the hub (gateway.dashboards), with no consent page.
+    assert service["oauth_redirect_uri"] == "/services/dask-gateway/titan/oauth_callback"
+    assert service["oauth_no_confirm"] is True
     assert service["command"][1:] == ["-m", "dask_gateway_server", "-f", str(hub.CONFIG_FILE)]
     assert service["environment"]["TITAN_SETTINGS"] == str(settings_file)
     assert "api_token" not in service  # the hub makes one at each start
 
 
 def test_the_spawner_link_points_servers_at_the_gateway(settings_file: Path) -> None:
-    link = hub.spawner_link(load_settings(settings_file, environ={}))
-    assert link["address"] == "http://127.0.0.1:18011/services/dask-gateway"
-    assert link["proxy_address"] == "gateway://127.0.0.1:18012"
+    link = hub.spawner_link(load_settings(settings_file, environ={}), "10.213.0.1")
+    assert link["address"] == "http://10.213.0.1:18011/services/dask-gateway"
+    assert link["proxy_address"] == "gateway://10.213.0.1:18012"
     assert link["public_address"] == "https://titan.example/services/dask-gateway"
     assert link["control_url"] == "http://127.0.0.1:18010/api/titan/v1/server-stopped"
     assert len(link["control_token"]) == 64
@@ -78,10 +82,12 @@ def test_users_and_server_tokens_get_the_gateway_scope() -> None:
 def test_gateway_configuration_keeps_its_secrets_private(settings_file: Path) -> None:
     settings = load_settings(settings_file, environ={})
     c = Config()
-    configure(c, settings)
+    configure(c, settings, "10.213.0.1")
     state = settings.state_dir
-    assert c.DaskGateway.address == "127.0.0.1:18010"
-    assert (c.Proxy.address, c.Proxy.tcp_address) == ("127.0.0.1:18011", "127.0.0.1:18012")
+    assert c.DaskGateway.address == "127.0.0.1:18010"  # the private API: the hub and the service only
+    # The proxies, on the Titan address, where containers reach them; nothing on every interface.
+    assert (c.Proxy.address, c.Proxy.tcp_address) == ("10.213.0.1:18011", "10.213.0.1:18012")
+    assert c.DockerBackend.dashboard_gate_url == "http://127.0.0.1:18010"
     assert c.Proxy.prefix == "/services/dask-gateway"
     assert c.DaskGateway.authenticator_class == "gateway.auth.HubAuthenticator"
     assert c.JupyterHubAuthenticator.jupyterhub_service_name == "dask-gateway"
@@ -97,7 +103,7 @@ def test_gateway_configuration_keeps_its_secrets_private(settings_file: Path) ->
         assert stat.S_IMODE(os.stat(state / name).st_mode) == 0o600, name
     # A second start reads the same key.
     again = Config()
-    configure(again, settings)
+    configure(again, settings, "10.213.0.1")
     assert again.DockerBackend.db_encrypt_keys == c.DockerBackend.db_encrypt_keys
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import stat
 from pathlib import Path
 
 import pytest
 
 from images.recipes import build_order, catalog, image_tag, recipe_hash
-from spawner.ports import PortPool
 from titan.settings import SettingsError, load_settings
 from titan.state import secret_file
 
@@ -52,16 +50,3 @@ def test_image_tags_follow_the_recipe() -> None:
         image_tag("nosuch")
 
 
-def test_port_pool_never_hands_out_a_port_twice_or_a_busy_one() -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        taken = busy.getsockname()[1]
-        pool = PortPool(taken, taken + 3)
-        ports = {pool.acquire() for _ in range(3)}
-        assert taken not in ports and len(ports) == 3
-        with pytest.raises(RuntimeError, match="no free port"):
-            pool.acquire()
-        released = ports.pop()
-        pool.release(released)
-        assert pool.acquire() == released
