@@ -137,7 +137,7 @@ def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None, depl
         "hub": {"public_url": f"http://127.0.0.1:{public_port}", "hub_port": hub_port,
                 "proxy_api_port": api_port, "named_server_limit_per_user": 3},
         "spawner": {"profiles_dir": str(profiles_dir), "home_volume_template": f"{deployment}-home-{{username}}",
-                    "port_range": [30000, 34999], "start_timeout": 120},
+                    "start_timeout": 120},
         # The hub starts the Dask gateway and the titan service: free ports, so test hubs never collide.
         "gateway": {"api_port": free_port(), "proxy_port": free_port(), "scheduler_proxy_port": free_port()},
         "autosave": {"port": free_port()},
@@ -200,14 +200,23 @@ def containers(deployment: str, all_states: bool = True) -> list[dict[str, Any]]
     return inspected
 
 
+def networks(deployment: str) -> list[str]:
+    """The names of a deployment's networks (its own and its users')."""
+    return subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}", "--filter",
+                           f"label=titan.deployment={deployment}"],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
 def remove_deployment(deployment: str) -> None:
-    """Remove every container and volume a test deployment made."""
+    """Remove every container, volume and network a test deployment made."""
     for container in containers(deployment):
         subprocess.run(["docker", "rm", "-f", container["Id"]], capture_output=True, check=False)
     volumes = subprocess.run(["docker", "volume", "ls", "-q", "--filter", f"name={deployment}-"],
                              capture_output=True, text=True, check=False).stdout.split()
     if volumes:
         subprocess.run(["docker", "volume", "rm", "-f", *volumes], capture_output=True, check=False)
+    for name in networks(deployment):
+        subprocess.run(["docker", "network", "rm", name], capture_output=True, check=False)
 
 
 def dump_containers(deployment: str) -> Iterator[str]:

@@ -50,7 +50,9 @@ def test_cpu_profiles_this_host_can_satisfy_get_their_limits(hub: Hub, user: str
     assert config["Memory"] == memory
     assert config["MemorySwap"] == memory  # swap included: no swap on top of the limit
     assert config["CpuQuota"] == cpus * config["CpuPeriod"]
-    assert config["NetworkMode"] == "host"
+    assert config["NetworkMode"] == f"{hub.deployment}-user-{user}"  # the user's own network
+    assert config["PidsLimit"] == 4096 and config["CapDrop"] == ["ALL"]
+    assert config["SecurityOpt"] == ["no-new-privileges:true"]
     labels = container_of(hub, user)["Config"]["Labels"]
     assert labels["titan.profile"] == profile and labels["titan.owner"] == user
 
@@ -116,8 +118,8 @@ def test_another_users_token_cannot_reach_the_server(hub: Hub, user: str) -> Non
     assert "content" not in response.text
 
 
-def test_each_server_gets_its_own_loopback_port(hub: Hub, user: str) -> None:
-    """Two servers never share a port: the hub must route each user to their own server."""
+def test_each_user_gets_a_network_and_an_address_of_their_own(hub: Hub, user: str) -> None:
+    """Two users never share a network or an address: the hub must route each user to their own server."""
     other = "p" + secrets.token_hex(3)
     hub.admin.create_user(other)
     try:
@@ -128,12 +130,14 @@ def test_each_server_gets_its_own_loopback_port(hub: Hub, user: str) -> None:
         token = hub.admin.user_token(other)
         me = requests.get(f"{hub.url}/user/{other}/api/me", headers={"Authorization": f"token {token}"}, timeout=30)
         assert me.status_code == 200 and me.json()["identity"]["name"] == other
-        ports = set()
+        addresses = set()
         for name in (user, other):
+            networks = container_of(hub, name)["NetworkSettings"]["Networks"]
+            assert list(networks) == [f"{hub.deployment}-user-{name}"]
+            addresses.add(networks[f"{hub.deployment}-user-{name}"]["IPAddress"])
             env = dict(e.split("=", 1) for e in container_of(hub, name)["Config"]["Env"])
-            assert env["JUPYTERHUB_SERVICE_URL"].startswith("http://127.0.0.1:")
-            ports.add(env["JUPYTERHUB_SERVICE_URL"])
-        assert len(ports) == 2
+            assert not env["JUPYTERHUB_API_URL"].startswith("http://127.0.0.1")  # the hub's Titan address
+        assert len(addresses) == 2
     finally:
         hub.admin.api("DELETE", f"/users/{other}/server")
 
@@ -205,7 +209,8 @@ def test_progress_reports_the_real_stages(hub: Hub, user: str) -> None:
     assert any(m.startswith("Checking image titan/minimal:") for m in messages), messages
     assert "Creating the container" in messages
     assert any(m.startswith("Starting container") for m in messages)
-    assert any("waiting for JupyterLab on 127.0.0.1:" in m for m in messages)
+    assert any(m.startswith("Preparing your network") for m in messages), messages
+    assert any("waiting for JupyterLab on 10." in m for m in messages)
     spawning.join(120)
     assert events[-1].get("ready") is True
     progress = [e["progress"] for e in events]
