@@ -77,6 +77,12 @@ class Hub:
     profiles_dir: Path
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def titan_address(self) -> str:
+        """The host's address on the deployment's own network, where containers reach the hub API,
+        the gateway and the Titan service."""
+        return titan_address(self.deployment)
+
     def log_tail(self, lines: int = 60) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
@@ -198,6 +204,12 @@ def containers(deployment: str, all_states: bool = True) -> list[dict[str, Any]]
     out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
     inspected: list[dict[str, Any]] = json.loads(out)
     return inspected
+
+
+def titan_address(deployment: str) -> str:
+    out = subprocess.run(["docker", "network", "inspect", f"{deployment}-titan", "--format",
+                          "{{range .IPAM.Config}}{{.Gateway}}{{end}}"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
 
 
 def networks(deployment: str) -> list[str]:
