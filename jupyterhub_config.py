@@ -117,6 +117,7 @@ if settings.autosave["enabled"]:
     from service import hubconfig as titan_service
 
     c.JupyterHub.services.append(titan_service.service(settings, address))
+    c.TitanDockerSpawner.titan_service_url = f"http://{address}:{settings.autosave['port']}/services/titan/"
     c.JupyterHub.load_roles = titan_service.with_service_roles(c.JupyterHub.load_roles)
 
 # ---- idle culling ---------------------------------------------------------------------

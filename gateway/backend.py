@@ -880,8 +880,8 @@ class DockerBackend(DBBackendBase):
             cluster.added_to_proxies = True
 
     async def do_setup(self) -> None:
-        await self.proxy.add_route(kind="PATH", path=dashboards.OAUTH_PATH,
-                                   target=f"{self.gate_url()}{dashboards.OAUTH_PATH}")
+        await self.proxy.add_route(kind="PATH", path=dashboards.OAUTH_CALLBACK_PATH,
+                                   target=f"{self.gate_url()}{dashboards.GATE_CALLBACK_PATH}")
         self.tls_root()
         await self._client()  # the first cluster does not wait for it
         self.task_pool.spawn(self._reap_loop())

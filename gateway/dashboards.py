@@ -34,8 +34,10 @@ if TYPE_CHECKING:
     from gateway.backend import DockerBackend
 
 GATE_PATH = "/titan/dashboards"  # on the private API; the proxy's dashboard routes point here
-OAUTH_PATH = "/titan"  # under the proxy prefix, routed to the private API: the OAuth callback
-OAUTH_CALLBACK_PATH = f"{OAUTH_PATH}/oauth_callback"
+#: The OAuth callback: JupyterHub's default for a service (``<prefix>/oauth_callback``), which the
+#: proxy routes to the gate's handler at ``GATE_CALLBACK_PATH`` on the private API.
+OAUTH_CALLBACK_PATH = "/oauth_callback"
+GATE_CALLBACK_PATH = "/titan/oauth_callback"
 SESSION_COOKIE = "titan-dask-dashboard"
 STATE_COOKIE = "titan-dask-oauth-state"
 SESSION_SECONDS = 900.0
@@ -283,5 +285,6 @@ def install(app: web.Application, backend: DockerBackend, hub: HubLink) -> Dashb
     gate = DashboardGate(backend, hub)
     app.router.add_route("*", GATE_PATH + "/{cluster}/{tail:.*}", gate.gate)
     app.router.add_route("*", GATE_PATH + "/{cluster}", gate.gate)
-    app.router.add_get(OAUTH_CALLBACK_PATH, gate.oauth_callback)
+    app.router.add_get(GATE_CALLBACK_PATH, gate.oauth_callback)
+    app.router.add_get(GATE_CALLBACK_PATH + "/", gate.oauth_callback)  # the proxy adds a slash
     return gate

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.dashboards import OAUTH_CALLBACK_PATH
 from gateway.routes import SERVER_STOPPED_PATH
 from titan.settings import Settings
 from titan.state import ensure_state_dir, secret_file
@@ -49,7 +48,6 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
         "url": f"http://{address}:{gateway['proxy_port']}",
         # Dask dashboards are served to their owner after a hub login (gateway.dashboards).
         "oauth_no_confirm": True,
-        "oauth_redirect_uri": f"{SERVICE_PREFIX}{OAUTH_CALLBACK_PATH}",
         "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
         "cwd": str(settings.state_dir),
         "environment": environment,

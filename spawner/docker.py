@@ -142,6 +142,15 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
+    titan_service_url = Unicode(
+        "",
+        config=True,
+        help="""Where servers reach the Titan service (autosave, share links) directly, on the Titan address:
+        given to them as TITAN_SERVICE_URL. jupyterhub_config.py sets it when the service runs.
+        Default "": not given. Example: "http://10.213.0.1:8020/services/titan/"
+        """,
+    )
+
     idle_timeout = Float(
         0.0,
         config=True,
@@ -321,6 +330,8 @@ class TitanDockerSpawner(DockerSpawner):
         self.extra_create_kwargs = create_kwargs
         self.extra_host_config = dict(settings.host_config)
         self.environment = {**settings.environment, **dask_environment(self.dask_gateway, self.name)}
+        if self.titan_service_url:
+            self.environment["TITAN_SERVICE_URL"] = self.titan_service_url
         self._idle_args = tuple(settings.args)
 
     def get_args(self) -> list[str]:

@@ -11,7 +11,6 @@ import os
 import secrets
 import signal
 import subprocess
-import textwrap
 import time
 import types
 import uuid
@@ -27,9 +26,9 @@ from dask_gateway_server.tls import new_keypair
 from dask_gateway_server.utils import FrozenAttrDict
 
 from gateway.backend import DockerBackend, DockerClusterConfig
-from gateway.containers import LABEL_CLUSTER
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, containers, remove_deployment, start_hub, stop_hub
+from tests.integration.servers import dask_containers, new_user, run_in_server, server_container, spawn
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -45,33 +44,6 @@ DASK = {
 
 
 # ---- helpers --------------------------------------------------------------------------
-
-def server_container(hub: Hub, user: str, server: str = "") -> str:
-    found = [c for c in containers(hub.deployment, all_states=False)
-             if c["Config"]["Labels"].get("titan.owner") == user
-             and c["Config"]["Labels"].get("titan.server") == server]
-    assert len(found) == 1, f"expected one server container for {user}/{server}"
-    return str(found[0]["Name"]).lstrip("/")
-
-
-def dask_containers(hub: Hub, user: str | None = None, cluster: str | None = None) -> list[dict[str, Any]]:
-    return [c for c in containers(hub.deployment)
-            if LABEL_CLUSTER in c["Config"]["Labels"]
-            and (user is None or c["Config"]["Labels"]["titan.owner"] == user)
-            and (cluster is None or c["Config"]["Labels"][LABEL_CLUSTER] == cluster)]
-
-
-def run_in_server(container: str, code: str, timeout: float = 240, **args: Any) -> dict[str, Any]:
-    """Run ``code`` with python inside the server container (its own environment, as jovyan);
-    ``args`` arrive as the dict ``ARGS``; the script's last printed line is JSON."""
-    script = "import json, sys\nARGS = json.loads(sys.argv[1])\n" + textwrap.dedent(code)
-    result = subprocess.run(["docker", "exec", container, "python", "-c", script, json.dumps(args)],
-                            capture_output=True, text=True, timeout=timeout, check=False)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    assert result.returncode == 0 and lines, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
-    parsed: dict[str, Any] = json.loads(lines[-1])
-    return parsed
-
 
 def gateway_process(hub: Hub) -> psutil.Process:
     found = []
@@ -104,21 +76,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) 
         leftovers = dask_containers(running)
         remove_deployment(running.deployment)
         assert leftovers == [], "cluster containers outlived the hub"
-
-
-def new_user(hub: Hub, prefix: str, groups: tuple[str, ...] = ()) -> str:
-    name = prefix + secrets.token_hex(2)
-    hub.admin.create_user(name)
-    for group in groups:
-        hub.admin.api("POST", f"/groups/{group}")
-        response = hub.admin.api("POST", f"/groups/{group}/users", json={"users": [name]})
-        assert response.status_code == 200, response.text
-    return name
-
-
-def spawn(hub: Hub, user: str, image: str = "minimal") -> str:
-    hub.admin.spawn(user, "", {"profile": "small", "image": image})
-    return server_container(hub, user)
 
 
 CREATE_AND_COMPUTE = """

@@ -49,7 +49,6 @@ def test_the_hub_runs_the_gateway_as_a_service_on_the_titan_address(settings_fil
     assert service["url"] == "http://10.213.0.1:18011"
     assert service["environment"]["TITAN_ADDRESS"] == "10.213.0.1"
     # Dashboards sign users in through the hub (gateway.dashboards), with no consent page.
-    assert service["oauth_redirect_uri"] == "/services/dask-gateway/titan/oauth_callback"
     assert service["oauth_no_confirm"] is True
     assert service["command"][1:] == ["-m", "dask_gateway_server", "-f", str(hub.CONFIG_FILE)]
     assert service["environment"]["TITAN_SETTINGS"] == str(settings_file)
