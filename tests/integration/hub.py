@@ -151,15 +151,23 @@ def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None, depl
     for key, value in (settings_overrides or {}).items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value
     (root / "titan.yaml").write_text(yaml.safe_dump(settings))
+    return launch_hub(root, deployment, f"http://127.0.0.1:{public_port}", profiles_dir)
+
+
+def restart_hub(hub: Hub) -> Hub:
+    """Start the hub again with the same titan.yaml (same ports, same state), after it stopped or died."""
+    return launch_hub(hub.root, hub.deployment, hub.url, hub.profiles_dir)
+
+
+def launch_hub(root: Path, deployment: str, url: str, profiles_dir: Path) -> Hub:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "JUPYTERHUB_", "TITAN_"))}
     env["TITAN_SETTINGS"] = str(root / "titan.yaml")
     log_path = root / "jupyterhub.log"
-    log = log_path.open("wb")
+    log = log_path.open("ab")
     process = subprocess.Popen(
         [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
         cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    url = f"http://127.0.0.1:{public_port}"
 
     def answering() -> bool:
         if process.poll() is not None:
