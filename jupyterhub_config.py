@@ -13,6 +13,7 @@ from titan import culling as titan_culling
 from titan import monitoring as titan_monitoring
 from titan.settings import REPO_ROOT, load_settings
 from titan.state import ensure_state_dir, secret_file
+from titan.supervise import supervised
 
 settings = load_settings()
 state = ensure_state_dir(settings.state_dir)
@@ -35,7 +36,10 @@ secret_file(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.JupyterHub.log_level = settings.log_level
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
-c.ConfigurableHTTPProxy.command = [str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")]
+# The proxy and every managed service run through titan.supervise: they end with the hub, however the
+# hub ends, and state/pids/ names them for `make up` and `make down` (titan.lifecycle).
+c.ConfigurableHTTPProxy.command = supervised(state, "proxy",
+                                             [str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")])
 c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 os.environ.setdefault("JUPYTERHUB_CRYPT_KEY", secret_file(state / "crypt-key"))
 

@@ -1,8 +1,13 @@
 """JupyterHub config for the baseline hub of bench/spawn.py: stock parts, the least they need.
 
+Stock DockerSpawner on one user-defined bridge network, as jupyterhub-deploy-docker sets it up
+(``network_name`` = that network; the hub reached by containers at an address on it). The hub runs
+on the host here, so it listens on the network's gateway address.
+
 Everything variable comes from the environment bench/spawn.py sets:
 BENCH_PUBLIC_PORT, BENCH_HUB_PORT, BENCH_PROXY_API_PORT, BENCH_STATE_DIR, BENCH_IMAGE,
-BENCH_ID (container name prefix, label value and home-volume prefix), BENCH_ADMIN_TOKEN.
+BENCH_ID (container name prefix, label value and home-volume prefix), BENCH_ADMIN_TOKEN,
+BENCH_NETWORK and BENCH_HUB_IP (the network bench/spawn.py made, and the host's address on it).
 """
 
 import os
@@ -16,7 +21,7 @@ state.mkdir(parents=True, exist_ok=True)
 bench_id = os.environ["BENCH_ID"]
 
 c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ['BENCH_PUBLIC_PORT']}"
-c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ['BENCH_HUB_PORT']}"
+c.JupyterHub.hub_bind_url = f"http://{os.environ['BENCH_HUB_IP']}:{os.environ['BENCH_HUB_PORT']}"
 c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
@@ -28,7 +33,9 @@ c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
 c.JupyterHub.authenticator_class = "dummy"
 c.Authenticator.allow_all = True
 
-c.JupyterHub.spawner_class = "bench.baseline_spawner.BaselineSpawner"
+c.JupyterHub.spawner_class = "dockerspawner.DockerSpawner"
+c.DockerSpawner.network_name = os.environ["BENCH_NETWORK"]
+c.DockerSpawner.remove = True
 c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 c.DockerSpawner.image = os.environ["BENCH_IMAGE"]

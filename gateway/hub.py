@@ -15,6 +15,7 @@ from typing import Any
 from gateway.routes import SERVER_STOPPED_PATH
 from titan.settings import Settings
 from titan.state import ensure_state_dir, secret_file
+from titan.supervise import supervised
 
 SERVICE_NAME = "dask-gateway"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}"
@@ -48,7 +49,8 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
         "url": f"http://{address}:{gateway['proxy_port']}",
         # Dask dashboards are served to their owner after a hub login (gateway.dashboards).
         "oauth_no_confirm": True,
-        "command": [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)],
+        "command": supervised(settings.state_dir, SERVICE_NAME,
+                              [sys.executable, "-m", "dask_gateway_server", "-f", str(CONFIG_FILE)]),
         "cwd": str(settings.state_dir),
         "environment": environment,
     }

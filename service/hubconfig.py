@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from titan.settings import Settings
+from titan.supervise import supervised
 
 SERVICE_NAME = "titan"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
@@ -83,7 +84,7 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
         "display": True,
         "info": {"description": "Git autosave of your repositories, and share links"},
         "url": f"http://{address}:{settings.autosave['port']}",
-        "command": command(settings, address),
+        "command": supervised(settings.state_dir, SERVICE_NAME, command(settings, address)),
         "cwd": str(settings.state_dir),
         "environment": environment,
         "oauth_no_confirm": True,

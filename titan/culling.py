@@ -24,6 +24,7 @@ from typing import Any
 from images.recipes import catalog
 from spawner.profiles import ProfileSet, load_profiles, profile_files
 from titan.settings import Settings
+from titan.supervise import supervised
 
 SERVICE_NAME = "idle-culler"
 ROLE_NAME = "idle-culler"
@@ -67,7 +68,8 @@ def service(settings: Settings, profiles: ProfileSet | None = None) -> dict[str,
     profiles = profiles or load_shipped_profiles(settings)
     timeout = backstop_timeout(profiles, float(culling["timeout"]))
     every = min(int(culling["every"]), max(1, timeout // 2))
-    return {"name": SERVICE_NAME, "command": command(timeout, every, str(culling["log_level"])),
+    return {"name": SERVICE_NAME,
+            "command": supervised(settings.state_dir, SERVICE_NAME, command(timeout, every, str(culling["log_level"]))),
             "display": False}
 
 

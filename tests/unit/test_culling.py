@@ -116,7 +116,10 @@ def test_the_culler_is_a_hub_service_with_exactly_its_readme_role(tmp_path: Path
     assert settings.culling["timeout"] == 2700
     service = culling.service(settings, SHIPPED)
     assert service["name"] == "idle-culler"
-    assert service["command"][:3] == [sys.executable, "-m", "jupyterhub_idle_culler"]
+    # Run through titan.supervise: it ends with the hub, and state/pids/idle-culler.pid names it.
+    assert service["command"][:5] == [sys.executable, "-m", "titan.supervise", "--pid-file",
+                                      str(settings.state_dir / "pids" / "idle-culler.pid")]
+    assert service["command"][6:9] == [sys.executable, "-m", "jupyterhub_idle_culler"]
     # the longest profile timeout: high-memory's 1h outlasts the 45m default
     assert "--timeout=3600" in service["command"]
     assert "--cull-every=120" in service["command"]
