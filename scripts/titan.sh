@@ -5,10 +5,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-STATE="${TITAN_STATE_DIR:-$ROOT/state}"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
-PUBLIC_URL="${TITAN_PUBLIC_URL:-http://127.0.0.1:8000}"
+# Where things are: read from titan.yaml (TITAN_SETTINGS) by the hub's own loader once .venv exists
+# (load_settings_env); until then only dockerd's log needs a place.
+STATE="$ROOT/state"
+PUBLIC_URL=""
 
 say()  { printf '[titan] %s\n' "$*"; }
 die()  { printf '[titan] error: %s\n' "$*" >&2; exit 1; }
@@ -102,44 +104,55 @@ prepare() {
   phase_start "images"; ensure_images; phase_end
 }
 
-hub_pid() { cat "$STATE/jupyterhub.pid" 2>/dev/null || true; }
-hub_running() { local pid; pid="$(hub_pid)"; [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; }
+# The deployment's URL, state directory and login mode, from titan.yaml through titan.settings: the
+# same file and loader as the hub, so every command talks about the same deployment.
+load_settings_env() {
+  local assignments
+  assignments="$("$PY" -m titan.lifecycle env)" || die "titan.yaml is invalid (see above)"
+  eval "$assignments"
+  STATE="$TITAN_STATE"; PUBLIC_URL="$TITAN_PUBLIC_URL"
+}
+
+hub_running() { "$PY" -m titan.lifecycle status >/dev/null 2>&1; }
 
 cmd_up() {
   prepare up
-  if hub_running; then say "Titan is already running at $PUBLIC_URL (pid $(hub_pid))"; return; fi
+  load_settings_env
+  if hub_running; then "$PY" -m titan.lifecycle status; return; fi
   phase_start "hub"
   mkdir -p "$STATE"
-  "$PY" -c 'from titan.settings import load_settings; load_settings()' || die "titan.yaml is invalid (see above)"
+  # What a crashed hub of this deployment left (by its pid files), and ports something else holds.
+  "$PY" -m titan.lifecycle cleanup || die "a port of this deployment is taken (see above)"
+  say "starting the hub at $PUBLIC_URL (settings: $TITAN_SETTINGS_FILE, state: $STATE)"
   # Its own session, every standard stream redirected: nothing of ours (a pipe we print to) stays open.
   setsid "$VENV/bin/jupyterhub" -f "$ROOT/jupyterhub_config.py" >>"$STATE/jupyterhub.log" 2>&1 < /dev/null &
-  for _ in $(seq 120); do
+  local hub=$! waited=0
+  for _ in $(seq 240); do
     if curl -fsS "$PUBLIC_URL/hub/api" >/dev/null 2>&1; then
       phase_end
       say "Titan is running at $PUBLIC_URL (log: $STATE/jupyterhub.log; stop: make down)"
-      if ! grep -q "client_id" "${TITAN_SETTINGS:-$ROOT/titan.yaml}" 2>/dev/null && [ -z "${OAUTH_CLIENT_ID:-}" ]; then
-        say "development login: no GitHub app is configured, so any user name signs in"
-      fi
+      [ -n "$TITAN_DEV_LOGIN" ] && say "development login: no GitHub app is configured, so any user name signs in"
       say "automation token: $STATE/admin-token"
       return
     fi
-    sleep 0.5
+    kill -0 "$hub" 2>/dev/null || { tail -20 "$STATE/jupyterhub.log" >&2; die "the hub exited; see $STATE/jupyterhub.log"; }
+    sleep 0.5; waited=$((waited + 1))
+    [ $((waited % 20)) = 0 ] && say "waiting for the hub to answer at $PUBLIC_URL ($((waited / 2)) s)"
   done
   tail -20 "$STATE/jupyterhub.log" >&2
-  die "the hub did not answer at $PUBLIC_URL/hub/api within 60 s; see $STATE/jupyterhub.log"
+  die "the hub did not answer at $PUBLIC_URL/hub/api within 120 s; see $STATE/jupyterhub.log"
 }
 
 cmd_down() {
-  if ! hub_running; then say "Titan is not running"; return; fi
-  local pid; pid="$(hub_pid)"
-  say "stopping the hub (pid $pid), its proxy and its servers"
-  kill -TERM "$pid"
-  for _ in $(seq 120); do kill -0 "$pid" 2>/dev/null || { say "stopped"; return; }; sleep 0.5; done
-  die "the hub did not stop within 60 s; kill it with: kill -9 $pid"
+  [ -x "$PY" ] || { say "Titan is not installed here (no .venv): nothing runs"; return; }
+  load_settings_env
+  "$PY" -m titan.lifecycle down
 }
 
 cmd_status() {
-  if hub_running; then say "running at $PUBLIC_URL (pid $(hub_pid))"; else say "not running"; fi
+  [ -x "$PY" ] || { say "not running (Titan is not installed here: no .venv)"; return; }
+  load_settings_env
+  "$PY" -m titan.lifecycle status || true  # "not running" is an answer, not a failure
 }
 
 cmd_test() {

@@ -122,7 +122,10 @@ class TitanService(Application):
         return f"sqlite:///{Path(self.state_dir).resolve() / 'titan-service.sqlite'}"
 
     port = Integer(8020, help="Port the service listens on (127.0.0.1). Default 8020.").tag(config=True)
-    ip = Unicode("127.0.0.1", help="Address the service listens on. Default 127.0.0.1.").tag(config=True)
+    ip = Unicode("127.0.0.1", help="""Address the service listens on: the hub config gives the Titan address
+        (core.network), where the proxy and containers reach it. Default 127.0.0.1.""").tag(config=True)
+    public_ip = Unicode("127.0.0.1", help="""Address the public dashboards' origin listens on
+        (public_dashboard_port), behind the admin's own hostname. Default 127.0.0.1.""").tag(config=True)
 
     github_url = Unicode(
         "https://github.com",
@@ -141,6 +144,9 @@ class TitanService(Application):
         filled in. Default autosave/{user}/{server}.""",
     ).tag(config=True)
 
+    stop_timeout = Float(5.0, help="""Seconds the service gives its final autosave snapshots when it
+        stops (the hub is stopping, and its servers stop next), so that `make down` stays short.
+        Default 5.""").tag(config=True)
     check_interval = Float(
         10.0, help="Seconds between scheduler passes (stopped servers are noticed within this). Default 10.",
     ).tag(config=True)
@@ -276,7 +282,7 @@ class TitanService(Application):
         if self._public_dashboard_url():
             public = HTTPServer(make_public_app(self.sharing, self.guess_limiter, self.hub_public_url,
                                                os.environ.get("JUPYTERHUB_API_TOKEN", "")), xheaders=True)
-            public.listen(self.public_dashboard_port, self.ip)
+            public.listen(self.public_dashboard_port, self.public_ip)
             self.log.info("Public dashboards on %s", self._public_dashboard_url())
         self.log.info("Titan service on http://%s:%s%s", self.ip, self.port,
                       os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/"))
@@ -292,6 +298,12 @@ class TitanService(Application):
         await stopping.wait()
         server.stop()
         self.log.info("Stopping: %d view(s) counted since the last write saved", self.sharing.flush_views())
+        if self.autosave:
+            try:
+                await asyncio.wait_for(self.engine.final_pass(), self.stop_timeout)
+            except TimeoutError:
+                self.log.warning("Stopping: final snapshots not done after %.0f s; the next start takes them "
+                                 "(nothing is lost: the files stay in the homes)", self.stop_timeout)
 
     def start(self) -> None:
         asyncio.run(self.serve())

@@ -134,6 +134,20 @@ class Engine:
         if jobs:
             await asyncio.gather(*jobs)
 
+    async def final_pass(self) -> int:
+        """Final snapshots for every server seen running: the service is stopping, and when the hub
+        stops it, the servers stop next, while no service watches. Returns the snapshots tried."""
+        with self.db.session() as session:
+            repos = {u.name: [r.id for r in u.repos]
+                     for u in session.scalars(select(AutosaveUser).where(AutosaveUser.enabled.is_(True)))}
+        jobs = [self.run_repo(name, repo_id, server, "final snapshot")
+                for name, servers in self.running.items() for server in sorted(servers)[:1]
+                for repo_id in repos.get(name, [])]
+        if jobs:
+            log.info("Stopping: final snapshots of %d repositories", len(jobs))
+            await asyncio.gather(*jobs)
+        return len(jobs)
+
     # ---- clones at server start ---------------------------------------------------------
 
     async def _clone_jobs(self) -> list[Awaitable[Any]]:
