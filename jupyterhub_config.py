@@ -6,17 +6,23 @@ part that owns it. No logic lives here.
 # ruff: noqa: F821  (`c` is provided by JupyterHub)
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from core.network import titan_address
+from images.recipes import image_tag
 from titan import culling as titan_culling
 from titan import monitoring as titan_monitoring
+from titan.homes import resolve_home_template
 from titan.settings import REPO_ROOT, load_settings
 from titan.state import ensure_state_dir, secret_file
 from titan.supervise import supervised
 
 settings = load_settings()
 state = ensure_state_dir(settings.state_dir)
+# Homes are <deployment>-home-<user> (titan.homes: an install from before keeps its users' data).
+settings = replace(settings, home_volume_template=resolve_home_template(
+    state, settings.deployment, settings.home_volume_template, lambda: image_tag("minimal")))
 
 # ---- networks -------------------------------------------------------------------------
 # Each user's servers and Dask containers share a Docker network of their own (core.network); the

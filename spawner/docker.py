@@ -73,7 +73,7 @@ class TitanDockerSpawner(DockerSpawner):
     )
 
     home_volume_template = Unicode(
-        "titan-home-{username}",
+        "titan-home-{username}",  # jupyterhub_config.py gives <deployment>-home-{username} (titan.homes)
         config=True,
         help="""Docker volume holding a user's home (/home/jovyan). One per user, mounted by
         every server of that user, kept when servers stop. {username} is the escaped user name.

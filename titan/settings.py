@@ -38,7 +38,7 @@ class Settings:
     github: Mapping[str, Any]
     dev_password: str
     profiles_dir: Path
-    home_volume_template: str
+    home_volume_template: str  # "" until titan.homes resolves it: <deployment>-home-{username}
     start_timeout: int
     host_cpus: float
     host_memory: int
@@ -152,7 +152,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         github=github,
         dev_password=auth.get("dev_password", ""),
         profiles_dir=Path(spawner.get("profiles_dir") or REPO_ROOT / "profiles"),
-        home_volume_template=spawner.get("home_volume_template", "titan-home-{username}"),
+        home_volume_template=spawner.get("home_volume_template", ""),  # "": titan.homes decides
         start_timeout=spawner.get("start_timeout", 120),
         host_cpus=float(spawner.get("host_cpus", 0)),
         host_memory=parse_memory(spawner["host_memory"]) if "host_memory" in spawner else 0,
