@@ -60,8 +60,9 @@ def test_an_existing_install_gets_its_homes_copied_and_the_old_ones_kept(
     assert volume_text(f"{deployment}-home-{user}", built_images["minimal"]).strip() == "precious"
     assert volume_text(legacy, built_images["minimal"]).strip() == "precious"  # the old one is left alone
     home = f"{deployment}-home-{user}:/home/jovyan"
-    owner = subprocess.run(["docker", "run", "--rm", "--network=none", "-v", home, built_images["minimal"], "stat",
-                            "-c", "%u", "/home/jovyan/notes.txt"], capture_output=True, text=True, check=True).stdout.strip()
+    owner_run = subprocess.run(["docker", "run", "--rm", "--network=none", "-v", home, built_images["minimal"], "stat",
+                            "-c", "%u", "/home/jovyan/notes.txt"], capture_output=True, text=True, check=True)
+    owner = owner_run.stdout.strip()
     assert owner == "1000"  # owners kept: jovyan can still write it
     # The next start reads the record: no second copy over what the user changed since.
     subprocess.run(["docker", "run", "--rm", "--network=none", "-v", f"{deployment}-home-{user}:/home/jovyan",
