@@ -12,6 +12,7 @@ from pathlib import Path
 from core.network import titan_address
 from images.recipes import image_tag
 from titan import culling as titan_culling
+from titan import hublog as titan_hublog
 from titan import monitoring as titan_monitoring
 from titan.homes import resolve_home_template
 from titan.settings import REPO_ROOT, load_settings
@@ -41,6 +42,8 @@ c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
 secret_file(state / "jupyterhub_cookie_secret")
 c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
 c.JupyterHub.log_level = settings.log_level
+# A user's refused options are logged at WARNING, not as the hub's ERROR (titan/hublog.py).
+c.JupyterHub.logging_config = titan_hublog.LOGGING_CONFIG
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
 # The proxy and every managed service run through titan.supervise: they end with the hub, however the
 # hub ends, and state/pids/ names them for `make up` and `make down` (titan.lifecycle).

@@ -115,8 +115,24 @@ def _stop_cluster(backend: DockerBackend) -> Handler:
     return handler
 
 
+@web.middleware
+async def json_too_large(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp refuses bodies over ``client_max_size`` (1 MiB) with 413, which dask-gateway words
+    "Request Entity Too Large": say what the limit is (``error`` as dask-gateway's clients read it,
+    ``message`` as Titan's other services say it)."""
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        response = None
+    if response is not None and response.status != 413:
+        return response
+    text = f"The request body is too large: the gateway takes at most {request.client_max_size // 1024} KB."
+    return web.json_response({"status": 413, "error": text, "message": text}, status=413)
+
+
 def install(app: web.Application, backend: DockerBackend) -> None:
     """Add the routes and the middleware; called before the application starts."""
+    app.middlewares.insert(0, json_too_large)  # outermost: it sees dask-gateway's own 413 answers
     app.middlewares.append(clip_notes)
     app.router.add_post(SERVER_STOPPED_PATH, _server_stopped(backend))
     app.router.add_post(STOP_CLUSTER_PATH, _stop_cluster(backend))

@@ -16,7 +16,6 @@ from typing import Any
 
 from jupyterhub.services.auth import HubOAuth
 from jupyterhub.utils import url_path_join
-from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application as WebApplication
 from traitlets import Bool, Float, Integer, List, Unicode, default
@@ -25,6 +24,7 @@ from traitlets.config import Application
 from service import admin as operations
 from service import handlers
 from service.autosave.push import write_askpass
+from service.body_limit import limited_server
 from service.db import DEFAULT_INTERVAL, Database
 from service.engine import Engine, EngineConfig
 from service.hub import HubClient
@@ -144,6 +144,9 @@ class TitanService(Application):
         filled in. Default autosave/{user}/{server}.""",
     ).tag(config=True)
 
+    max_body_mb = Float(10.0, help="""Largest request body the service takes, in MB (its API takes small JSON
+        documents); a larger one is answered 413 with a JSON message, its body never read.
+        titan.yaml autosave.max_body_mb. Default 10.""").tag(config=True)
     stop_timeout = Float(5.0, help="""Seconds the service gives its final autosave snapshots when it
         stops (the hub is stopping, and its servers stop next), so that `make down` stays short.
         Default 5.""").tag(config=True)
@@ -277,11 +280,12 @@ class TitanService(Application):
             self.log.info("Ended %d expired dashboard link(s)", ended)
 
     async def serve(self) -> None:
-        server = HTTPServer(self.make_web_app(), xheaders=True)
+        limit = int(self.max_body_mb * 1024 * 1024)
+        server = limited_server(self.make_web_app(), limit, xheaders=True)
         server.listen(self.port, self.ip)
         if self._public_dashboard_url():
-            public = HTTPServer(make_public_app(self.sharing, self.guess_limiter, self.hub_public_url,
-                                               os.environ.get("JUPYTERHUB_API_TOKEN", "")), xheaders=True)
+            public = limited_server(make_public_app(self.sharing, self.guess_limiter, self.hub_public_url,
+                                                   os.environ.get("JUPYTERHUB_API_TOKEN", "")), limit, xheaders=True)
             public.listen(self.public_dashboard_port, self.public_ip)
             self.log.info("Public dashboards on %s", self._public_dashboard_url())
         self.log.info("Titan service on http://%s:%s%s", self.ip, self.port,

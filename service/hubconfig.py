@@ -50,6 +50,7 @@ def command(settings: Settings, address: str) -> list[str]:
         f"--TitanService.min_interval={autosave['min_interval']}",
         f"--TitanService.check_interval={autosave['check_interval']}",
         f"--TitanService.max_file_size={int(float(autosave['max_file_size_mb']) * 1024 * 1024)}",
+        f"--TitanService.max_body_mb={autosave['max_body_mb']}",
         f"--Application.log_level={autosave['log_level']}",
     ]
     sharing = settings.sharing

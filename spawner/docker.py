@@ -25,6 +25,7 @@ from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from core import network as networks
 from core.network import NetworkPlan
+from core.text import printable
 from gateway.containers import ALIVE as DASK_ALIVE
 from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
 from gateway.containers import worker_gpu_owner_from_labels
@@ -175,6 +176,7 @@ class TitanDockerSpawner(DockerSpawner):
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
+    _refused = False  # the last start was refused (bad options): nothing ran, nothing is kept
     _model_checked = False  # poll() found the container on its user's network (not the old host network)
     _cleaned_up = False  # stop() ran since the last start (also after a hub restart: False)
     _idle_args: tuple[str, ...] = ()
@@ -277,9 +279,37 @@ class TitanDockerSpawner(DockerSpawner):
             selection = resolve_selection(self.profile_set, user_options, self.user.name, self.group_names,
                                           await self.host_capacity())
         except OptionsError as error:
-            self.log.info("Refused options for %s: %s", self._log_name, error)
-            raise web.HTTPError(400, str(error)) from None
+            message = printable(str(error))
+            self.log.info("Refused options for %s: %s", self._log_name, message)
+            self._refused = True
+            raise web.HTTPError(400, message) from None
+        self._refused = False
         self._selection = selection
+
+    async def _run_apply_user_options(self, user_options: Any) -> None:
+        """JupyterHub's runner of ``apply_user_options`` logs every exception with a traceback at
+        ERROR, a user's mistyped option included; ours are refusals, already logged at INFO and
+        answered 400 with the reason."""
+        await self._apply_profile(user_options)
+
+    async def _forget_refused(self) -> None:
+        """A refused spawn leaves nothing stored: the options are dropped, and a named server that
+        never ran is deleted (as ``DELETE .../servers/<name>`` with ``remove``), so refusals take no
+        named-server slot. Runs once the hub has finished cleaning up the failed start."""
+        for _ in range(200):
+            if not (self._stop_pending or self._start_pending):
+                break
+            await asyncio.sleep(0.05)
+        user, orm_spawner = self.user, self.orm_spawner
+        if orm_spawner is None or self.active:
+            return
+        orm_spawner.user_options = {}
+        if self.name and not self.container_id and self.name in user.orm_spawners:
+            self.log.info("Forgetting %s: its only start was refused", self._log_name)
+            await user._delete_spawner(self)
+            user.db.delete(orm_spawner)
+            user.spawners.pop(self.name, None)
+        user.db.commit()
 
     # ---- progress -----------------------------------------------------------------------
 
@@ -486,6 +516,10 @@ class TitanDockerSpawner(DockerSpawner):
         """JupyterHub calls ``stop`` only for a server still running. One that exited by itself (its idle
         shutdown, a crash) reaches here without it: stop its Dask clusters and free its port and GPUs
         the same way. Then the configured ``post_stop_hook``."""
+        if self._refused:  # nothing started: nothing to clean up, nothing to keep
+            self._refused = False
+            self._cleaned_up = True
+            asyncio.ensure_future(self._forget_refused())
         if not self._cleaned_up:
             self.log.info("Server %s exited by itself: stopping its Dask clusters, freeing its resources",
                           self._log_name)

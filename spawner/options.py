@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.text import quoted_names
 from spawner.capacity import HostCapacity, unmet_needs
 from spawner.dashboard import DASHBOARD_FIELD, Dashboard, DashboardError, check_image, form_dashboard, parse_dashboard
 from spawner.profiles import Profile, ProfileSet, Resources, deep_merge, resources_from_settings
@@ -131,7 +132,7 @@ def resolve_selection(profiles: ProfileSet, options: Any, user: str, groups: Ite
     unknown = sorted(str(k) for k in options if k not in (PROFILE_FIELD, DASHBOARD_FIELD) and k not in known)
     if unknown:
         allowed = ", ".join(sorted(known)) or "none"
-        raise OptionsError(f"Unknown option(s) for profile {profile.slug!r}: {', '.join(unknown)}. "
+        raise OptionsError(f"Unknown option(s) for profile {profile.slug!r}: {quoted_names(unknown)}. "
                            f"This profile's options: {allowed}.")
     values: dict[str, str] = {}
     for option in profile.options:

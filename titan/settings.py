@@ -102,7 +102,8 @@ GATEWAY_DEFAULTS: Mapping[str, Any] = {
 
 AUTOSAVE_DEFAULTS: Mapping[str, Any] = {
     "enabled": True, "port": 8020, "interval": 600, "min_interval": 60, "check_interval": 10,
-    "max_file_size_mb": 10, "branch_template": "autosave/{user}/{server}", "db_url": "", "log_level": "INFO",
+    "max_file_size_mb": 10, "max_body_mb": 10, "branch_template": "autosave/{user}/{server}", "db_url": "",
+    "log_level": "INFO",
 }
 
 SHARING_DEFAULTS: Mapping[str, Any] = {
