@@ -56,7 +56,7 @@ def test_unlisted_value_fills_the_template(profiles: ProfileSet) -> None:
     ("options", "message"),
     [
         ({"profile": "nosuch"}, "Unknown profile 'nosuch'. Choose one of: small"),
-        ({"profile": "small", "colour": "red"}, "Unknown option(s) for profile 'small': colour"),
+        ({"profile": "small", "colour": "red"}, "Unknown option(s) for profile 'small': 'colour'"),
         ({"profile": "small", "image": "gentoo"}, "'gentoo' is not a choice for Environment"),
         ({"profile": "high-memory", "memory": "2000G"}, "Type an amount between 64G and 512G"),
         ({"profile": ["small"]}, "Option 'profile' must be a string"),
