@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.network import titan_address
 from images.recipes import image_tag
+from titan import admin_api as titan_admin_api
 from titan import culling as titan_culling
 from titan import hublog as titan_hublog
 from titan import monitoring as titan_monitoring
@@ -94,15 +95,20 @@ c.TitanDockerSpawner.gpu_db_url = f"sqlite:///{state / 'gpu-allocations.sqlite'}
 c.TitanDockerSpawner.gpu_inventory_xml = settings.gpu_inventory_xml
 
 # ---- services -------------------------------------------------------------------------
-# titan-admin: the token automation (bench/, Ansible checks) uses; least privilege.
+# titan-admin: the token automation (bench/, Ansible checks) uses; least privilege. It creates users
+# through titan/admin_api.py (admin:users would let it read every user's GitHub token).
+c.JupyterHub.custom_scopes = titan_admin_api.CUSTOM_SCOPES
+c.JupyterHub.extra_handlers = [(titan_admin_api.ROUTE, titan_admin_api.CreateUserHandler)]
 c.JupyterHub.services = [
     {"name": "titan-admin", "api_token": secret_file(state / "admin-token")},
 ]
 c.JupyterHub.load_roles = [
     {
         "name": "titan-admin",
-        "description": "Automation: create users and groups, start and stop servers, issue user tokens.",
-        "scopes": ["admin:users", "admin:groups", "admin:servers", "tokens", "read:hub", "read:shares"],
+        "description": "Automation: create users and groups, start and stop servers, issue user tokens; "
+                       "never users' auth state.",
+        "scopes": [titan_admin_api.CREATE_USERS_SCOPE, "users", "delete:users", "admin:groups", "admin:servers",
+                   "tokens", "read:hub", "read:shares"],
         "services": ["titan-admin"],
     },
 ]

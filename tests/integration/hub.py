@@ -37,7 +37,8 @@ class HubClient:
         return self.session.request(method, f"{self.url}/hub/api{path}", timeout=60, **kwargs)
 
     def create_user(self, name: str) -> dict[str, Any]:
-        response = self.api("POST", f"/users/{name}")
+        """Through Titan's route for the automation token (titan/admin_api.py), as scripts do."""
+        response = self.api("POST", f"/titan/users/{name}")
         assert response.status_code in (201, 409), response.text
         return self.api("GET", f"/users/{name}").json()
 

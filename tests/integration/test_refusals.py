@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import requests
 
 from tests.helpers import wait_for
 from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
@@ -108,3 +109,25 @@ def test_over_large_bodies_get_413_with_a_json_message_through_the_proxy(hub: Hu
     assert "too large" in json.loads(body)["message"]
     # The service is fine afterwards.
     assert hub.admin.api("GET", "/users/lena").status_code == 200
+
+
+def test_the_automation_token_creates_users_but_never_reads_auth_state(hub: Hub) -> None:
+    created = hub.admin.api("POST", "/titan/users/ulla")
+    assert created.status_code == 201 and created.json()["name"] == "ulla"
+    assert "auth_state" not in created.json()
+    assert hub.admin.api("POST", "/titan/users/ulla").status_code == 409
+    model = hub.admin.api("GET", "/users/ulla").json()
+    assert "auth_state" not in model  # the key is there (null) only for a holder of admin:auth_state
+    assert hub.admin.api("GET", "/users").status_code == 200
+    # JupyterHub's own route needs admin:users, which the token does not hold; nor can it make admins.
+    assert hub.admin.api("POST", "/users/vera").status_code == 403
+    assert hub.admin.api("POST", "/titan/users/vera", json={"admin": True}).status_code == 400
+    assert hub.admin.api("PATCH", "/users/ulla", json={"admin": True}).status_code == 403
+    # A token it issues for a user reads no auth state either.
+    token = hub.admin.user_token("ulla")
+    as_user = requests.get(f"{hub.url}/hub/api/users/ulla", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert as_user.status_code == 200 and "auth_state" not in as_user.json()
+    # A user's own token cannot use the route.
+    refused = requests.post(f"{hub.url}/hub/api/titan/users/wanda", headers={"Authorization": f"token {token}"},
+                            timeout=30)
+    assert refused.status_code == 403 and "custom:titan:create-users" in refused.json()["message"]
