@@ -58,6 +58,12 @@ def pids(state: Path) -> dict[str, int]:
     return {p.stem: int(p.read_text().split()[0]) for p in (state / "pids").glob("*.pid")}
 
 
+def all_four(state: Path) -> dict[str, int] | None:
+    """The pid files of the proxy and the three services, once all are written."""
+    found = pids(state)
+    return found if len(found) == 4 else None
+
+
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -84,7 +90,7 @@ def test_up_status_and_down_follow_titan_yaml_and_down_leaves_nothing(
     for user in ("ann", "ben", "cat"):
         admin.create_user(user)
         admin.spawn(user, "", {"profile": "small"})
-    processes = pids(deployment["state"])
+    processes = wait_for(lambda: all_four(deployment["state"]), 60, "the hub's proxy and three services")
     assert set(processes) == {"proxy", "dask-gateway", "titan", "idle-culler"}
     started = time.monotonic()
     down = titan("down", deployment["settings"], timeout=120)
@@ -103,7 +109,7 @@ def test_up_status_and_down_follow_titan_yaml_and_down_leaves_nothing(
 def test_a_hub_crash_leaves_nothing_and_the_next_up_starts_clean(deployment: dict[str, Any]) -> None:
     assert titan("up", deployment["settings"]).returncode == 0
     hub_pid = int((deployment["state"] / "jupyterhub.pid").read_text())
-    children = pids(deployment["state"])
+    children = wait_for(lambda: all_four(deployment["state"]), 60, "the hub to start its proxy and three services")
     assert set(children) == {"proxy", "dask-gateway", "titan", "idle-culler"}
     os.kill(hub_pid, signal.SIGKILL)
     wait_for(lambda: not [p for p in children.values() if alive(p)], 20,
@@ -114,7 +120,7 @@ def test_a_hub_crash_leaves_nothing_and_the_next_up_starts_clean(deployment: dic
     assert up.returncode == 0, up.stdout + up.stderr
     log = (deployment["state"] / "jupyterhub.log").read_text(errors="replace")
     assert "address already in use" not in log.lower()
-    again = pids(deployment["state"])
+    again = wait_for(lambda: all_four(deployment["state"]), 60, "the new hub's proxy and services")
     assert all(alive(pid) for pid in again.values()) and set(again) == set(children)
     marker = str(deployment["state"] / "pids" / "idle-culler.pid")
     supervisors = [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]

@@ -177,7 +177,7 @@ def first_snapshot(ops: Ops, user: str) -> str:
 
 def service_process(hub: Hub) -> psutil.Process:
     found = []
-    for child in psutil.Process(hub.process.pid).children():
+    for child in psutil.Process(hub.process.pid).children(recursive=True):  # under titan.supervise
         try:
             if child.cmdline()[1:3] == ["-m", "service"]:
                 found.append(child)
