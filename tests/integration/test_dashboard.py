@@ -177,7 +177,8 @@ def test_the_dashboard_container_runs_titan_dashboard_with_the_profiles_settings
     assert container["Config"]["Cmd"] == ["titan-dashboard", "--app=voila", "--path=dash.ipynb"]
     labels = container["Config"]["Labels"]
     assert labels["titan.dashboard"] == "voila" and labels["titan.profile"] == "small"
-    assert container["HostConfig"]["Memory"] == 2 * 1024**3 and container["HostConfig"]["NetworkMode"] == "host"
+    assert container["HostConfig"]["Memory"] == 2 * 1024**3
+    assert container["HostConfig"]["NetworkMode"] == f"{voila.hub.deployment}-user-{voila.alice}"
     assert {m["Name"] for m in container["Mounts"] if m["Type"] == "volume"} == {
         f"{voila.hub.deployment}-home-{voila.alice}"}
     processes = exec_in(container["Name"].lstrip("/"), "ps", "-eo", "args")

@@ -73,7 +73,7 @@ def test_profiles_this_host_cannot_satisfy_are_refused_with_the_reason(hub: Hub,
 
 BAD_OPTIONS = [
     ({"profile": "nosuch"}, "Unknown profile 'nosuch'"),
-    ({"profile": "small", "colour": "red"}, "Unknown option(s) for profile 'small': colour"),
+    ({"profile": "small", "colour": "red"}, "Unknown option(s) for profile 'small': 'colour'"),
     ({"profile": "small", "image": "gentoo"}, "'gentoo' is not a choice for Environment"),
     ({"profile": "high-memory", "memory": "lots"}, "Type an amount between 64G and 512G"),
     ({"profile": 7}, "Option 'profile' must be a string"),
