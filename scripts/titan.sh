@@ -143,15 +143,14 @@ cmd_up() {
   die "the hub did not answer at $PUBLIC_URL/hub/api within 120 s; see $STATE/jupyterhub.log"
 }
 
+# titan.lifecycle reads titan.yaml itself (one Python start, not two).
 cmd_down() {
   [ -x "$PY" ] || { say "Titan is not installed here (no .venv): nothing runs"; return; }
-  load_settings_env
   "$PY" -m titan.lifecycle down
 }
 
 cmd_status() {
   [ -x "$PY" ] || { say "not running (Titan is not installed here: no .venv)"; return; }
-  load_settings_env
   "$PY" -m titan.lifecycle status || true  # "not running" is an answer, not a failure
 }
 
