@@ -197,12 +197,6 @@ def remove_if_unused(api: NetworkApi, name: str) -> bool:
     return True
 
 
-def container_address(container: Mapping[str, Any], network: str) -> str:
-    """A container's IPv4 address on ``network`` ("" when it is not attached)."""
-    networks = ((container.get("NetworkSettings") or {}).get("Networks") or {})
-    return str((networks.get(network) or {}).get("IPAddress") or "")
-
-
 def is_network_missing(error: docker.errors.APIError) -> bool:
     """A create or start that failed because its network was removed meanwhile."""
     text = str(error.explanation or error).lower()

@@ -156,7 +156,7 @@ class DashboardGate:
         for key in [k for k, (_, until) in self.pending.items() if until < now]:
             del self.pending[key]
         state = secrets.token_urlsafe(24)
-        back = request.headers.get("X-Titan-Original-Path") or self._public_path(request)
+        back = self._public_path(request)
         self.pending[state] = (back, now + STATE_SECONDS)
         query = urlencode({"client_id": self.hub.client_id, "redirect_uri": self.hub.redirect_uri,
                            "response_type": "code", "state": state})

@@ -219,7 +219,7 @@ def status(settings: Settings, say: Callable[[str], None]) -> int:
 
 def shell_env(settings: Settings) -> str:
     values = {"TITAN_PUBLIC_URL": settings.public_url, "TITAN_STATE": str(settings.state_dir),
-              "TITAN_DEPLOYMENT": settings.deployment, "TITAN_SETTINGS_FILE": settings.source,
+              "TITAN_SETTINGS_FILE": settings.source,
               "TITAN_DEV_LOGIN": "" if settings.github_configured else "1"}
     return "\n".join(f"{key}={shlex.quote(value)}" for key, value in values.items())
 

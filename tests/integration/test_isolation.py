@@ -24,7 +24,7 @@ import requests
 import yaml
 
 from tests.helpers import free_port, wait_for
-from tests.integration.hub import Hub, containers, networks, remove_deployment, start_hub, stop_hub
+from tests.integration.hub import Hub, containers, networks, remove_deployment, running_hub, start_hub, stop_hub
 from tests.integration.servers import dask_containers, new_user, run_in_server, server_container
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -125,13 +125,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) 
     (root / "profiles" / "30-dask.yaml").write_text(yaml.safe_dump({"dask": DASK}))
     (root / "profiles" / "40-forky.yaml").write_text(yaml.safe_dump(FORKY))
     gateway = {"api_port": free_port(), "proxy_port": free_port(), "scheduler_proxy_port": free_port()}
-    running = start_hub(root, settings_overrides={"gateway": gateway})
-    running.extra["gateway"] = gateway
-    try:
+    with running_hub(root, {"gateway": gateway}) as running:
+        running.extra["gateway"] = gateway
         yield running
-    finally:
-        stop_hub(running)
-        remove_deployment(running.deployment)
 
 
 @pytest.fixture(scope="module")

@@ -6,29 +6,19 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import requests
 
 from tests.helpers import wait_for
-from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
+from tests.integration.hub import Hub
 
 pytestmark = [pytest.mark.docker]
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
-    root: Path = tmp_path_factory.mktemp("refusals-hub")
-    running = start_hub(root)
-    try:
-        yield running
-    finally:
-        stop_hub(running)
-        remove_deployment(running.deployment)
+# ``hub``: the session's hub (tests/integration/conftest.py).
 
 
 def stored_servers(hub: Hub, user: str) -> dict[str, object]:
