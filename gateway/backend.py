@@ -4,9 +4,10 @@ The base class owns the state machine, the database and the proxy; this subclass
 ``do_*`` primitives and adds what Titan needs:
 
 - a cluster belongs to one of the user's running servers (``server`` option, filled in by the
-  server's environment); its scheduler and workers run in that server's image on their owner's own
-  network (core.network), limited in memory, CPU and processes, with no capabilities, labelled by
-  deployment, owner, server and cluster;
+  server's environment); its scheduler and workers run in that server's image and in that server's
+  network namespace (``network_mode: container:<server>``), so they are on their owner's own network
+  (core.network) and nowhere else, limited in memory, CPU and processes, with no capabilities,
+  labelled by deployment, owner, server and cluster;
 - the cluster's dashboard is served through a gate (gateway.dashboards): its owner and hub admins
   only, after a hub login;
 - the options and the limits come from the profile data (:mod:`gateway.options`,
@@ -48,8 +49,6 @@ from dask_gateway_server.traitlets import Command, Type
 from sqlalchemy.exc import OperationalError
 from traitlets import Dict, Float, Integer, Unicode, default
 
-from core import network as networks
-from core.network import NetworkPlan
 from gateway import dashboards, routes
 from gateway.containers import (
     ALIVE,
@@ -66,6 +65,7 @@ from gateway.containers import (
     container_name,
     parse_user,
     parse_worker_gpu_owner,
+    server_namespace,
     worker_gpu_owner,
     write_tls_files,
 )
@@ -208,18 +208,6 @@ class DockerBackend(DBBackendBase):
         TitanDockerSpawner.gpu_inventory_xml does (the same setting). Default "": discover.""",
     )
 
-    network_pool = Unicode(
-        "10.213.0.0/16",
-        config=True,
-        help="""IPv4 range users' networks are cut from: the same setting as
-        TitanDockerSpawner.network_pool (titan.yaml network.pool). Default "10.213.0.0/16".""",
-    )
-
-    network_subnet_prefix = Integer(
-        24, config=True,
-        help="Prefix length of each user's network (titan.yaml network.subnet_prefix). Default 24.",
-    )
-
     dashboard_gate_url = Unicode(
         "",
         config=True,
@@ -260,24 +248,6 @@ class DockerBackend(DBBackendBase):
     def max_idle_timeout(self) -> float:
         """``c.ClusterConfig.idle_timeout``: the longest a cluster may idle (0: no limit)."""
         return float(self.cluster_config_class(parent=self).idle_timeout)
-
-    # ---- networks -----------------------------------------------------------------------
-
-    @property
-    def network_plan(self) -> NetworkPlan:
-        return NetworkPlan.of(self.deployment, self.network_pool, self.network_subnet_prefix)
-
-    async def _user_network(self, username: str) -> str:
-        """``username``'s own network, created when absent (their servers normally made it)."""
-        api = await self._client()
-        return await self._in_thread(partial(networks.ensure_user_network, api, self.network_plan, username))
-
-    async def _drop_user_network(self, username: str) -> None:
-        api = await self._client()
-        try:
-            await self._in_thread(partial(networks.remove_if_unused, api, self.network_plan.user_network(username)))
-        except docker.errors.APIError as error:
-            self.log.warning("Could not remove the network of %s: %s", username, error)
 
     # ---- Docker -------------------------------------------------------------------------
 
@@ -427,16 +397,8 @@ class DockerBackend(DBBackendBase):
 
     # The steps of a start (_write_tls, _create, _start), apart so that tests can fail each one.
     async def _create(self, spec: ContainerSpec) -> str:
-        owner = spec.labels[LABEL_OWNER]
-        await self._user_network(owner)
         host_config = (await self._client()).create_host_config(**spec.host_config_kwargs())  # no API call
-        try:
-            created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
-        except docker.errors.APIError as error:
-            if not networks.is_network_missing(error):
-                raise
-            await self._user_network(owner)  # the owner's last server went meanwhile, and its network
-            created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
+        created = await self._docker("create_container", host_config=host_config, **spec.create_kwargs())
         return str(created["Id"])
 
     async def _start(self, container_id: str) -> None:
@@ -464,7 +426,7 @@ class DockerBackend(DBBackendBase):
             labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name,
                                     SCHEDULER),
             cores=config.scheduler_cores, memory=config.scheduler_memory, user=self.container_user,
-            network=self.network_plan.user_network(cluster.username), tls_source=str(self.tls_source(cluster)),
+            network=server_namespace(config.origin_container), tls_source=str(self.tls_source(cluster)),
         )
 
     def worker_spec(self, worker: Worker, gpus: Sequence[GpuUnit] = ()) -> ContainerSpec:
@@ -484,7 +446,7 @@ class DockerBackend(DBBackendBase):
             image=config.image, command=self.get_worker_command(cluster, worker.name),
             environment=environment, labels=labels,
             cores=config.worker_cores, memory=config.worker_memory, user=self.container_user,
-            network=self.network_plan.user_network(cluster.username), tls_source=str(self.tls_source(cluster)),
+            network=server_namespace(config.origin_container), tls_source=str(self.tls_source(cluster)),
             extra=extra,
         )
 
@@ -542,7 +504,6 @@ class DockerBackend(DBBackendBase):
         await asyncio.gather(*(self._remove(i) for i in ids))
         self._remove_tls(str(cluster.name))
         await self._release_cluster_gpus(cluster)
-        await self._drop_user_network(str(cluster.username))
 
     async def do_stop_worker(self, worker: Worker) -> None:
         ids = {c["Id"] for c in await self._deployment_containers(f"{LABEL_WORKER}={worker.name}")}

@@ -43,8 +43,6 @@ def configure(c: Config, settings: Settings, address: str) -> None:
 
     c.DaskGateway.backend_class = "gateway.backend.DockerBackend"
     c.DockerBackend.deployment = settings.deployment
-    c.DockerBackend.network_pool = settings.network["pool"]
-    c.DockerBackend.network_subnet_prefix = settings.network["subnet_prefix"]
     c.DockerBackend.dashboard_gate_url = f"http://127.0.0.1:{gateway['api_port']}"
     c.DockerBackend.profiles_dir = str(settings.profiles_dir)
     c.DockerBackend.db_url = f"sqlite:///{private_file(state / 'dask-gateway.sqlite')}"

@@ -125,14 +125,26 @@ def alice(hub: Hub) -> dict[str, Any]:
 
 # ---- failure injection (Docker only, no hub) ------------------------------------------
 
-def _cluster(deployment: str, image: str) -> types.SimpleNamespace:
+def _cluster(deployment: str, image: str, server: str) -> types.SimpleNamespace:
     name = uuid.uuid4().hex
     cert, key = new_keypair(name)
-    config = DockerClusterConfig(image=image, origin_server="", worker_memory=512 * MIB, scheduler_memory=512 * MIB,
-                                 worker_cores=0.5, scheduler_cores=0.5).to_dict()
+    config = DockerClusterConfig(image=image, origin_server="", origin_container=server, worker_memory=512 * MIB,
+                                 scheduler_memory=512 * MIB, worker_cores=0.5, scheduler_cores=0.5).to_dict()
     return types.SimpleNamespace(name=name, username="injected", token=uuid.uuid4().hex,
                                  config=FrozenAttrDict(config), tls_cert=cert, tls_key=key, state={},
                                  scheduler_address="tls://127.0.0.1:1")
+
+
+@pytest.fixture(scope="module")
+def server(built_images: dict[str, str]) -> Iterator[str]:
+    """A running container standing in for the server whose network namespace a cluster's
+    containers join (not labelled with the deployment: it is not the backend's to remove)."""
+    container = subprocess.run(["docker", "run", "-d", "--rm", "--network", "none", built_images["minimal"],
+                                "sleep", "infinity"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        yield container
+    finally:
+        subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
 
 
 class Injected(RuntimeError):
@@ -142,13 +154,13 @@ class Injected(RuntimeError):
 @pytest.mark.asyncio
 @pytest.mark.parametrize("role", ["scheduler", "worker"])
 @pytest.mark.parametrize("stage", ["_write_tls", "_create", "_start", "later"])
-async def test_a_failure_at_any_start_stage_leaves_no_container(built_images: dict[str, str], role: str,
-                                                                stage: str) -> None:
+async def test_a_failure_at_any_start_stage_leaves_no_container(built_images: dict[str, str], server: str,
+                                                                role: str, stage: str) -> None:
     """As dask-gateway's base class does: run ``do_start_*`` and, when it fails (or the object
     fails later), stop it from the last state it yielded."""
     deployment = "titantest-" + secrets.token_hex(3)
     backend = DockerBackend(deployment=deployment, api_url="http://127.0.0.1:1/api")
-    cluster = _cluster(deployment, built_images["minimal"])
+    cluster = _cluster(deployment, built_images["minimal"], server)
     worker = types.SimpleNamespace(name=uuid.uuid4().hex, cluster=cluster, state={})
     original = getattr(backend, stage, None)
 
@@ -186,7 +198,7 @@ async def test_a_failure_at_any_start_stage_leaves_no_container(built_images: di
 def test_a_cluster_made_from_a_server_computes_what_pandas_does(alice: dict[str, Any]) -> None:
     assert alice["same_as_pandas"] and alice["zones"] == 265
     assert alice["answer"] == 42
-    # Workers listen on their own addresses on alice's network, not on a loopback shared with anyone.
+    # Workers listen at the address of alice's server on her network (they share its namespace).
     assert len(alice["worker_hosts"]) == 2 and all(h.startswith("10.") for h in alice["worker_hosts"])
     assert alice["create_s"] < 60 and alice["scale_s"] < 60
 
@@ -195,6 +207,7 @@ def test_a_cluster_made_from_a_server_computes_what_pandas_does(alice: dict[str,
 def test_scheduler_and_workers_are_labelled_limited_containers_in_the_servers_image(
         hub: Hub, alice: dict[str, Any], built_images: dict[str, str]) -> None:
     found = dask_containers(hub, cluster=alice["name"])
+    (server,) = [c for c in containers(hub.deployment) if c["Name"] == f"/{alice['container']}"]
     roles = sorted(c["Config"]["Labels"]["titan.dask.role"] for c in found if c["State"]["Running"])
     assert roles == ["scheduler", "worker", "worker"]
     for container in found:
@@ -205,7 +218,8 @@ def test_scheduler_and_workers_are_labelled_limited_containers_in_the_servers_im
         assert "titan.server" not in labels
         assert container["Config"]["Image"] == built_images["datascience"]
         assert container["Name"].startswith(f"/{hub.deployment}-dask-{alice['user']}-{alice['name'][:12]}-")
-        assert host["NetworkMode"] == f"{hub.deployment}-user-{alice['user']}" and not host.get("PortBindings")
+        # In the namespace of the server the cluster belongs to: on alice's network, nowhere else.
+        assert host["NetworkMode"] == f"container:{server['Id']}" and not host.get("PortBindings")
         assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges:true"]
         assert host["PidsLimit"] == 4096
         assert container["Config"]["User"] == "1000:1000"

@@ -104,10 +104,17 @@ def addresses(container: dict[str, Any]) -> list[str]:
     return [n["IPAddress"] for n in container["NetworkSettings"]["Networks"].values() if n["IPAddress"]]
 
 
-def targets_of(container: dict[str, Any]) -> list[list[Any]]:
-    """Every (address, port) the container listens on, at every address it has on a network. (Its
-    loopback is its own: no other namespace can address it.)"""
-    mine = addresses(container)
+def namespace_of(container: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The container whose network namespace ``container`` runs in: itself, or for a Dask scheduler
+    or worker (``network_mode: container:<id>``) its server."""
+    mode = container["HostConfig"]["NetworkMode"]
+    return by_id[mode.removeprefix("container:")] if mode.startswith("container:") else container
+
+
+def targets_of(container: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> list[list[Any]]:
+    """Every (address, port) the container listens on, at every address its namespace has on a
+    network. (Its loopback is its namespace's own: no other namespace can address it.)"""
+    mine = addresses(namespace_of(container, by_id))
     assert mine, f"{container['Name']} has no address"
     found = []
     for host, port in listening(container["Id"]):
@@ -149,21 +156,22 @@ def bob(hub: Hub) -> dict[str, Any]:
 
 def test_bob_cannot_connect_to_any_socket_of_alices_server_scheduler_or_worker(
         hub: Hub, alice: dict[str, Any], bob: dict[str, Any]) -> None:
-    alices = [c for c in containers(hub.deployment, all_states=False)
-              if c["Config"]["Labels"].get("titan.owner") == alice["user"]]
+    everyone = {c["Id"]: c for c in containers(hub.deployment, all_states=False)}
+    alices = [c for c in everyone.values() if c["Config"]["Labels"].get("titan.owner") == alice["user"]]
     roles = sorted(c["Config"]["Labels"].get("titan.dask.role", "server") for c in alices)
     assert roles == ["scheduler", "server", "worker"]
-    targets = [t for c in alices for t in targets_of(c)]
+    # The scheduler and the worker run in the namespace of the server the cluster belongs to.
+    assert {namespace_of(c, everyone)["Name"].lstrip("/") for c in alices} == {alice["container"]}
+    targets = sorted({tuple(t) for c in alices for t in targets_of(c, everyone)})
     ports = {port for _, port in targets}
     assert 8888 in ports and len(targets) >= 6, targets  # JupyterLab, the scheduler's and worker's ports
     from_bob = run_in_server(bob["container"], PROBE, targets=targets)
     assert from_bob == {"tried": len(targets), "connected": []}
-    # The same probe from alice's own server reaches her scheduler and worker: it does detect an open port.
-    dask_targets = [t for c in alices if "titan.dask.role" in c["Config"]["Labels"] for t in targets_of(c)]
-    from_alice = run_in_server(alice["container"], PROBE, targets=dask_targets)
-    assert len(from_alice["connected"]) == len(dask_targets)
+    # The same probe from alice's own server reaches every one of them: it does detect an open port.
+    from_alice = run_in_server(alice["container"], PROBE, targets=targets)
+    assert len(from_alice["connected"]) == len(targets)
     print(f"\n[isolation] bob tried {len(targets)} sockets of alice's 3 containers: 0 connected; "
-          f"alice reached {len(dask_targets)} of {len(dask_targets)} of her Dask sockets")
+          f"alice reached {len(targets)} of {len(targets)}")
 
 
 def test_kernels_listen_on_their_containers_loopback_only(hub: Hub, alice: dict[str, Any]) -> None:
@@ -186,9 +194,13 @@ def test_each_user_has_one_network_and_no_container_joins_the_deployments_own(
     names = set(networks(hub.deployment))
     assert {f"{hub.deployment}-titan", f"{hub.deployment}-user-{alice['user']}",
             f"{hub.deployment}-user-{bob['user']}"} <= names
-    for container in containers(hub.deployment, all_states=False):
+    everyone = {c["Id"]: c for c in containers(hub.deployment, all_states=False)}
+    for container in everyone.values():
         owner = container["Config"]["Labels"]["titan.owner"]
-        assert list(container["NetworkSettings"]["Networks"]) == [f"{hub.deployment}-user-{owner}"]
+        namespace = namespace_of(container, everyone)  # a Dask container: its server's
+        assert namespace["Config"]["Labels"]["titan.owner"] == owner
+        assert "titan.dask.role" not in namespace["Config"]["Labels"]
+        assert list(namespace["NetworkSettings"]["Networks"]) == [f"{hub.deployment}-user-{owner}"]
 
 
 def dashboard_url(hub: Hub, cluster: str) -> str:

@@ -170,10 +170,13 @@ def test_defaults_keep_everyone_out_and_groups_managed() -> None:
 
 
 def startup_messages(caplog: pytest.LogCaptureFixture, **config: Any) -> list[tuple[int, str]]:
-    caplog.clear()
+    """What ``check_allow_config`` logs, and only that (made first: whatever constructing the
+    authenticator logs, in whatever order the tests run, is not counted)."""
+    authenticator = make(**config)
     with caplog.at_level(logging.INFO, logger="titan.test"):
-        make(**config).check_allow_config()
-    return [(r.levelno, r.getMessage()) for r in caplog.records]
+        caplog.clear()
+        authenticator.check_allow_config()
+    return [(r.levelno, r.getMessage()) for r in caplog.records if r.funcName == "check_allow_config"]
 
 
 def test_startup_says_plainly_when_nobody_can_log_in(caplog: pytest.LogCaptureFixture) -> None:
