@@ -163,6 +163,9 @@ def restart_hub(hub: Hub) -> Hub:
 def launch_hub(root: Path, deployment: str, url: str, profiles_dir: Path) -> Hub:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OAUTH_", "JUPYTERHUB_", "TITAN_"))}
     env["TITAN_SETTINGS"] = str(root / "titan.yaml")
+    # This checkout's code, in the hub and in its services (JupyterHub keeps PYTHONPATH for them),
+    # whichever checkout the venv was installed from.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     log_path = root / "jupyterhub.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
