@@ -120,7 +120,7 @@ def alice(hub: Hub) -> dict[str, Any]:
     result = run_in_server(container, CREATE_AND_COMPUTE)
     print(f"\n[dask-gateway] create {result['create_s']:.2f} s, scale 0->2 {result['scale_s']:.2f} s, "
           f"groupby-mean on 300k rows {result['groupby_s']:.2f} s (cluster {result['name'][:12]})")
-    return {"user": user, "container": container, **result}
+    return {"user": user, "container": container, "deployment": hub.deployment, **result}
 
 
 # ---- failure injection (Docker only, no hub) ------------------------------------------
@@ -199,7 +199,9 @@ def test_a_cluster_made_from_a_server_computes_what_pandas_does(alice: dict[str,
     assert alice["same_as_pandas"] and alice["zones"] == 265
     assert alice["answer"] == 42
     # Workers listen at the address of alice's server on her network (they share its namespace).
-    assert len(alice["worker_hosts"]) == 2 and all(h.startswith("10.") for h in alice["worker_hosts"])
+    (server,) = [c for c in containers(alice["deployment"]) if c["Name"] == f"/{alice['container']}"]
+    address = server["NetworkSettings"]["Networks"][f"{alice['deployment']}-user-{alice['user']}"]["IPAddress"]
+    assert alice["worker_hosts"] == [address]
     assert alice["create_s"] < 60 and alice["scale_s"] < 60
 
 
