@@ -49,6 +49,18 @@ from dask_gateway_server.traitlets import Command, Type
 from sqlalchemy.exc import OperationalError
 from traitlets import Dict, Float, Integer, Unicode, default
 
+from core.gpu.allocator import (
+    GpuAllocator,
+    GpuUnavailable,
+    docker_device_request,
+    gpu_label_value,
+    parse_gpu_label,
+)
+from core.gpu.inventory import GpuUnit
+from core.gpu.pool import gpu_allocator
+from core.gpu.types import match_types
+from core.images import catalog
+from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files, resources_from_settings
 from gateway import dashboards, routes
 from gateway.containers import (
     ALIVE,
@@ -80,19 +92,7 @@ from gateway.options import (
     parse_request,
     resolve_gpu_type,
 )
-from images.recipes import catalog
 from spawner.container import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-from spawner.gpu.allocator import (
-    GpuAllocator,
-    GpuUnavailable,
-    docker_device_request,
-    gpu_label_value,
-    parse_gpu_label,
-)
-from spawner.gpu.inventory import GpuUnit
-from spawner.gpu.pool import gpu_allocator
-from spawner.gpu.types import match_types
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files, resources_from_settings
 
 T = TypeVar("T")
 

@@ -106,7 +106,7 @@ class Operations(LoggingConfigurable):
             return []
         from sqlalchemy import inspect
 
-        from spawner.gpu.allocator import TABLE_NAME, allocations_table
+        from core.gpu.allocator import TABLE_NAME, allocations_table
 
         engine = create_engine(self.gpu_db_url)
         try:

@@ -81,8 +81,8 @@ class ProfileClones:
         self._value: tuple[str, dict[str, tuple[str, ...]]] = ("", {})
 
     def __call__(self) -> tuple[str, dict[str, tuple[str, ...]]]:
-        from images.recipes import catalog
-        from spawner.profiles import load_profiles, profile_files
+        from core.images import catalog
+        from core.profiles import load_profiles, profile_files
 
         if not str(self.directory) or not self.directory.is_dir():
             return ("", {})

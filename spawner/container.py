@@ -9,10 +9,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
+from core.gpu.inventory import GpuUnit
 from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER, docker_safe
 from spawner.dashboard import with_dashboard
-from spawner.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
-from spawner.gpu.inventory import GpuUnit
 from spawner.idle import idle_shutdown_args
 from spawner.options import Selection
 

@@ -24,14 +24,19 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from core import network as networks
+from core.capacity import HostCapacity
+from core.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
+from core.gpu.inventory import GpuUnit
+from core.gpu.pool import gpu_allocator
+from core.images import catalog, image_tag
 from core.network import NetworkPlan
+from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 from core.text import printable
+from core.units import format_memory
 from gateway.containers import ALIVE as DASK_ALIVE
 from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
 from gateway.containers import worker_gpu_owner_from_labels
-from gateway.control import server_stopped
-from images.recipes import catalog, image_tag
-from spawner.capacity import HostCapacity
+from spawner.clusters import server_stopped
 from spawner.container import (
     LABEL_DEPLOYMENT,
     LABEL_GPUS,
@@ -43,13 +48,8 @@ from spawner.container import (
 )
 from spawner.dask_env import dask_environment
 from spawner.form import form_view, render_form
-from spawner.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
-from spawner.gpu.inventory import GpuUnit
-from spawner.gpu.pool import gpu_allocator
 from spawner.metrics import RUNNING, SPAWN_DURATION
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
-from spawner.units import format_memory
 
 
 class TitanDockerSpawner(DockerSpawner):

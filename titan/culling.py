@@ -21,10 +21,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from images.recipes import catalog
-from spawner.profiles import ProfileSet, load_profiles, profile_files
-from titan.settings import Settings
-from titan.supervise import supervised
+from core.images import catalog
+from core.profiles import ProfileSet, load_profiles, profile_files
+from core.settings import Settings
+from core.supervise import supervised
 
 SERVICE_NAME = "idle-culler"
 ROLE_NAME = "idle-culler"

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.gpu.inventory import GpuUnit
+from core.images import catalog
+from core.profiles import PROFILES_DIR, load_profiles, profile_files
 from spawner.container import build_container_settings, docker_safe, home_volume_name
-from spawner.gpu.inventory import GpuUnit
 from spawner.options import resolve_selection
-from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
 
 GIB = 1024**3
 HOST = HostCapacity(cpus=64, memory=1024 * GIB, gpus_total={"H100": 4}, gpus_free={"H100": 4})

@@ -14,15 +14,15 @@ import pytest
 import yaml
 from traitlets.config import Config
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.images import catalog
+from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
+from core.settings import SettingsError, load_settings
+from core.units import format_duration, parse_duration
 from spawner.container import build_container_settings
 from spawner.idle import cull_interval, idle_shutdown_args
 from spawner.options import resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
-from spawner.units import format_duration, parse_duration
 from titan import culling, monitoring
-from titan.settings import SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGES = [n for n, r in catalog().items() if r.builder == "docker"]
@@ -116,8 +116,8 @@ def test_the_culler_is_a_hub_service_with_exactly_its_readme_role(tmp_path: Path
     assert settings.culling["timeout"] == 2700
     service = culling.service(settings, SHIPPED)
     assert service["name"] == "idle-culler"
-    # Run through titan.supervise: it ends with the hub, and state/pids/idle-culler.pid names it.
-    assert service["command"][:5] == [sys.executable, "-m", "titan.supervise", "--pid-file",
+    # Run through core.supervise: it ends with the hub, and state/pids/idle-culler.pid names it.
+    assert service["command"][:5] == [sys.executable, "-m", "core.supervise", "--pid-file",
                                       str(settings.state_dir / "pids" / "idle-culler.pid")]
     assert service["command"][6:9] == [sys.executable, "-m", "jupyterhub_idle_culler"]
     # the longest profile timeout: high-memory's 1h outlasts the 45m default

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.images import catalog
+from core.profiles import PROFILES_DIR, load_profiles, profile_files
 from spawner.form import form_view, render_form
-from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
 
 GIB = 1024**3
 SMALL_HOST = HostCapacity(cpus=2, memory=int(23.5 * GIB))

@@ -21,17 +21,17 @@ from dask_gateway_server.backends.db_base import DataManager, JobStatus
 from dask_gateway_server.models import User
 from traitlets.config import Config
 
+from core.gpu import pool
+from core.gpu.allocator import GpuUnavailable
+from core.images import catalog
+from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
+from core.settings import load_settings
 from gateway import routes
 from gateway.backend import DockerBackend, Origin
 from gateway.configure import GPU_DB_FILE, configure
 from gateway.containers import ContainerSpec, parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
 from gateway.options import OptionsError, dask_settings, options_spec, parse_request, resolve_gpu_type
-from images.recipes import catalog
 from spawner import docker as spawner_docker
-from spawner.gpu import pool
-from spawner.gpu.allocator import GpuUnavailable
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
-from titan.settings import load_settings
 
 FIXTURE_XML = Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h100" / "nvidia-smi-q.xml"
 H100_UUID = "GPU-18eaba93-88f3-2a85-643f-427bd2819efb"

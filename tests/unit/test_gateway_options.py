@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from core.images import catalog
+from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
 from gateway.limits import Limits
 from gateway.options import DaskSettings, OptionsError, dask_settings, options_spec, parse_request
-from images.recipes import catalog
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
 
 GIB = 1024**3
 IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]

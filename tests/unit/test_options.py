@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.images import catalog
+from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 from spawner.options import OptionsError, parse_form, resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 
 GIB = 1024**3
 SMALL_HOST = HostCapacity(cpus=2, memory=int(23.5 * GIB))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import catalog
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files, resources_from_settings
+from core.images import catalog
+from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files, resources_from_settings
 
 IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from spawner.units import parse_duration, parse_memory
+from core.units import parse_duration, parse_memory
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 SCHEMA_FILE = PROFILES_DIR / "schema.json"

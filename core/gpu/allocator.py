@@ -20,7 +20,7 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, delete
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from spawner.gpu.inventory import GpuUnit
+from core.gpu.inventory import GpuUnit
 
 logger = logging.getLogger(__name__)
 

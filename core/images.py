@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-IMAGES_DIR = Path(__file__).resolve().parent
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"  # the recipes live in images/, one folder each
 CATALOG_FILE = IMAGES_DIR / "catalog.yaml"
 TAG_LENGTH = 12
 
