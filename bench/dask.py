@@ -64,12 +64,11 @@ import yaml
 
 from bench.spawn import ratio, start_titan, summary
 from core.images import catalog, image_tag
+from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ROLE
 from core.profiles import load_profiles, profile_files
 from core.units import format_memory, parse_memory
-from gateway.containers import LABEL_CLUSTER, LABEL_ROLE
 from gateway.limits import Shape, workers_allowed
 from gateway.options import DaskSettings, dask_settings
-from spawner.container import LABEL_DEPLOYMENT
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import REPO, Hub, containers, remove_deployment, stop_hub
 

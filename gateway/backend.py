@@ -60,25 +60,32 @@ from core.gpu.inventory import GpuUnit
 from core.gpu.pool import gpu_allocator
 from core.gpu.types import match_types
 from core.images import catalog
+from core.labels import (
+    ALIVE,
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_GPUS,
+    LABEL_OWNER,
+    LABEL_PROFILE,
+    LABEL_ROLE,
+    LABEL_SERVER,
+    LABEL_WORKER,
+    SCHEDULER,
+    WORKER,
+    cluster_gpu_prefix,
+    parse_worker_gpu_owner,
+    worker_gpu_owner,
+)
 from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files, resources_from_settings
 from gateway import dashboards, routes
 from gateway.containers import (
-    ALIVE,
-    LABEL_CLUSTER,
-    LABEL_ROLE,
-    LABEL_WORKER,
-    SCHEDULER,
     TLS_CERT,
     TLS_KEY,
-    WORKER,
     ContainerSpec,
-    cluster_gpu_prefix,
     container_labels,
     container_name,
     parse_user,
-    parse_worker_gpu_owner,
     server_namespace,
-    worker_gpu_owner,
     write_tls_files,
 )
 from gateway.hub import SERVICE_NAME
@@ -92,7 +99,6 @@ from gateway.options import (
     parse_request,
     resolve_gpu_type,
 )
-from spawner.container import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
 
 T = TypeVar("T")
 

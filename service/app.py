@@ -39,7 +39,7 @@ def docker_volume_path(template: str) -> Any:
     """A resolver user -> host path of the user's home volume (``docker volume inspect``)."""
     import docker
 
-    from spawner.container import home_volume_name
+    from core.labels import home_volume_name
 
     client = docker.from_env()
 
@@ -58,7 +58,7 @@ def docker_profile_of(deployment_label: str = "") -> Any:
     """A resolver (user, server) -> the ``titan.profile`` label of that server's running container."""
     import docker
 
-    from spawner.container import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
+    from core.labels import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
 
     client = docker.from_env()
 

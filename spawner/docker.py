@@ -29,19 +29,15 @@ from core.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
 from core.gpu.inventory import GpuUnit
 from core.gpu.pool import gpu_allocator
 from core.images import catalog, image_tag
+from core.labels import ALIVE as DASK_ALIVE
+from core.labels import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_SERVER, worker_gpu_owner_from_labels
+from core.labels import LABEL_ROLE as LABEL_DASK_ROLE
 from core.network import NetworkPlan
 from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 from core.text import printable
 from core.units import format_memory
-from gateway.containers import ALIVE as DASK_ALIVE
-from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
-from gateway.containers import worker_gpu_owner_from_labels
 from spawner.clusters import server_stopped
 from spawner.container import (
-    LABEL_DEPLOYMENT,
-    LABEL_GPUS,
-    LABEL_OWNER,
-    LABEL_SERVER,
     SERVER_PORT,
     ContainerSettings,
     build_container_settings,

@@ -24,7 +24,6 @@ from core.gpu.inventory import GpuUnit
 
 logger = logging.getLogger(__name__)
 
-GPU_LABEL = "titan.gpus"  # container label: comma-separated uuids of the units the container holds
 TABLE_NAME = "titan_gpu_allocations"
 _ATTEMPTS = 20
 _T = TypeVar("_T")

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from core.dashboards import APP_SUFFIXES as DASHBOARD_APPS
+from core.dashboards import DEFAULT_APP
 from service.db import Database
 from service.hub import HubClient
 from service.sharing.access import (
@@ -40,7 +42,6 @@ from service.sharing.storage import ReportStore
 
 log = logging.getLogger("titan.sharing")
 
-DASHBOARD_APPS = {"voila": (".ipynb",), "panel": (".ipynb", ".py")}
 
 
 class LinkNotFound(LookupError):
@@ -217,7 +218,7 @@ class ShareManager:
                 self._add_version(session, row, rendered)
         else:
             self._check_public_dashboard(access)
-            app = request.get("app", "voila")
+            app = request.get("app", DEFAULT_APP)
             if app not in DASHBOARD_APPS:
                 raise LinkError(f"app must be one of {', '.join(DASHBOARD_APPS)}")
             row.app = app

@@ -35,7 +35,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.images import image_tag
-from gateway.containers import LABEL_CLUSTER
+from core.labels import LABEL_CLUSTER
 from service.usage.recorder import parse_time
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, containers, exec_in, remove_deployment, start_hub, stop_hub

@@ -5,8 +5,9 @@ from __future__ import annotations
 from core.capacity import HostCapacity
 from core.gpu.inventory import GpuUnit
 from core.images import catalog
+from core.labels import docker_safe, home_volume_name
 from core.profiles import PROFILES_DIR, load_profiles, profile_files
-from spawner.container import build_container_settings, docker_safe, home_volume_name
+from spawner.container import build_container_settings
 from spawner.options import resolve_selection
 
 GIB = 1024**3

@@ -9,10 +9,10 @@ import pytest
 
 from core.capacity import HostCapacity
 from core.images import catalog
+from core.labels import LABEL_DASHBOARD
 from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 from spawner.container import build_container_settings
 from spawner.dashboard import (
-    LABEL_DASHBOARD,
     Dashboard,
     DashboardError,
     check_image,

@@ -24,12 +24,13 @@ from traitlets.config import Config
 from core.gpu import pool
 from core.gpu.allocator import GpuUnavailable
 from core.images import catalog
+from core.labels import parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
 from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
 from core.settings import load_settings
 from gateway import routes
 from gateway.backend import DockerBackend, Origin
 from gateway.configure import GPU_DB_FILE, configure
-from gateway.containers import ContainerSpec, parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
+from gateway.containers import ContainerSpec
 from gateway.options import OptionsError, dask_settings, options_spec, parse_request, resolve_gpu_type
 from spawner import docker as spawner_docker
 

@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import Engine, create_engine, event, select
 
 from core.gpu.allocator import (
-    GPU_LABEL,
     GpuAllocator,
     GpuUnavailable,
     allocations_table,
@@ -25,6 +24,7 @@ from core.gpu.allocator import (
     parse_gpu_label,
 )
 from core.gpu.inventory import GpuUnit
+from core.labels import LABEL_GPUS
 
 ROOT = Path(__file__).resolve().parents[2]
 H100 = GpuUnit(uuid="GPU-18eaba93-88f3-2a85-643f-427bd2819efb", index="0", model="NVIDIA H100 80GB HBM3",
@@ -300,7 +300,7 @@ def test_docker_device_request() -> None:
 
 def test_gpu_label_round_trip() -> None:
     pair = units("A100", 2)
-    assert GPU_LABEL == "titan.gpus"
+    assert LABEL_GPUS == "titan.gpus"
     assert gpu_label_value(pair) == "GPU-a100-0000,GPU-a100-0001"
     assert parse_gpu_label(gpu_label_value(pair)) == ["GPU-a100-0000", "GPU-a100-0001"]
     assert parse_gpu_label(None) == parse_gpu_label("") == []

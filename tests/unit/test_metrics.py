@@ -13,7 +13,7 @@ from sqlalchemy import create_engine
 
 from core.gpu.allocator import GpuAllocator
 from core.gpu.inventory import GpuUnit
-from gateway.containers import worker_gpu_owner
+from core.labels import worker_gpu_owner
 from service import metrics as service_metrics
 from service.usage import DaskContainer
 from spawner.metrics import SPAWN_DURATION, HubCollector, RunningServers
