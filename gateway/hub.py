@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from core.endpoints import SERVER_STOPPED_PATH
 from core.settings import Settings
 from core.state import ensure_state_dir, secret_file
 from core.supervise import supervised
-from gateway.routes import SERVER_STOPPED_PATH
 
 SERVICE_NAME = "dask-gateway"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}"

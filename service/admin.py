@@ -85,7 +85,7 @@ class Operations(LoggingConfigurable):
         """Ask the gateway to stop cluster ``name``: (status, message)."""
         if not self.gateway_url or not self.gateway_token_file:
             return 503, "no Dask gateway is configured"
-        from gateway.routes import STOP_CLUSTER_PATH
+        from core.endpoints import STOP_CLUSTER_PATH
 
         token = (await asyncio.to_thread(Path(self.gateway_token_file).read_text)).strip()
         request = HTTPRequest(self.gateway_url.rstrip("/") + STOP_CLUSTER_PATH, method="POST",

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from traitlets.config import Config
 
+from core.endpoints import SERVER_STOPPED_PATH
 from core.settings import load_settings
 from gateway import hub, routes
 from gateway.configure import configure
@@ -155,7 +156,7 @@ async def test_only_the_hub_may_report_a_stopped_server() -> None:
     backend = StubBackend()
     client = await client_for(backend)
     try:
-        path = routes.SERVER_STOPPED_PATH
+        path = SERVER_STOPPED_PATH
         for headers in ({}, {"Authorization": "token wrong"}, {"Authorization": "jupyterhub right"}):
             response = await client.post(path, json={"user": "a", "server": ""}, headers=headers)
             assert response.status == 403
