@@ -63,9 +63,9 @@ import requests
 import yaml
 
 from bench.spawn import ratio, start_titan, summary
-from core.images import catalog, image_tag
+from core.images import image_tag
 from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ROLE
-from core.profiles import load_profiles, profile_files
+from core.profiles import profiles_in
 from core.units import format_memory, parse_memory
 from gateway.limits import Shape, workers_allowed
 from gateway.options import DaskSettings, dask_settings
@@ -377,8 +377,7 @@ def smallest_worker(settings: DaskSettings) -> tuple[float, str]:
 
 
 def shipped_dask_settings() -> DaskSettings:
-    images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
-    return dask_settings(load_profiles(profile_files(REPO / "profiles"), images=images).dask)
+    return dask_settings(profiles_in(REPO / "profiles").dask)
 
 
 def limits_override(settings: DaskSettings, cores: float, memory: str) -> dict[str, Any] | None:

@@ -63,6 +63,11 @@ def catalog() -> dict[str, Recipe]:
     return recipes
 
 
+def docker_images() -> list[str]:
+    """The images a profile may name: those built with Docker (not the mmdebstrap base)."""
+    return [name for name, recipe in catalog().items() if recipe.builder == "docker"]
+
+
 def build_args(recipe: Recipe) -> dict[str, str]:
     """Build arguments that change the image's content (and therefore its tag)."""
     if recipe.builder == "mmdebstrap":

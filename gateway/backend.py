@@ -59,7 +59,6 @@ from core.gpu.allocator import (
 from core.gpu.inventory import GpuUnit
 from core.gpu.pool import gpu_allocator
 from core.gpu.types import match_types
-from core.images import catalog
 from core.labels import (
     ALIVE,
     LABEL_CLUSTER,
@@ -76,7 +75,7 @@ from core.labels import (
     parse_worker_gpu_owner,
     worker_gpu_owner,
 )
-from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files, resources_from_settings
+from core.profiles import PROFILES_DIR, ProfileSet, profiles_in, resources_from_settings
 from gateway import dashboards, routes
 from gateway.containers import (
     TLS_CERT,
@@ -230,7 +229,7 @@ class DockerBackend(DBBackendBase):
 
     # ---- profile data -------------------------------------------------------------------
 
-    _settings_cache: tuple[tuple[tuple[str, float], ...], DaskSettings, ProfileSet] | None = None
+    _settings_cache: tuple[ProfileSet, DaskSettings] | None = None
     _reserved: dict[str, tuple[int, float]]
 
     def dask_settings(self) -> DaskSettings:
@@ -242,13 +241,10 @@ class DockerBackend(DBBackendBase):
         return self._profile_data()[1]
 
     def _profile_data(self) -> tuple[DaskSettings, ProfileSet]:
-        files = profile_files(Path(self.profiles_dir))
-        stamp = tuple((str(p), p.stat().st_mtime) for p in files)
-        if self._settings_cache is None or self._settings_cache[0] != stamp:
-            images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
-            profiles = load_profiles(files, images=images)
-            self._settings_cache = (stamp, dask_settings(profiles.dask, profiles.gpu_types), profiles)
-        return self._settings_cache[1], self._settings_cache[2]
+        profiles = profiles_in(Path(self.profiles_dir))
+        if self._settings_cache is None or self._settings_cache[0] is not profiles:
+            self._settings_cache = (profiles, dask_settings(profiles.dask, profiles.gpu_types))
+        return self._settings_cache[1], profiles
 
     @property
     def max_idle_timeout(self) -> float:

@@ -77,25 +77,19 @@ class ProfileClones:
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
-        self._stamp: tuple[float, ...] | None = None
         self._value: tuple[str, dict[str, tuple[str, ...]]] = ("", {})
 
     def __call__(self) -> tuple[str, dict[str, tuple[str, ...]]]:
-        from core.images import catalog
-        from core.profiles import load_profiles, profile_files
+        from core.profiles import ProfileError, profiles_in
 
         if not str(self.directory) or not self.directory.is_dir():
             return ("", {})
-        files = profile_files(self.directory)
-        stamp = tuple(f.stat().st_mtime for f in files)
-        if stamp != self._stamp:
-            try:
-                profiles = load_profiles(files, images=[n for n, r in catalog().items() if r.builder == "docker"])
-            except ValueError as error:
-                logging.getLogger("titan.service").warning("Profiles not loaded: %s", error)
-                return self._value
-            self._value = (profiles.default.slug, {p.slug: p.clone for p in profiles.profiles if p.clone})
-            self._stamp = stamp
+        try:
+            profiles = profiles_in(self.directory)
+        except ProfileError as error:
+            logging.getLogger("titan.service").warning("Profiles not loaded: %s", error)
+            return self._value
+        self._value = (profiles.default.slug, {p.slug: p.clone for p in profiles.profiles if p.clone})
         return self._value
 
 

@@ -28,12 +28,12 @@ from core.capacity import HostCapacity
 from core.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
 from core.gpu.inventory import GpuUnit
 from core.gpu.pool import gpu_allocator
-from core.images import catalog, image_tag
+from core.images import image_tag
 from core.labels import ALIVE as DASK_ALIVE
 from core.labels import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_SERVER, worker_gpu_owner_from_labels
 from core.labels import LABEL_ROLE as LABEL_DASK_ROLE
 from core.network import NetworkPlan
-from core.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
+from core.profiles import PROFILES_DIR, ProfileSet, loaded_profile_sets, profiles_in
 from core.text import printable
 from core.units import format_memory
 from spawner.clusters import server_stopped
@@ -168,7 +168,6 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
-    _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
@@ -219,14 +218,7 @@ class TitanDockerSpawner(DockerSpawner):
     @property
     def profile_set(self) -> ProfileSet:
         """The validated profiles, reloaded when a file in profiles_dir changes."""
-        files = profile_files(Path(self.profiles_dir))
-        stamp = tuple(p.stat().st_mtime for p in files)
-        cached = self._profile_cache.get(self.profiles_dir)
-        if cached is None or cached[0] != stamp:
-            profiles = load_profiles(files, images=[n for n, r in catalog().items() if r.builder == "docker"])
-            self._profile_cache[self.profiles_dir] = (stamp, profiles)
-            return profiles
-        return cached[1]
+        return profiles_in(Path(self.profiles_dir))
 
     async def host_capacity(self) -> HostCapacity:
         if TitanDockerSpawner._engine_capacity is None:
@@ -530,8 +522,7 @@ class TitanDockerSpawner(DockerSpawner):
         return result
 
 
-RUNNING.known_profiles = lambda: sorted({p.slug for _, profiles in TitanDockerSpawner._profile_cache.values()
-                                         for p in profiles.profiles})
+RUNNING.known_profiles = lambda: sorted({p.slug for profiles in loaded_profile_sets() for p in profiles.profiles})
 
 
 def live_gpu_owners(containers: list[dict[str, Any]]) -> dict[str, list[str]]:
