@@ -15,20 +15,19 @@ import yaml
 from traitlets.config import Config
 
 from core.capacity import HostCapacity
-from core.images import catalog
-from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
+from core.profiles import ProfileError, load_profiles
 from core.settings import SettingsError, load_settings
 from core.units import format_duration, parse_duration
 from spawner.container import build_container_settings
 from spawner.idle import cull_interval, idle_shutdown_args
 from spawner.options import resolve_selection
+from tests.unit.shipped import IMAGES, shipped_profiles
 from titan import culling, monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGES = [n for n, r in catalog().items() if r.builder == "docker"]
 GIB = 1024**3
 HOST = HostCapacity(cpus=64, memory=1024 * GIB, gpus_total={"T4": 2}, gpus_free={"T4": 2})
-SHIPPED = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+SHIPPED = shipped_profiles()
 
 
 def write_profiles(directory: Path, profiles: list[dict[str, Any]]) -> list[Path]:

@@ -23,9 +23,8 @@ from traitlets.config import Config
 
 from core.gpu import pool
 from core.gpu.allocator import GpuUnavailable
-from core.images import catalog
 from core.labels import parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
-from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
+from core.profiles import ProfileError, load_profiles
 from core.settings import load_settings
 from gateway import routes
 from gateway.backend import DockerBackend, Origin
@@ -33,10 +32,10 @@ from gateway.configure import GPU_DB_FILE, configure
 from gateway.containers import ContainerSpec
 from gateway.options import OptionsError, dask_settings, options_spec, parse_request, resolve_gpu_type
 from spawner import docker as spawner_docker
+from tests.unit.shipped import IMAGES, shipped_profiles
 
 FIXTURE_XML = Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h100" / "nvidia-smi-q.xml"
 H100_UUID = "GPU-18eaba93-88f3-2a85-643f-427bd2819efb"
-IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
 GPU_TYPES = {"T4": {"match": "\\bT4\\b"}, "H100": {"match": "H100"}}
 DASK = {
     "worker_cores": {"choices": [1]},
@@ -55,7 +54,7 @@ def settings() -> Any:
 
 
 def test_shipped_profiles_offer_worker_gpus_of_their_gpu_types() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     settings = dask_settings(profiles.dask, profiles.gpu_types)
     assert settings.default_gpus == 0 and 1 in settings.worker_gpus
     assert set(settings.gpu_types) == set(profiles.gpu_types)

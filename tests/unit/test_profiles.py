@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from core.images import catalog
-from core.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files, resources_from_settings
-
-IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
+from core.profiles import ProfileError, load_profiles, resources_from_settings
+from tests.unit.shipped import IMAGES, shipped_profiles
 
 
 def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
@@ -19,7 +17,7 @@ def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
 
 
 def test_shipped_profiles_load_and_are_normalised() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     slugs = [p.slug for p in profiles.profiles]
     assert slugs == ["small", "medium", "large", "high-memory", "gpu"]
     assert profiles.default.slug == "small"
