@@ -25,6 +25,7 @@ from service import admin as operations
 from service import handlers
 from service.autosave.push import write_askpass
 from service.body_limit import limited_server
+from service.containers import docker_profile_of, docker_volume_path
 from service.db import DEFAULT_INTERVAL, Database
 from service.engine import Engine, EngineConfig
 from service.hub import HubClient
@@ -33,43 +34,6 @@ from service.sharing.manager import ShareManager, SharingConfig
 from service.sharing.public_origin import make_public_app
 from service.sharing.ratelimit import GuessLimiter
 from service.sharing.storage import ReportStore
-
-
-def docker_volume_path(template: str) -> Any:
-    """A resolver user -> host path of the user's home volume (``docker volume inspect``)."""
-    import docker
-
-    from core.labels import home_volume_name
-
-    client = docker.from_env()
-
-    def resolve(user: str) -> Path:
-        name = home_volume_name(template, user)
-        try:
-            volume = client.volumes.get(name)
-        except docker.errors.NotFound:
-            raise LookupError(f"home volume {name} does not exist yet (start a server once)") from None
-        return Path(volume.attrs["Mountpoint"])
-
-    return resolve
-
-
-def docker_profile_of(deployment_label: str = "") -> Any:
-    """A resolver (user, server) -> the ``titan.profile`` label of that server's running container."""
-    import docker
-
-    from core.labels import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-
-    client = docker.from_env()
-
-    def resolve(user: str, server: str) -> str | None:
-        labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
-        if deployment_label:
-            labels.append(f"titan.deployment={deployment_label}")
-        found = client.containers.list(filters={"label": labels})
-        return found[0].labels.get(LABEL_PROFILE) if found else None
-
-    return resolve
 
 
 class ProfileClones:
