@@ -17,7 +17,7 @@ from traitlets.config import Config
 from core.capacity import HostCapacity
 from core.profiles import ProfileError, load_profiles
 from core.settings import SettingsError, load_settings
-from core.units import format_duration, parse_duration
+from core.units import parse_duration
 from spawner.container import build_container_settings
 from spawner.idle import cull_interval, idle_shutdown_args
 from spawner.options import resolve_selection
@@ -51,10 +51,6 @@ def test_durations_are_read_in_seconds(text: Any, seconds: float) -> None:
 def test_bad_durations_say_how_to_write_one(text: Any) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
-
-
-def test_durations_print_for_people() -> None:
-    assert [format_duration(s) for s in (45, 1800, 5400, 90061)] == ["45s", "30m", "1h 30m", "1d 1h 1m 1s"]
 
 
 def test_shipped_gpu_profile_culls_sooner_than_the_small_one() -> None:
