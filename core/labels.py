@@ -35,7 +35,7 @@ _SAFE = set(string.ascii_lowercase + string.digits)
 
 def docker_safe(name: str) -> str:
     """A user or server name as a Docker-safe token (``Alice.B`` → ``alice-2eb``-style escapes)."""
-    return escape(name.lower(), safe=_SAFE, escape_char="-").lower()
+    return str(escape(name.lower(), safe=_SAFE, escape_char="-")).lower()
 
 
 def home_volume_name(template: str, user: str) -> str:
