@@ -30,14 +30,14 @@ def docker_profile_of(deployment_label: str = "") -> Any:
     """A resolver (user, server) -> the ``titan.profile`` label of that server's running container."""
     import docker
 
-    from core.labels import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
+    from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
 
     client = docker.from_env()
 
     def resolve(user: str, server: str) -> str | None:
         labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
         if deployment_label:
-            labels.append(f"titan.deployment={deployment_label}")
+            labels.append(f"{LABEL_DEPLOYMENT}={deployment_label}")
         found = client.containers.list(filters={"label": labels})
         return found[0].labels.get(LABEL_PROFILE) if found else None
 
