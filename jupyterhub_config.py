@@ -1,6 +1,6 @@
 """Titan's JupyterHub configuration: wiring only.
 
-Reads titan.yaml (path in TITAN_SETTINGS) through titan.settings and hands each value to the
+Reads titan.yaml (path in TITAN_SETTINGS) through core.settings and hands each value to the
 part that owns it. No logic lives here.
 """
 # ruff: noqa: F821  (`c` is provided by JupyterHub)
@@ -9,16 +9,16 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
+from core.images import image_tag
 from core.network import titan_address
-from images.recipes import image_tag
+from core.settings import REPO_ROOT, load_settings
+from core.state import ensure_state_dir, secret_file
+from core.supervise import supervised
 from titan import admin_api as titan_admin_api
 from titan import culling as titan_culling
 from titan import hublog as titan_hublog
 from titan import monitoring as titan_monitoring
 from titan.homes import resolve_home_template
-from titan.settings import REPO_ROOT, load_settings
-from titan.state import ensure_state_dir, secret_file
-from titan.supervise import supervised
 
 settings = load_settings()
 state = ensure_state_dir(settings.state_dir)
@@ -46,7 +46,7 @@ c.JupyterHub.log_level = settings.log_level
 # A user's refused options are logged at WARNING, not as the hub's ERROR (titan/hublog.py).
 c.JupyterHub.logging_config = titan_hublog.LOGGING_CONFIG
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
-# The proxy and every managed service run through titan.supervise: they end with the hub, however the
+# The proxy and every managed service run through core.supervise: they end with the hub, however the
 # hub ends, and state/pids/ names them for `make up` and `make down` (titan.lifecycle).
 c.ConfigurableHTTPProxy.command = supervised(state, "proxy",
                                              [str(REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy")])

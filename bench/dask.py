@@ -63,13 +63,12 @@ import requests
 import yaml
 
 from bench.spawn import ratio, start_titan, summary
-from gateway.containers import LABEL_CLUSTER, LABEL_ROLE
+from core.images import image_tag
+from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_ROLE, LABEL_SERVER, WORKER
+from core.profiles import profiles_in
+from core.units import format_memory, parse_memory
 from gateway.limits import Shape, workers_allowed
 from gateway.options import DaskSettings, dask_settings
-from images.recipes import catalog, image_tag
-from spawner.container import LABEL_DEPLOYMENT
-from spawner.profiles import load_profiles, profile_files
-from spawner.units import format_memory, parse_memory
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import REPO, Hub, containers, remove_deployment, stop_hub
 
@@ -378,8 +377,7 @@ def smallest_worker(settings: DaskSettings) -> tuple[float, str]:
 
 
 def shipped_dask_settings() -> DaskSettings:
-    images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
-    return dask_settings(load_profiles(profile_files(REPO / "profiles"), images=images).dask)
+    return dask_settings(profiles_in(REPO / "profiles").dask)
 
 
 def limits_override(settings: DaskSettings, cores: float, memory: str) -> dict[str, Any] | None:
@@ -402,14 +400,14 @@ def dask_containers(deployment: str, workers_only: bool) -> list[str]:
     args = ["docker", "ps", "-a", "-q", "--filter", f"label={LABEL_DEPLOYMENT}={deployment}",
             "--filter", f"label={LABEL_CLUSTER}"]
     if workers_only:
-        args += ["--filter", f"label={LABEL_ROLE}=worker"]
+        args += ["--filter", f"label={LABEL_ROLE}={WORKER}"]
     return subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
 
 
 def server_container(hub: Hub, user: str, server: str = "") -> str:
     found = [c for c in containers(hub.deployment, all_states=False)
-             if c["Config"]["Labels"].get("titan.owner") == user
-             and c["Config"]["Labels"].get("titan.server") == server
+             if c["Config"]["Labels"].get(LABEL_OWNER) == user
+             and c["Config"]["Labels"].get(LABEL_SERVER) == server
              and LABEL_ROLE not in c["Config"]["Labels"]]
     if len(found) != 1:
         raise RuntimeError(f"expected one server container for {user}, found {len(found)}")

@@ -46,8 +46,8 @@ import psutil
 import requests
 import yaml
 
+from core.images import image_tag
 from core.network import NetworkPlan, ensure_network, gateway_address
-from images.recipes import image_tag
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import REPO, Hub, HubClient, remove_deployment, start_hub, stop_hub
 

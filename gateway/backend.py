@@ -49,24 +49,42 @@ from dask_gateway_server.traitlets import Command, Type
 from sqlalchemy.exc import OperationalError
 from traitlets import Dict, Float, Integer, Unicode, default
 
-from gateway import dashboards, routes
-from gateway.containers import (
+from core.gpu.allocator import (
+    GpuAllocator,
+    GpuUnavailable,
+    docker_device_request,
+    gpu_label_value,
+    parse_gpu_label,
+)
+from core.gpu.inventory import GpuUnit
+from core.gpu.pool import gpu_allocator
+from core.gpu.types import match_types
+from core.labels import (
     ALIVE,
     LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_GPUS,
+    LABEL_OWNER,
+    LABEL_PROFILE,
     LABEL_ROLE,
+    LABEL_SERVER,
     LABEL_WORKER,
     SCHEDULER,
+    WORKER,
+    cluster_gpu_prefix,
+    parse_worker_gpu_owner,
+    worker_gpu_owner,
+)
+from core.profiles import PROFILES_DIR, ProfileSet, profiles_in, resources_from_settings
+from gateway import dashboards, routes
+from gateway.containers import (
     TLS_CERT,
     TLS_KEY,
-    WORKER,
     ContainerSpec,
-    cluster_gpu_prefix,
     container_labels,
     container_name,
     parse_user,
-    parse_worker_gpu_owner,
     server_namespace,
-    worker_gpu_owner,
     write_tls_files,
 )
 from gateway.hub import SERVICE_NAME
@@ -80,19 +98,6 @@ from gateway.options import (
     parse_request,
     resolve_gpu_type,
 )
-from images.recipes import catalog
-from spawner.container import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-from spawner.gpu.allocator import (
-    GpuAllocator,
-    GpuUnavailable,
-    docker_device_request,
-    gpu_label_value,
-    parse_gpu_label,
-)
-from spawner.gpu.inventory import GpuUnit
-from spawner.gpu.pool import gpu_allocator
-from spawner.gpu.types import match_types
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files, resources_from_settings
 
 T = TypeVar("T")
 
@@ -224,7 +229,7 @@ class DockerBackend(DBBackendBase):
 
     # ---- profile data -------------------------------------------------------------------
 
-    _settings_cache: tuple[tuple[tuple[str, float], ...], DaskSettings, ProfileSet] | None = None
+    _settings_cache: tuple[ProfileSet, DaskSettings] | None = None
     _reserved: dict[str, tuple[int, float]]
 
     def dask_settings(self) -> DaskSettings:
@@ -236,13 +241,10 @@ class DockerBackend(DBBackendBase):
         return self._profile_data()[1]
 
     def _profile_data(self) -> tuple[DaskSettings, ProfileSet]:
-        files = profile_files(Path(self.profiles_dir))
-        stamp = tuple((str(p), p.stat().st_mtime) for p in files)
-        if self._settings_cache is None or self._settings_cache[0] != stamp:
-            images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
-            profiles = load_profiles(files, images=images)
-            self._settings_cache = (stamp, dask_settings(profiles.dask, profiles.gpu_types), profiles)
-        return self._settings_cache[1], self._settings_cache[2]
+        profiles = profiles_in(Path(self.profiles_dir))
+        if self._settings_cache is None or self._settings_cache[0] is not profiles:
+            self._settings_cache = (profiles, dask_settings(profiles.dask, profiles.gpu_types))
+        return self._settings_cache[1], profiles
 
     @property
     def max_idle_timeout(self) -> float:

@@ -7,8 +7,8 @@ The hub starts the gateway with it (see gateway/hub.py); settings come from tita
 import os
 
 from core.network import titan_address
+from core.settings import load_settings
 from gateway.configure import configure
-from titan.settings import load_settings
 
 c = get_config()  # type: ignore[name-defined]  # noqa: F821  (provided by the traitlets config loader)
 settings = load_settings()

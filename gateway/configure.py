@@ -16,9 +16,9 @@ from pathlib import Path
 
 from traitlets.config import Config
 
+from core.settings import Settings
+from core.state import ensure_state_dir, secret_file
 from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token
-from titan.settings import Settings
-from titan.state import ensure_state_dir, secret_file
 
 GPU_DB_FILE = "gpu-allocations.sqlite"  # in the state directory, as c.TitanDockerSpawner.gpu_db_url has it
 TLS_DIR_NAME = "dask-tls"  # in the state directory: one directory per cluster

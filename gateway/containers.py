@@ -14,16 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, docker_safe
-from spawner.container import HARDENING
-
-LABEL_CLUSTER = "titan.dask.cluster"
-LABEL_ROLE = "titan.dask.role"  # "scheduler" or "worker"
-LABEL_WORKER = "titan.dask.worker"
-LABEL_ORIGIN = "titan.dask.server"  # the server the cluster belongs to (not titan.server: that marks servers)
-
-SCHEDULER = "scheduler"
-WORKER = "worker"
+from core.hardening import HARDENING
+from core.labels import (
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_ORIGIN,
+    LABEL_OWNER,
+    LABEL_ROLE,
+    LABEL_WORKER,
+    docker_safe,
+)
 
 # Where the cluster's TLS certificate and key are inside each container (mode 0600, owned by the
 # container's user), and what the DASK_DISTRIBUTED__COMM__TLS__* variables point at. The directory
@@ -33,10 +33,6 @@ TLS_CERT_NAME = "dask.crt"
 TLS_KEY_NAME = "dask.pem"
 TLS_CERT = f"{TLS_DIR}/{TLS_CERT_NAME}"
 TLS_KEY = f"{TLS_DIR}/{TLS_KEY_NAME}"
-
-# States in which a container counts as alive (created: between create and start).
-ALIVE = frozenset({"created", "running", "restarting"})
-
 
 @dataclass(frozen=True)
 class ContainerSpec:
@@ -81,33 +77,6 @@ def server_namespace(server_container: str) -> str:
     if not server_container or ":" in server_container or "/" in server_container:
         raise ValueError(f"unexpected server container id {server_container!r}")
     return f"container:{server_container}"
-
-
-def worker_gpu_owner(user: str, cluster: str, worker: str) -> str:
-    """The GPU allocator's owner key of one worker: ``<user>/dask/<cluster>/<worker>`` (a server's
-    is ``<user>/<server>``; server names hold no ``/``, so the two never meet)."""
-    return f"{cluster_gpu_prefix(user, cluster)}{worker}"
-
-
-def cluster_gpu_prefix(user: str, cluster: str) -> str:
-    """What the owner keys of every worker of ``cluster`` start with."""
-    return f"{user}/dask/{cluster}/"
-
-
-def parse_worker_gpu_owner(owner: str) -> tuple[str, str, str] | None:
-    """``(user, cluster, worker)`` of a worker's owner key; ``None`` for any other key (a server's)."""
-    parts = owner.split("/")
-    if len(parts) == 4 and parts[1] == "dask" and all(parts):
-        return parts[0], parts[2], parts[3]
-    return None
-
-
-def worker_gpu_owner_from_labels(labels: Mapping[str, str]) -> str | None:
-    """The owner key of a worker container, from its labels; ``None`` for any other container."""
-    if labels.get(LABEL_ROLE) != WORKER:
-        return None
-    user, cluster, worker = labels.get(LABEL_OWNER, ""), labels.get(LABEL_CLUSTER, ""), labels.get(LABEL_WORKER, "")
-    return worker_gpu_owner(user, cluster, worker) if user and cluster and worker else None
 
 
 def container_name(deployment: str, owner: str, cluster: str, role: str, worker: str = "") -> str:

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.routes import SERVER_STOPPED_PATH
-from titan.settings import Settings
-from titan.state import ensure_state_dir, secret_file
-from titan.supervise import supervised
+from core.endpoints import SERVER_STOPPED_PATH
+from core.settings import Settings
+from core.state import ensure_state_dir, secret_file
+from core.supervise import supervised
 
 SERVICE_NAME = "dask-gateway"
 SERVICE_PREFIX = f"/services/{SERVICE_NAME}"
@@ -57,7 +57,7 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
 
 
 def spawner_link(settings: Settings, titan_address: str) -> dict[str, str]:
-    """``c.TitanDockerSpawner.dask_gateway``: read by spawner.dask_env and gateway.control. Servers
+    """``c.TitanDockerSpawner.dask_gateway``: read by spawner.dask_env and spawner.clusters. Servers
     reach the gateway at the Titan address; the hub reaches its control route on 127.0.0.1."""
     gateway = settings.gateway
     address = f"http://{titan_address}:{gateway['proxy_port']}{SERVICE_PREFIX}"

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from spawner.units import format_memory, parse_memory
+from core.units import format_memory, parse_memory
 
 LIMIT_KEYS = ("max_clusters", "max_cores", "max_memory", "max_workers")
 

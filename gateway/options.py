@@ -17,9 +17,9 @@ from typing import Any
 
 from dask_gateway_server.options import Float, Integer, Options, Select, String
 
+from core.profiles import deep_merge
+from core.units import parse_memory
 from gateway.limits import DEFAULT_LIMITS, Limits, parse_limits
-from spawner.profiles import deep_merge
-from spawner.units import parse_memory
 
 SERVER_FIELD = "server"
 FIELDS = (SERVER_FIELD, "worker_cores", "worker_memory", "worker_gpus", "worker_gpu_type", "idle_timeout")

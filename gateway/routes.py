@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from core.endpoints import SERVER_STOPPED_PATH, STOP_CLUSTER_PATH
+
 if TYPE_CHECKING:
     from gateway.backend import DockerBackend
-
-SERVER_STOPPED_PATH = "/api/titan/v1/server-stopped"
-STOP_CLUSTER_PATH = "/api/titan/v1/stop-cluster"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from images.recipes import Recipe, build_args, build_order, catalog, image_tag
+from core.images import Recipe, build_args, build_order, catalog, image_tag
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"

@@ -104,7 +104,7 @@ prepare() {
   phase_start "images"; ensure_images; phase_end
 }
 
-# The deployment's URL, state directory and login mode, from titan.yaml through titan.settings: the
+# The deployment's URL, state directory and login mode, from titan.yaml through core.settings: the
 # same file and loader as the hub, so every command talks about the same deployment.
 load_settings_env() {
   local assignments

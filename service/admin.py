@@ -19,7 +19,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -32,6 +32,7 @@ from tornado.web import HTTPError, RequestHandler
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from core.timeutil import utcnow
 from service import metrics
 from service.handlers import APIHandler, PageHandler
 from service.usage import RangeError, Report, UsageRecorder, parse_range, usage_report
@@ -85,7 +86,7 @@ class Operations(LoggingConfigurable):
         """Ask the gateway to stop cluster ``name``: (status, message)."""
         if not self.gateway_url or not self.gateway_token_file:
             return 503, "no Dask gateway is configured"
-        from gateway.routes import STOP_CLUSTER_PATH
+        from core.endpoints import STOP_CLUSTER_PATH
 
         token = (await asyncio.to_thread(Path(self.gateway_token_file).read_text)).strip()
         request = HTTPRequest(self.gateway_url.rstrip("/") + STOP_CLUSTER_PATH, method="POST",
@@ -106,7 +107,7 @@ class Operations(LoggingConfigurable):
             return []
         from sqlalchemy import inspect
 
-        from spawner.gpu.allocator import TABLE_NAME, allocations_table
+        from core.gpu.allocator import TABLE_NAME, allocations_table
 
         engine = create_engine(self.gpu_db_url)
         try:
@@ -167,7 +168,7 @@ class _Operations:
             raise HTTPError(403, "only hub admins may see this")
 
     def now(self) -> datetime:
-        clock: Clock = getattr(self.ops_app, "usage_clock", None) or (lambda: datetime.now(UTC))
+        clock: Clock = getattr(self.ops_app, "usage_clock", None) or utcnow
         return clock()
 
     def report(self, user: str | None) -> Report:
@@ -328,7 +329,7 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
 
 def setup(app: Any) -> None:
     """Attach the recorder, the Dask source, the admin actions to the service (``initialize``)."""
-    from service.app import docker_profile_of
+    from service.containers import docker_profile_of
     from service.usage.docker import docker_dask_source
 
     app.operations = Operations(parent=app)

@@ -25,6 +25,7 @@ from service import admin as operations
 from service import handlers
 from service.autosave.push import write_askpass
 from service.body_limit import limited_server
+from service.containers import docker_profile_of, docker_volume_path
 from service.db import DEFAULT_INTERVAL, Database
 from service.engine import Engine, EngineConfig
 from service.hub import HubClient
@@ -35,67 +36,24 @@ from service.sharing.ratelimit import GuessLimiter
 from service.sharing.storage import ReportStore
 
 
-def docker_volume_path(template: str) -> Any:
-    """A resolver user -> host path of the user's home volume (``docker volume inspect``)."""
-    import docker
-
-    from spawner.container import home_volume_name
-
-    client = docker.from_env()
-
-    def resolve(user: str) -> Path:
-        name = home_volume_name(template, user)
-        try:
-            volume = client.volumes.get(name)
-        except docker.errors.NotFound:
-            raise LookupError(f"home volume {name} does not exist yet (start a server once)") from None
-        return Path(volume.attrs["Mountpoint"])
-
-    return resolve
-
-
-def docker_profile_of(deployment_label: str = "") -> Any:
-    """A resolver (user, server) -> the ``titan.profile`` label of that server's running container."""
-    import docker
-
-    from spawner.container import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-
-    client = docker.from_env()
-
-    def resolve(user: str, server: str) -> str | None:
-        labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
-        if deployment_label:
-            labels.append(f"titan.deployment={deployment_label}")
-        found = client.containers.list(filters={"label": labels})
-        return found[0].labels.get(LABEL_PROFILE) if found else None
-
-    return resolve
-
-
 class ProfileClones:
     """The profiles' ``clone`` lists, reloaded when a profile file changes (as the spawner does)."""
 
     def __init__(self, directory: str) -> None:
         self.directory = Path(directory)
-        self._stamp: tuple[float, ...] | None = None
         self._value: tuple[str, dict[str, tuple[str, ...]]] = ("", {})
 
     def __call__(self) -> tuple[str, dict[str, tuple[str, ...]]]:
-        from images.recipes import catalog
-        from spawner.profiles import load_profiles, profile_files
+        from core.profiles import ProfileError, profiles_in
 
         if not str(self.directory) or not self.directory.is_dir():
             return ("", {})
-        files = profile_files(self.directory)
-        stamp = tuple(f.stat().st_mtime for f in files)
-        if stamp != self._stamp:
-            try:
-                profiles = load_profiles(files, images=[n for n, r in catalog().items() if r.builder == "docker"])
-            except ValueError as error:
-                logging.getLogger("titan.service").warning("Profiles not loaded: %s", error)
-                return self._value
-            self._value = (profiles.default.slug, {p.slug: p.clone for p in profiles.profiles if p.clone})
-            self._stamp = stamp
+        try:
+            profiles = profiles_in(self.directory)
+        except ProfileError as error:
+            logging.getLogger("titan.service").warning("Profiles not loaded: %s", error)
+            return self._value
+        self._value = (profiles.default.slug, {p.slug: p.clone for p in profiles.profiles if p.clone})
         return self._value
 
 

@@ -8,22 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint, create_engine
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
+
+from core.timeutil import UTCDateTime, utcnow
+from service.base import Base
 
 DEFAULT_INTERVAL = 600
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class Base(DeclarativeBase):
-    pass
 
 
 class AutosaveUser(Base):
@@ -35,7 +30,7 @@ class AutosaveUser(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     interval: Mapped[int] = mapped_column(Integer, default=DEFAULT_INTERVAL)  # seconds
     strip_outputs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa.false())
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), default=utcnow, onupdate=utcnow)
     repos: Mapped[list[AutosaveRepo]] = relationship(back_populates="user", cascade="all, delete-orphan",
                                                      order_by="AutosaveRepo.id")
 
@@ -55,10 +50,10 @@ class AutosaveRepo(Base):
     message: Mapped[str] = mapped_column(Text, default="")
     branch: Mapped[str | None] = mapped_column(String(255), nullable=True)  # local autosave branch
     push_branch: Mapped[str | None] = mapped_column(String(255), nullable=True)  # remote branch, after a rejection
-    last_pass: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    last_snapshot: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_pass: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), nullable=True)
+    last_snapshot: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), nullable=True)
     last_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    last_push: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_push: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), nullable=True)
     last_pushed_commit: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_pushed_branch: Mapped[str | None] = mapped_column(String(255), nullable=True)
     left_out: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
@@ -69,7 +64,7 @@ class AutosaveRepo(Base):
         def iso(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+            return value.isoformat()
 
         return {
             "id": self.id, "path": self.path, "remote": self.remote, "state": self.state,
@@ -95,12 +90,10 @@ class CloneRepo(Base):
     source: Mapped[str] = mapped_column(String(255), default="settings")
     state: Mapped[str] = mapped_column(String(32), default="waiting")  # cloned, present, error, sign in again
     message: Mapped[str] = mapped_column(Text, default="")
-    last_attempt: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_attempt: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), nullable=True)
 
     def status(self) -> dict[str, Any]:
         attempt = self.last_attempt
-        if attempt is not None and attempt.tzinfo is None:
-            attempt = attempt.replace(tzinfo=UTC)
         return {"url": self.url, "path": self.path, "source": self.source, "state": self.state,
                 "message": self.message, "last_attempt": attempt.isoformat() if attempt else None}
 

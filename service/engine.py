@@ -20,16 +20,16 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
+from core.timeutil import utcnow
 from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
 from service.autosave.clone import clone_into, default_path
 from service.autosave.snapshot import autosave_commits, branch_tip, create_branch, git_env
-from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
+from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database
 from service.hub import GitHubCredentials, HubClient, github_user
 from service.metrics import record_push, record_snapshot
 
@@ -243,7 +243,7 @@ class Engine:
                 if repo is None or repo.user_name != user:
                     raise KeyError(repo_id)
                 due = interval is None or repo.last_pass is None or (
-                    utcnow() - _aware(repo.last_pass)).total_seconds() >= interval
+                    utcnow() - repo.last_pass).total_seconds() >= interval
                 pending_push = repo.last_commit is not None and repo.last_commit != repo.last_pushed_commit
                 if not due and not (pending_push and self._retry_due(repo_id)):
                     return repo.status()
@@ -444,8 +444,6 @@ class Engine:
         return branch_tip(workspace, branch)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _safe(error: BaseException) -> str:

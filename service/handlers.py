@@ -14,6 +14,7 @@ from jupyterhub.utils import url_path_join
 from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler
 
+from core.dashboards import APP_NAMES, APP_SUFFIXES
 from service.autosave import WorkspaceError
 from service.db import AutosaveRepo, AutosaveUser, CloneRepo
 from service.openapi import openapi_document
@@ -21,6 +22,8 @@ from service.settings import SettingsError, UserSettings, parse_form, parse_json
 
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(default=True, default_for_string=True))
+TEMPLATES.globals["dashboard_apps"] = [(app, APP_NAMES[app], " or ".join(suffixes))
+                                       for app, suffixes in APP_SUFFIXES.items()]
 
 
 class _Quiet:

@@ -11,8 +11,8 @@ import os
 import sys
 from typing import Any
 
-from titan.settings import Settings
-from titan.supervise import supervised
+from core.settings import Settings
+from core.supervise import supervised
 
 SERVICE_NAME = "titan"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
@@ -111,6 +111,6 @@ def with_service_roles(roles: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _repo_root() -> str:
-    from titan.settings import REPO_ROOT
+    from core.settings import REPO_ROOT
 
     return str(REPO_ROOT)

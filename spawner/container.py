@@ -5,31 +5,29 @@ Nothing here talks to Docker; the spawner applies the result. Unit-tested withou
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER, docker_safe
-from spawner.dashboard import with_dashboard
-from spawner.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
-from spawner.gpu.inventory import GpuUnit
+from core.gpu.allocator import docker_device_request, gpu_label_value
+from core.gpu.inventory import GpuUnit
+from core.hardening import HARDENING
+from core.labels import (
+    LABEL_DASHBOARD,
+    LABEL_DEPLOYMENT,
+    LABEL_GPUS,
+    LABEL_OWNER,
+    LABEL_PROFILE,
+    LABEL_SERVER,
+    home_volume_name,
+)
+from spawner.dashboard import Dashboard, dashboard_command
 from spawner.idle import idle_shutdown_args
 from spawner.options import Selection
 
 HOME_MOUNT = "/home/jovyan"
 SERVER_PORT = 8888  # the port JupyterLab listens on inside its container (on the user's network)
-
-#: Hardening every container of Titan gets (servers and Dask containers alike): no capability at all
-#: (the images run as jovyan, uid 1000, and a JupyterLab server, a kernel or a Dask worker needs
-#: none), no gaining privileges through setuid binaries, and a process-count limit per container.
-HARDENING: Mapping[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
-LABEL_GPUS = GPU_LABEL
-
-
-def home_volume_name(template: str, user: str) -> str:
-    """The home volume of ``user``: one per user, shared by all of their servers."""
-    return template.format(username=docker_safe(user))
-
 
 @dataclass(frozen=True)
 class ContainerSettings:
@@ -105,3 +103,18 @@ def build_container_settings(
         args=idle_shutdown_args(idle_timeout),
         idle_timeout=idle_timeout,
     ), selection.dashboard)
+
+
+def with_dashboard(settings: ContainerSettings, dashboard: Dashboard | None) -> ContainerSettings:
+    """A server's container settings, changed for a dashboard server (unchanged for ``None``): the
+    same image, limits, home volume and labels, plus the label ``titan.dashboard=<app>`` and the
+    dashboard proxy as the command."""
+    if dashboard is None:
+        return settings
+    return dataclasses.replace(
+        settings,
+        labels={**settings.labels, LABEL_DASHBOARD: dashboard.app},
+        environment={**settings.environment, "TITAN_DASHBOARD_APP": dashboard.app,
+                     "TITAN_DASHBOARD_PATH": dashboard.path},
+        command=dashboard_command(dashboard),
+    )

@@ -3,36 +3,26 @@
 ``user_options`` may carry ``{"dashboard": {"app": "voila" | "panel", "path": "<relative path>"}}``
 next to ``"profile"``. :func:`parse_dashboard` checks its shape and path, :func:`check_image` that
 the profile's image can run that app (``dashboards`` in ``images/catalog.yaml``), and
-:func:`with_dashboard` turns a server's container settings into a dashboard server's: the same
-image, limits, home volume and labels, plus the label ``titan.dashboard=<app>``, and the command
-``titan-dashboard`` (from ``images/datascience/titan_dashboard``) instead of
-``jupyterhub-singleuser``. Pure functions; errors are :class:`DashboardError` with a message meant
-for the user.
+:func:`spawner.container.with_dashboard` turns a server's container settings into a dashboard
+server's: the same image, limits, home volume and labels, plus the label ``titan.dashboard=<app>``,
+and the command ``titan-dashboard`` (from ``images/datascience/titan_dashboard``) instead of
+``jupyterhub-singleuser``. The apps are core.dashboards'. Pure functions; errors are
+:class:`DashboardError` with a message meant for the user.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import posixpath
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-if TYPE_CHECKING:
-    from spawner.container import ContainerSettings
-
-    SettingsT = TypeVar("SettingsT", bound=ContainerSettings)
-else:
-    SettingsT = TypeVar("SettingsT")
+from core.dashboards import APP_NAMES, APP_SUFFIXES
 
 DASHBOARD_FIELD = "dashboard"
-LABEL_DASHBOARD = "titan.dashboard"
 COMMAND = "titan-dashboard"
 MAX_PATH_LENGTH = 1024
-# app → the file suffixes it can serve
-APP_SUFFIXES: Mapping[str, tuple[str, ...]] = {"voila": (".ipynb",), "panel": (".ipynb", ".py")}
-APP_NAMES: Mapping[str, str] = {"voila": "Voila", "panel": "Panel"}
 # The form's fields (the spawn page, or /hub/spawn?... links the service makes).
 FORM_APP_FIELD = "dashboard-app"
 FORM_PATH_FIELD = "dashboard-path"
@@ -112,16 +102,3 @@ def form_dashboard(formdata: Mapping[str, list[str]]) -> dict[str, str] | None:
 def dashboard_command(dashboard: Dashboard) -> tuple[str, ...]:
     """The container's command: the dashboard proxy, which starts the app and serves only it."""
     return (COMMAND, f"--app={dashboard.app}", f"--path={dashboard.path}")
-
-
-def with_dashboard(settings: SettingsT, dashboard: Dashboard | None) -> SettingsT:
-    """A server's container settings, changed for a dashboard server (unchanged for ``None``)."""
-    if dashboard is None:
-        return settings
-    return dataclasses.replace(
-        settings,
-        labels={**settings.labels, LABEL_DASHBOARD: dashboard.app},
-        environment={**settings.environment, "TITAN_DASHBOARD_APP": dashboard.app,
-                     "TITAN_DASHBOARD_PATH": dashboard.path},
-        command=dashboard_command(dashboard),
-    )

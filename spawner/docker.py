@@ -24,32 +24,28 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from core import network as networks
+from core.capacity import HostCapacity
+from core.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
+from core.gpu.inventory import GpuUnit
+from core.gpu.pool import gpu_allocator
+from core.images import image_tag
+from core.labels import ALIVE as DASK_ALIVE
+from core.labels import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_SERVER, worker_gpu_owner_from_labels
+from core.labels import LABEL_ROLE as LABEL_DASK_ROLE
 from core.network import NetworkPlan
+from core.profiles import PROFILES_DIR, ProfileSet, loaded_profile_sets, profiles_in
 from core.text import printable
-from gateway.containers import ALIVE as DASK_ALIVE
-from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
-from gateway.containers import worker_gpu_owner_from_labels
-from gateway.control import server_stopped
-from images.recipes import catalog, image_tag
-from spawner.capacity import HostCapacity
+from core.units import format_memory
+from spawner.clusters import server_stopped
 from spawner.container import (
-    LABEL_DEPLOYMENT,
-    LABEL_GPUS,
-    LABEL_OWNER,
-    LABEL_SERVER,
     SERVER_PORT,
     ContainerSettings,
     build_container_settings,
 )
 from spawner.dask_env import dask_environment
 from spawner.form import form_view, render_form
-from spawner.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
-from spawner.gpu.inventory import GpuUnit
-from spawner.gpu.pool import gpu_allocator
 from spawner.metrics import RUNNING, SPAWN_DURATION
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
-from spawner.units import format_memory
 
 
 class TitanDockerSpawner(DockerSpawner):
@@ -172,7 +168,6 @@ class TitanDockerSpawner(DockerSpawner):
         """,
     )
 
-    _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
@@ -223,14 +218,7 @@ class TitanDockerSpawner(DockerSpawner):
     @property
     def profile_set(self) -> ProfileSet:
         """The validated profiles, reloaded when a file in profiles_dir changes."""
-        files = profile_files(Path(self.profiles_dir))
-        stamp = tuple(p.stat().st_mtime for p in files)
-        cached = self._profile_cache.get(self.profiles_dir)
-        if cached is None or cached[0] != stamp:
-            profiles = load_profiles(files, images=[n for n, r in catalog().items() if r.builder == "docker"])
-            self._profile_cache[self.profiles_dir] = (stamp, profiles)
-            return profiles
-        return cached[1]
+        return profiles_in(Path(self.profiles_dir))
 
     async def host_capacity(self) -> HostCapacity:
         if TitanDockerSpawner._engine_capacity is None:
@@ -534,8 +522,7 @@ class TitanDockerSpawner(DockerSpawner):
         return result
 
 
-RUNNING.known_profiles = lambda: sorted({p.slug for _, profiles in TitanDockerSpawner._profile_cache.values()
-                                         for p in profiles.profiles})
+RUNNING.known_profiles = lambda: sorted({p.slug for profiles in loaded_profile_sets() for p in profiles.profiles})
 
 
 def live_gpu_owners(containers: list[dict[str, Any]]) -> dict[str, list[str]]:

@@ -8,11 +8,11 @@ from functools import cache
 
 import jinja2
 
-from spawner.capacity import HostCapacity, unmet_needs
-from spawner.gpu.types import describe_free
+from core.capacity import HostCapacity, unmet_needs
+from core.gpu.types import describe_free
+from core.profiles import Profile, ProfileOption, ProfileSet, deep_merge, resources_from_settings
+from core.units import format_cpu, format_memory
 from spawner.options import OPTION_FIELD_PREFIX, UNLISTED_SENTINEL, UNLISTED_SUFFIX, visible_profiles
-from spawner.profiles import Profile, ProfileOption, ProfileSet, deep_merge, resources_from_settings
-from spawner.units import format_cpu, format_memory
 
 
 @dataclass(frozen=True)

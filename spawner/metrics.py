@@ -22,8 +22,8 @@ from prometheus_client import REGISTRY, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.containers import parse_worker_gpu_owner
-from spawner.gpu.pool import allocators
+from core.gpu.pool import allocators
+from core.labels import parse_worker_gpu_owner
 
 SPAWN_BUCKETS = (0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 45, 60, 120, 300, float("inf"))
 

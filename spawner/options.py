@@ -13,10 +13,10 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.capacity import HostCapacity, unmet_needs
+from core.profiles import Profile, ProfileSet, Resources, deep_merge, resources_from_settings
 from core.text import quoted_names
-from spawner.capacity import HostCapacity, unmet_needs
 from spawner.dashboard import DASHBOARD_FIELD, Dashboard, DashboardError, check_image, form_dashboard, parse_dashboard
-from spawner.profiles import Profile, ProfileSet, Resources, deep_merge, resources_from_settings
 
 PROFILE_FIELD = "profile"
 OPTION_FIELD_PREFIX = "profile-option-"
@@ -112,7 +112,7 @@ def _choose_profile(profiles: ProfileSet, options: Mapping[str, Any], user: str,
 
 
 def _image_dashboards() -> dict[str, tuple[str, ...]]:
-    from images.recipes import catalog
+    from core.images import catalog
 
     return {name: recipe.dashboards for name, recipe in catalog().items()}
 

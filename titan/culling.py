@@ -21,10 +21,9 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from images.recipes import catalog
-from spawner.profiles import ProfileSet, load_profiles, profile_files
-from titan.settings import Settings
-from titan.supervise import supervised
+from core.profiles import ProfileSet, profiles_in
+from core.settings import Settings
+from core.supervise import supervised
 
 SERVICE_NAME = "idle-culler"
 ROLE_NAME = "idle-culler"
@@ -45,8 +44,7 @@ def backstop_timeout(profiles: ProfileSet, default: float) -> int:
 
 def load_shipped_profiles(settings: Settings) -> ProfileSet:
     """The profiles the spawner will use (validated: a bad file fails the hub's start, named)."""
-    images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
-    return load_profiles(profile_files(settings.profiles_dir), images=images)
+    return profiles_in(settings.profiles_dir)
 
 
 def command(timeout: int, every: int, log_level: str = "INFO") -> list[str]:

@@ -1,9 +1,9 @@
 """``make up``, ``make status`` and ``make down``: one deployment's processes and ports, read from
-the same settings (``titan.yaml`` / ``TITAN_SETTINGS``, through :func:`titan.settings.load_settings`)
+the same settings (``titan.yaml`` / ``TITAN_SETTINGS``, through :func:`core.settings.load_settings`)
 as the hub.
 
 A deployment's processes are found by the pid files in its state directory, never by name:
-``jupyterhub.pid`` (the hub writes it) and ``pids/<name>.pid`` (``titan.supervise`` writes one for
+``jupyterhub.pid`` (the hub writes it) and ``pids/<name>.pid`` (``core.supervise`` writes one for
 the proxy and each managed service, with the process's start time, so a later process that got the
 same pid is never taken for it). Its ports are the ones its settings name.
 
@@ -26,7 +26,7 @@ from urllib.parse import urlparse
 
 import psutil
 
-from titan.settings import Settings, SettingsError, load_settings
+from core.settings import Settings, SettingsError, load_settings
 
 PIDS_DIR = "pids"
 HUB_PID_FILE = "jupyterhub.pid"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from titan.state import secret_file
+from core.state import secret_file
 
 SERVICE_NAME = "titan-metrics"
 ROLE_NAME = "titan-metrics"

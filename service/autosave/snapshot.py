@@ -22,9 +22,10 @@ import re
 import stat
 import subprocess
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
+from core.timeutil import as_utc, utcnow
 from service.autosave.excludes import DEFAULT_MAX_FILE_SIZE, LeftOut, check_file
 from service.autosave.strip import ATTRIBUTES, filter_options
 
@@ -321,7 +322,7 @@ def snapshot(ws: Workspace, branch: str, author: Identity, message: str = "",
     parents = [tip] if tip else []
     if head and (not tip or git(env, "merge-base", "--is-ancestor", head, tip, check=False).returncode != 0):
         parents.append(head)
-    when = (now or datetime.now(UTC)).astimezone(UTC)
+    when = as_utc(now or utcnow())
     stamp = when.strftime("%Y-%m-%dT%H:%M:%S +0000")
     commit_env = {**env, "GIT_AUTHOR_NAME": author.name, "GIT_AUTHOR_EMAIL": author.email,
                   "GIT_COMMITTER_NAME": author.name, "GIT_COMMITTER_EMAIL": author.email,

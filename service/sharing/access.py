@@ -6,7 +6,7 @@ Pure functions on plain data; every error is a ``LinkError`` whose message a use
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -123,7 +123,3 @@ def listed_for(viewer: Viewer, owner: str, access: Access) -> bool:
         return False
     return access.mode in ("team", "public") or viewer.name in access.users or bool(
         viewer.groups.intersection(access.groups))
-
-
-def clean_names(values: Iterable[str]) -> list[str]:
-    return sorted(set(values))

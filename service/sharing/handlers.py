@@ -15,6 +15,7 @@ from urllib.parse import quote
 from jupyterhub.utils import url_path_join
 from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 
+from core.dashboards import DEFAULT_APP
 from service.handlers import APIHandler, PageHandler
 from service.metrics import record_report_view
 from service.sharing.access import LinkError, Viewer
@@ -217,7 +218,7 @@ def form_request(arguments: dict[str, list[bytes]], publish: bool) -> dict[str, 
         if one("title"):
             request["title"] = one("title")
         if request["kind"] == "dashboard":
-            request["app"] = one("app") or "voila"
+            request["app"] = one("app") or DEFAULT_APP
             if one("profile"):
                 request["profile"] = one("profile")
             if one("image"):

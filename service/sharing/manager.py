@@ -16,11 +16,14 @@ import secrets
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from core.dashboards import APP_SUFFIXES as DASHBOARD_APPS
+from core.dashboards import DEFAULT_APP
+from core.timeutil import utcnow
 from service.db import Database
 from service.hub import HubClient
 from service.sharing.access import (
@@ -34,13 +37,12 @@ from service.sharing.access import (
     parse_access,
     parse_expiry,
 )
-from service.sharing.models import ReportVersion, ShareLink, aware, link_state
+from service.sharing.models import ReportVersion, ShareLink, link_state
 from service.sharing.render import clean_relative_path, open_in_home, render_report
 from service.sharing.storage import ReportStore
 
 log = logging.getLogger("titan.sharing")
 
-DASHBOARD_APPS = {"voila": (".ipynb",), "panel": (".ipynb", ".py")}
 
 
 class LinkNotFound(LookupError):
@@ -79,13 +81,9 @@ def dashboard_server_name(link_id: str) -> str:
     return "dash-" + hashlib.sha256(link_id.encode()).hexdigest()[:10]
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
 class ShareManager:
     def __init__(self, config: SharingConfig, db: Database, store: ReportStore, hub: HubClient,
-                 home_of: Callable[[str], Path], clock: Callable[[], datetime] = _now) -> None:
+                 home_of: Callable[[str], Path], clock: Callable[[], datetime] = utcnow) -> None:
         self.config = config
         self.db = db
         self.store = store
@@ -135,7 +133,7 @@ class ShareManager:
             row = session.get(ShareLink, link_id)
             if row is None:
                 return None
-            found = _Snapshot(row.id, row.owner, row.kind, access_of(row), aware(row.expires_at),
+            found = _Snapshot(row.id, row.owner, row.kind, access_of(row), row.expires_at,
                               row.revoked_at is not None, row.version, row.server, row.profile, row.image, row.app,
                               row.path)
         if len(self._snapshots) > 10000:
@@ -217,7 +215,7 @@ class ShareManager:
                 self._add_version(session, row, rendered)
         else:
             self._check_public_dashboard(access)
-            app = request.get("app", "voila")
+            app = request.get("app", DEFAULT_APP)
             if app not in DASHBOARD_APPS:
                 raise LinkError(f"app must be one of {', '.join(DASHBOARD_APPS)}")
             row.app = app

@@ -1,29 +1,22 @@
-"""The share-link tables, in the service's own database (service.db.Base)."""
+"""The share-link tables, in the service's own database (service.base.Base)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from service.db import Base, utcnow
+from core.timeutil import UTCDateTime, utcnow
+from service.base import Base
 
 KINDS = ("report", "dashboard")
 MODES = ("users", "team", "public")
 
 
-def aware(value: datetime | None) -> datetime | None:
-    """sqlite hands datetimes back naive; they were written in UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
 def iso(value: datetime | None) -> str | None:
-    found = aware(value)
-    return found.isoformat() if found else None
+    return value.isoformat() if value else None
 
 
 def link_state(revoked: bool, expires_at: datetime | None, now: datetime) -> str:
@@ -51,17 +44,17 @@ class ShareLink(Base):
     mode: Mapped[str] = mapped_column(String(16), default="users")  # users | team | public
     users: Mapped[list[str]] = mapped_column(JSON, default=list)
     groups: Mapped[list[str]] = mapped_column(JSON, default=list)
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True), nullable=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), default=utcnow)
+    updated: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), default=utcnow, onupdate=utcnow)
     views: Mapped[int] = mapped_column(Integer, default=0)
     version: Mapped[int] = mapped_column(Integer, default=0)  # reports: the version served
     versions: Mapped[list[ReportVersion]] = relationship(back_populates="link", cascade="all, delete-orphan",
                                                          order_by="ReportVersion.version")
 
     def state(self, now: datetime) -> str:
-        return link_state(self.revoked_at is not None, aware(self.expires_at), now)
+        return link_state(self.revoked_at is not None, self.expires_at, now)
 
     def model(self, prefix: str, now: datetime) -> dict[str, Any]:
         return {
@@ -86,7 +79,7 @@ class ReportVersion(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     link_id: Mapped[str] = mapped_column(ForeignKey("share_links.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), default=utcnow)
     size: Mapped[int] = mapped_column(Integer, default=0)
     render_seconds: Mapped[float] = mapped_column(default=0.0)
     sha256: Mapped[str] = mapped_column(String(64), default="")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.dashboards import APP_SUFFIXES, DEFAULT_APP
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
 ACCESS = {
@@ -51,7 +53,7 @@ PUBLISH = {
         "path": {"type": "string", "description": "the notebook, relative to your home directory"},
         "title": {"type": "string", "maxLength": 200},
         "hide_code": {"type": "boolean", "default": False},
-        "app": {"enum": ["voila", "panel"], "default": "voila"},
+        "app": {"enum": list(APP_SUFFIXES), "default": DEFAULT_APP},
         "profile": {"type": "string", "description": "dashboards: the profile the server runs with"},
         "image": {"type": "string", "description": "dashboards: the profile's environment choice (datascience)"},
         "access": ACCESS, "expires_at": EXPIRY,

@@ -16,8 +16,7 @@ def docker_dask_source(deployment: str = "") -> Callable[[], list[DaskContainer]
     and start time do not change) and once more if it exited."""
     import docker
 
-    from gateway.containers import LABEL_CLUSTER, LABEL_ORIGIN, LABEL_ROLE
-    from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER
+    from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ORIGIN, LABEL_OWNER, LABEL_ROLE
 
     client = docker.from_env()
     known: dict[str, tuple[float, int, datetime | None]] = {}  # id → (cores, memory, started)

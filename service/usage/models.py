@@ -1,29 +1,20 @@
-"""The usage tables, in the service's own database (``service.db.Base``: ``create_all`` makes them).
+"""The usage tables, in the service's own database (``service.base.Base``: ``create_all`` makes them).
 
 One row per server run, keyed on (user, server, ``started``) as the hub reports it: a server that
 runs across a restart of the service is the same row, never counted twice. One row per Dask
 container (scheduler or worker), keyed on the container id, with the cores and memory it was given.
-Times are UTC (stored without a zone; read back as UTC).
+Times are UTC (stored without a zone; read back aware, core.timeutil.UTCDateTime).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, Float, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from service.db import Base
-
-
-def as_utc(value: datetime) -> datetime:
-    """A stored time (naive UTC) as an aware one."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def to_db(value: datetime) -> datetime:
-    """An aware time → naive UTC, as stored (so equality holds across databases)."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+from core.timeutil import UTCDateTime
+from service.base import Base
 
 
 class ServerSession(Base):
@@ -36,9 +27,9 @@ class ServerSession(Base):
     user_name: Mapped[str] = mapped_column(String(255), index=True)
     server_name: Mapped[str] = mapped_column(String(255))  # "" is the default server
     profile: Mapped[str] = mapped_column(String(64))
-    started: Mapped[datetime] = mapped_column(DateTime, index=True)
-    last_seen: Mapped[datetime] = mapped_column(DateTime)
-    stopped: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    started: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)
 
 
 class DaskSession(Base):
@@ -54,6 +45,6 @@ class DaskSession(Base):
     server_name: Mapped[str] = mapped_column(String(255), default="")  # the server the cluster came from
     cores: Mapped[float] = mapped_column(Float)
     memory: Mapped[int] = mapped_column(BigInteger)  # bytes
-    started: Mapped[datetime] = mapped_column(DateTime, index=True)
-    last_seen: Mapped[datetime] = mapped_column(DateTime)
-    stopped: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    started: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    stopped: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True, index=True)

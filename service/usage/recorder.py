@@ -20,13 +20,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from service.db import Base, Database, utcnow
-from service.usage.models import DaskSession, ServerSession, as_utc, to_db
+from core.timeutil import as_utc, utcnow
+from service.base import Base
+from service.db import Database
+from service.usage.models import DaskSession, ServerSession
 
 log = logging.getLogger("titan.service.usage")
 
@@ -67,7 +69,7 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(parsed)
 
 
 class UsageRecorder:
@@ -121,7 +123,7 @@ class UsageRecorder:
             for server, model in servers.items():
                 started = parse_time(model.get("started"))
                 if started is not None:
-                    current[(user, server, to_db(started))] = model
+                    current[(user, server, started)] = model
         seen: set[int] = set()
         with self.db.session() as session:
             for (user, server, started), model in current.items():
@@ -130,20 +132,20 @@ class UsageRecorder:
                     ServerSession.started == started)).first()
                 if row is None:
                     row = ServerSession(user_name=user, server_name=server, started=started,
-                                        profile=self._profile(user, server, model), last_seen=to_db(now))
+                                        profile=self._profile(user, server, model), last_seen=now)
                     session.add(row)
                     session.flush()
                     log.info("Usage: %s/%s started at %s (%s)", user, server or "default", started.isoformat(),
                              row.profile)
                 row.stopped = None
-                row.last_seen = to_db(now)
+                row.last_seen = now
                 seen.add(row.id)
             for row in session.scalars(select(ServerSession).where(ServerSession.stopped.is_(None))):
                 if row.id in seen:
                     continue
-                row.stopped = to_db(now) if row.id in self._open_servers else row.last_seen
+                row.stopped = now if row.id in self._open_servers else row.last_seen
                 log.info("Usage: %s/%s stopped (%s)", row.user_name, row.server_name or "default",
-                         as_utc(row.stopped).isoformat())
+                         row.stopped.isoformat())
         self._open_servers = seen
 
     # ---- Dask -------------------------------------------------------------------------
@@ -161,19 +163,19 @@ class UsageRecorder:
                     row = DaskSession(container_id=container.id, user_name=container.user,
                                       cluster=container.cluster, role=container.role, server_name=container.server,
                                       cores=container.cores, memory=container.memory,
-                                      started=to_db(container.started), last_seen=to_db(now))
+                                      started=container.started, last_seen=now)
                     session.add(row)
                     session.flush()
-                row.last_seen = to_db(now)
+                row.last_seen = now
                 seen.add(row.id)
             for row in session.scalars(select(DaskSession).where(DaskSession.stopped.is_(None))):
                 if row.id in seen:
                     continue
                 gone = ended.get(row.container_id)
                 if gone is not None and gone.finished is not None:
-                    row.stopped = to_db(max(gone.finished, as_utc(row.started)))
+                    row.stopped = max(gone.finished, row.started)
                 else:
-                    row.stopped = to_db(now) if row.id in self._open_dask else row.last_seen
+                    row.stopped = now if row.id in self._open_dask else row.last_seen
             for container in ended.values():  # ran and exited between two passes: still counted
                 if container.finished is None or container.started is None:
                     continue
@@ -183,6 +185,6 @@ class UsageRecorder:
                     session.add(DaskSession(
                         container_id=container.id, user_name=container.user, cluster=container.cluster,
                         role=container.role, server_name=container.server, cores=container.cores,
-                        memory=container.memory, started=to_db(container.started),
-                        last_seen=to_db(container.finished), stopped=to_db(container.finished)))
+                        memory=container.memory, started=container.started,
+                        last_seen=container.finished, stopped=container.finished))
         self._open_dask = seen

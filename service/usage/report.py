@@ -11,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
+from core.timeutil import as_utc
 from service.db import Database
-from service.usage.models import DaskSession, ServerSession, as_utc, to_db
+from service.usage.models import DaskSession, ServerSession
 
 GIB = 1024**3
 DEFAULT_DAYS = 30
@@ -30,9 +31,7 @@ def _parse_bound(value: str, name: str, end: bool) -> datetime:
             day = date.fromisoformat(text)
             moment = datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
         else:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
+            moment = as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise RangeError(f"{name}: {value!r} is not a date; write YYYY-MM-DD (or an ISO 8601 time)") from None
     return moment.astimezone(UTC)
@@ -106,26 +105,25 @@ def _csv_safe(value: Any) -> Any:
 def usage_report(db: Database, start: datetime, end: datetime, now: datetime, user: str | None = None) -> Report:
     """Usage in [start, end) for everyone, or for ``user`` only."""
     report = Report(start=start, end=end)
-    lower, upper = to_db(start), to_db(end)
     with db.session() as session:
-        query = select(ServerSession).where(ServerSession.started < upper,
-                                            or_(ServerSession.stopped.is_(None), ServerSession.stopped > lower))
+        query = select(ServerSession).where(ServerSession.started < end,
+                                            or_(ServerSession.stopped.is_(None), ServerSession.stopped > start))
         if user is not None:
             query = query.where(ServerSession.user_name == user)
         for run in session.scalars(query):
-            stop = as_utc(run.stopped) if run.stopped is not None else now
-            hours = overlap_hours(as_utc(run.started), stop, start, end)
+            stop = run.stopped if run.stopped is not None else now
+            hours = overlap_hours(run.started, stop, start, end)
             if hours <= 0:
                 continue
             key = (run.user_name, run.profile)
             report.servers[key] = report.servers.get(key, 0.0) + hours
-        dask_query = select(DaskSession).where(DaskSession.started < upper,
-                                               or_(DaskSession.stopped.is_(None), DaskSession.stopped > lower))
+        dask_query = select(DaskSession).where(DaskSession.started < end,
+                                               or_(DaskSession.stopped.is_(None), DaskSession.stopped > start))
         if user is not None:
             dask_query = dask_query.where(DaskSession.user_name == user)
         for container in session.scalars(dask_query):
-            stop = as_utc(container.stopped) if container.stopped is not None else now
-            hours = overlap_hours(as_utc(container.started), stop, start, end)
+            stop = container.stopped if container.stopped is not None else now
+            hours = overlap_hours(container.started, stop, start, end)
             if hours <= 0:
                 continue
             cores, memory = report.dask.get(container.user_name, (0.0, 0.0))

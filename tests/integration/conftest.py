@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import image_tag
+from core.images import image_tag
 from tests.integration.hub import Hub, dump_containers, remove_deployment, start_hub, stop_hub
 
 

@@ -9,7 +9,7 @@ import subprocess
 import textwrap
 from typing import Any
 
-from gateway.containers import LABEL_CLUSTER
+from core.labels import LABEL_CLUSTER
 from tests.integration.hub import Hub, containers
 
 

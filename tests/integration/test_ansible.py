@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import image_tag
+from core.images import image_tag
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -93,6 +93,6 @@ def test_a_restarted_hub_rebuilds_allocations_from_container_labels(gpu_hub: Hub
 
 
 def _base_tag() -> str:
-    from images.recipes import image_tag
+    from core.images import image_tag
 
     return image_tag("base").split(":")[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import hub_version, image_tag
+from core.images import hub_version, image_tag
 
 pytestmark = pytest.mark.docker
 

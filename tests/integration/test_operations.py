@@ -34,8 +34,8 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.containers import LABEL_CLUSTER
-from images.recipes import image_tag
+from core.images import image_tag
+from core.labels import LABEL_CLUSTER
 from service.usage.recorder import parse_time
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, containers, exec_in, remove_deployment, start_hub, stop_hub
@@ -177,7 +177,7 @@ def first_snapshot(ops: Ops, user: str) -> str:
 
 def service_process(hub: Hub) -> psutil.Process:
     found = []
-    for child in psutil.Process(hub.process.pid).children(recursive=True):  # under titan.supervise
+    for child in psutil.Process(hub.process.pid).children(recursive=True):  # under core.supervise
         try:
             if child.cmdline()[1:3] == ["-m", "service"]:
                 found.append(child)

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from oauthenticator.github import GitHubOAuthenticator
 
+from core.settings import SettingsError, load_settings
 from tests.fakegithub import FakeGitHub
 from titan.auth import (
     FORBIDDEN_MESSAGE,
@@ -24,7 +25,6 @@ from titan.auth import (
     split_scopes,
     team_groups,
 )
-from titan.settings import SettingsError, load_settings
 
 CLIENT_ID = "titan-unit"
 CLIENT_SECRET = "titan-unit-secret"

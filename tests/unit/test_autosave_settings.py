@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from core.profiles import ProfileError, load_profiles
+from core.settings import load_settings
 from service.autosave.excludes import check_file, format_size, secret_in, secret_name
 from service.hubconfig import SERVICE_SCOPES, with_service_roles
 from service.openapi import openapi_document
 from service.settings import SettingsError, UserSettings, parse_form, parse_json
-from spawner.profiles import ProfileError, load_profiles
-from titan.settings import load_settings
 
 
 def test_json_settings_are_validated() -> None:

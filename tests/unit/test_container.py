@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
-from spawner.container import build_container_settings, docker_safe, home_volume_name
-from spawner.gpu.inventory import GpuUnit
+from core.capacity import HostCapacity
+from core.gpu.inventory import GpuUnit
+from core.labels import docker_safe, home_volume_name
+from spawner.container import build_container_settings
 from spawner.options import resolve_selection
-from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
+from tests.unit.shipped import shipped_profiles
 
 GIB = 1024**3
 HOST = HostCapacity(cpus=64, memory=1024 * GIB, gpus_total={"H100": 4}, gpus_free={"H100": 4})
-PROFILES = load_profiles(profile_files(PROFILES_DIR), [n for n, r in catalog().items() if r.builder == "docker"])
+PROFILES = shipped_profiles()
 
 
 def test_small_profile_settings() -> None:

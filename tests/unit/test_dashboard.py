@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.images import catalog
+from core.labels import LABEL_DASHBOARD
+from core.profiles import ProfileSet
 from spawner.container import build_container_settings
 from spawner.dashboard import (
-    LABEL_DASHBOARD,
     Dashboard,
     DashboardError,
     check_image,
@@ -19,16 +20,10 @@ from spawner.dashboard import (
     parse_dashboard,
 )
 from spawner.options import OptionsError, parse_form, resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 
 GIB = 1024**3
 HOST = HostCapacity(cpus=2, memory=int(23.5 * GIB))
 APPS = {"minimal": (), "datascience": ("voila", "panel")}
-
-
-@pytest.fixture(scope="module")
-def profiles() -> ProfileSet:
-    return load_profiles(profile_files(PROFILES_DIR), [n for n, r in catalog().items() if r.builder == "docker"])
 
 
 def test_the_catalog_says_which_images_serve_dashboards() -> None:
@@ -93,14 +88,14 @@ def test_only_images_that_serve_the_app_may_run_it() -> None:
                                 "choose an environment with Voila (datascience).")
 
 
-def test_the_gate_accepts_a_dashboard_next_to_the_profile(profiles: ProfileSet) -> None:
+def test_the_gate_accepts_a_dashboard_next_to_the_profile(shipped: ProfileSet) -> None:
     options = {"profile": "small", "image": "datascience", "dashboard": {"app": "voila", "path": "dash.ipynb"}}
-    selection = resolve_selection(profiles, options, "alice", [], HOST)
+    selection = resolve_selection(shipped, options, "alice", [], HOST)
     assert selection.dashboard == Dashboard("voila", "dash.ipynb")
     assert selection.image == "datascience"
-    plain = resolve_selection(profiles, {"profile": "small", "image": "datascience"}, "alice", [], HOST)
+    plain = resolve_selection(shipped, {"profile": "small", "image": "datascience"}, "alice", [], HOST)
     assert plain.dashboard is None
-    assert resolve_selection(profiles, {"profile": "small", "dashboard": None}, "alice", [], HOST).dashboard is None
+    assert resolve_selection(shipped, {"profile": "small", "dashboard": None}, "alice", [], HOST).dashboard is None
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -112,15 +107,15 @@ def test_the_gate_accepts_a_dashboard_next_to_the_profile(profiles: ProfileSet) 
      "'..' parts"),
     ({"profile": "small", "image": "datascience", "dashboard": "dash.ipynb"}, "must be an object"),
 ])
-def test_the_gate_refuses_bad_dashboards(profiles: ProfileSet, options: dict[str, Any], message: str) -> None:
+def test_the_gate_refuses_bad_dashboards(shipped: ProfileSet, options: dict[str, Any], message: str) -> None:
     with pytest.raises(OptionsError) as error:
-        resolve_selection(profiles, options, "alice", [], HOST)
+        resolve_selection(shipped, options, "alice", [], HOST)
     assert message in str(error.value)
 
 
-def test_the_gate_uses_the_image_support_it_is_given(profiles: ProfileSet) -> None:
+def test_the_gate_uses_the_image_support_it_is_given(shipped: ProfileSet) -> None:
     options = {"profile": "small", "dashboard": {"app": "panel", "path": "app.py"}}
-    selection = resolve_selection(profiles, options, "alice", [], HOST, image_dashboards={"minimal": ["panel"]})
+    selection = resolve_selection(shipped, options, "alice", [], HOST, image_dashboards={"minimal": ["panel"]})
     assert selection.dashboard == Dashboard("panel", "app.py")
 
 
@@ -132,11 +127,11 @@ def test_the_form_carries_a_dashboard() -> None:
     assert "dashboard" not in parse_form({"profile": ["small"], "dashboard-app": [""], "dashboard-path": [""]})
 
 
-def test_a_dashboard_server_is_the_same_container_with_another_command(profiles: ProfileSet) -> None:
+def test_a_dashboard_server_is_the_same_container_with_another_command(shipped: ProfileSet) -> None:
     base = {"profile": "medium", "image": "datascience"}
-    plain = build_container_settings(resolve_selection(profiles, base, "alice", [], HOST), "titan/datascience:abc",
+    plain = build_container_settings(resolve_selection(shipped, base, "alice", [], HOST), "titan/datascience:abc",
                                      "alice", "dash1", "titan", "titan-home-{username}", network="titan-user-alice")
-    selection = resolve_selection(profiles, {**base, "dashboard": {"app": "panel", "path": "apps/app.py"}},
+    selection = resolve_selection(shipped, {**base, "dashboard": {"app": "panel", "path": "apps/app.py"}},
                                   "alice", [], HOST)
     dash = build_container_settings(selection, "titan/datascience:abc", "alice", "dash1", "titan",
                                     "titan-home-{username}", network="titan-user-alice")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.profiles import load_profiles
 from spawner.form import form_view, render_form
-from spawner.profiles import PROFILES_DIR, load_profiles, profile_files
+from tests.unit.shipped import IMAGES, shipped_profiles
 
 GIB = 1024**3
 SMALL_HOST = HostCapacity(cpus=2, memory=int(23.5 * GIB))
-IMAGES = [n for n, r in catalog().items() if r.builder == "docker"]
 
 
 def test_shipped_profiles_on_a_small_host() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     views = {v.slug: v for v in form_view(profiles, "alice", [], SMALL_HOST)}
     assert not views["small"].disabled_reason and views["small"].checked
     assert not views["medium"].disabled_reason
@@ -28,7 +27,7 @@ def test_shipped_profiles_on_a_small_host() -> None:
 
 
 def test_gpu_choices_show_free_counts() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     host = HostCapacity(cpus=64, memory=512 * GIB, gpus_total={"H100": 1}, gpus_free={"H100": 1})
     gpu = next(v for v in form_view(profiles, "alice", [], host) if v.slug == "gpu")
     choices = {c.key: c for c in gpu.options[0].choices}

@@ -21,21 +21,21 @@ from dask_gateway_server.backends.db_base import DataManager, JobStatus
 from dask_gateway_server.models import User
 from traitlets.config import Config
 
+from core.gpu import pool
+from core.gpu.allocator import GpuUnavailable
+from core.labels import parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
+from core.profiles import ProfileError, load_profiles
+from core.settings import load_settings
 from gateway import routes
 from gateway.backend import DockerBackend, Origin
 from gateway.configure import GPU_DB_FILE, configure
-from gateway.containers import ContainerSpec, parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
+from gateway.containers import ContainerSpec
 from gateway.options import OptionsError, dask_settings, options_spec, parse_request, resolve_gpu_type
-from images.recipes import catalog
 from spawner import docker as spawner_docker
-from spawner.gpu import pool
-from spawner.gpu.allocator import GpuUnavailable
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
-from titan.settings import load_settings
+from tests.unit.shipped import IMAGES, shipped_profiles
 
 FIXTURE_XML = Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h100" / "nvidia-smi-q.xml"
 H100_UUID = "GPU-18eaba93-88f3-2a85-643f-427bd2819efb"
-IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
 GPU_TYPES = {"T4": {"match": "\\bT4\\b"}, "H100": {"match": "H100"}}
 DASK = {
     "worker_cores": {"choices": [1]},
@@ -54,7 +54,7 @@ def settings() -> Any:
 
 
 def test_shipped_profiles_offer_worker_gpus_of_their_gpu_types() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     settings = dask_settings(profiles.dask, profiles.gpu_types)
     assert settings.default_gpus == 0 and 1 in settings.worker_gpus
     assert set(settings.gpu_types) == set(profiles.gpu_types)

@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 
+from core.profiles import ProfileError, load_profiles, profile_files
 from gateway.limits import Limits
 from gateway.options import DaskSettings, OptionsError, dask_settings, options_spec, parse_request
-from images.recipes import catalog
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
+from tests.unit.shipped import IMAGES, shipped_profiles
 
 GIB = 1024**3
-IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
 RAW: dict[str, Any] = {
     "worker_cores": {"choices": [0.5, 1, 2], "default": 1},
     "worker_memory": {"choices": ["512M", "1G", "2G"], "default": "1G"},
@@ -29,7 +28,7 @@ def settings() -> DaskSettings:
 
 
 def test_shipped_profiles_have_a_valid_dask_section() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     settings = dask_settings(profiles.dask)
     assert settings.default_memory in settings.worker_memory
     assert settings.limits.max_clusters >= 1

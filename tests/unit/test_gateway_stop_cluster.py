@@ -6,6 +6,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from core.endpoints import STOP_CLUSTER_PATH
 from gateway import routes
 
 
@@ -29,7 +30,7 @@ async def test_only_the_control_token_stops_a_cluster_and_an_unknown_one_is_404(
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
-        path = routes.STOP_CLUSTER_PATH
+        path = STOP_CLUSTER_PATH
         for headers in ({}, {"Authorization": "token wrong"}):
             assert (await client.post(path, json={"cluster": "c1"}, headers=headers)).status == 403
         assert backend.stopped == []

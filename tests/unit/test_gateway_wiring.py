@@ -14,9 +14,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from traitlets.config import Config
 
+from core.endpoints import SERVER_STOPPED_PATH
+from core.settings import load_settings
 from gateway import hub, routes
 from gateway.configure import configure
-from titan.settings import load_settings
 
 
 @pytest.fixture
@@ -51,7 +52,7 @@ def test_the_hub_runs_the_gateway_as_a_service_on_the_titan_address(settings_fil
     assert service["environment"]["TITAN_ADDRESS"] == "10.213.0.1"
     # Dashboards sign users in through the hub (gateway.dashboards), with no consent page.
     assert service["oauth_no_confirm"] is True
-    assert service["command"][1:3] == ["-m", "titan.supervise"]  # it ends with the hub
+    assert service["command"][1:3] == ["-m", "core.supervise"]  # it ends with the hub
     assert service["command"][-4:] == [sys.executable, "-m", "dask_gateway_server", "-f", str(hub.CONFIG_FILE)][-4:]
     assert service["environment"]["TITAN_SETTINGS"] == str(settings_file)
     assert "api_token" not in service  # the hub makes one at each start
@@ -155,7 +156,7 @@ async def test_only_the_hub_may_report_a_stopped_server() -> None:
     backend = StubBackend()
     client = await client_for(backend)
     try:
-        path = routes.SERVER_STOPPED_PATH
+        path = SERVER_STOPPED_PATH
         for headers in ({}, {"Authorization": "token wrong"}, {"Authorization": "jupyterhub right"}):
             response = await client.post(path, json={"user": "a", "server": ""}, headers=headers)
             assert response.status == 403

@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, create_engine, event, select
 
-from spawner.gpu.allocator import (
-    GPU_LABEL,
+from core.gpu.allocator import (
     GpuAllocator,
     GpuUnavailable,
     allocations_table,
@@ -24,7 +23,8 @@ from spawner.gpu.allocator import (
     gpu_label_value,
     parse_gpu_label,
 )
-from spawner.gpu.inventory import GpuUnit
+from core.gpu.inventory import GpuUnit
+from core.labels import LABEL_GPUS
 
 ROOT = Path(__file__).resolve().parents[2]
 H100 = GpuUnit(uuid="GPU-18eaba93-88f3-2a85-643f-427bd2819efb", index="0", model="NVIDIA H100 80GB HBM3",
@@ -129,8 +129,8 @@ def test_two_processes_on_one_database_never_share_a_unit(db_file: Path, make_en
     script = f"""
 import json, sys, threading
 from sqlalchemy import create_engine
-from spawner.gpu.allocator import GpuAllocator, GpuUnavailable
-from spawner.gpu.inventory import GpuUnit
+from core.gpu.allocator import GpuAllocator, GpuUnavailable
+from core.gpu.inventory import GpuUnit
 units = [GpuUnit(uuid=f"GPU-t4-{{i:04d}}", index=str(i), model="NVIDIA T4", memory_mib=15360, mig_mode=False)
          for i in range(4)]
 allocator = GpuAllocator({{"T4": units}}, create_engine("sqlite:///{db_file}"))
@@ -267,7 +267,7 @@ def test_reconcile(make_engine: Callable[[], Engine], caplog: pytest.LogCaptureF
     # After the restart the host has t4[0], t4[1], t4[3]; dave's container runs with t4[3] but the DB lost it.
     after = GpuAllocator({"T4": [t4[0], t4[1], t4[3]]}, make_engine())
     live = {"alice/live": [t4[0].uuid], "dave/adopted": parse_gpu_label(t4[3].uuid), "carol/gone": [t4[2].uuid]}
-    with caplog.at_level(logging.INFO, logger="spawner.gpu.allocator"):
+    with caplog.at_level(logging.INFO, logger="core.gpu.allocator"):
         after.reconcile(live)
     assert after.allocations() == {t4[0].uuid: "alice/live", t4[3].uuid: "dave/adopted"}
     assert after.free_count("T4") == 1
@@ -300,7 +300,7 @@ def test_docker_device_request() -> None:
 
 def test_gpu_label_round_trip() -> None:
     pair = units("A100", 2)
-    assert GPU_LABEL == "titan.gpus"
+    assert LABEL_GPUS == "titan.gpus"
     assert gpu_label_value(pair) == "GPU-a100-0000,GPU-a100-0001"
     assert parse_gpu_label(gpu_label_value(pair)) == ["GPU-a100-0000", "GPU-a100-0001"]
     assert parse_gpu_label(None) == parse_gpu_label("") == []

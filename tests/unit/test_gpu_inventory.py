@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from spawner.gpu import check
-from spawner.gpu.inventory import (
+from core.gpu import check
+from core.gpu.inventory import (
     GpuUnit,
     discover,
     inventory_from_nvml,
@@ -22,7 +22,7 @@ from spawner.gpu.inventory import (
     parse_nvidia_smi_xml,
     parse_query_csv,
 )
-from spawner.gpu.types import describe_free, match_types
+from core.gpu.types import describe_free, match_types
 
 FIXTURES = Path(os.environ.get("TITAN_GPU_FIXTURES") or Path(__file__).resolve().parents[1] / "fixtures/gpu/h100")
 H100_UUID = "GPU-18eaba93-88f3-2a85-643f-427bd2819efb"
@@ -202,7 +202,7 @@ def test_mig_instances_are_units_and_their_parent_is_not() -> None:
 
 
 def test_mig_without_listing_falls_back_to_index_ids(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="spawner.gpu.inventory"):
+    with caplog.at_level(logging.WARNING, logger="core.gpu.inventory"):
         units = parse_nvidia_smi_xml(mig_xml())
     assert [(unit.uuid, unit.model, unit.memory_mib) for unit in units] == [
         ("0:0", f"{H100_MODEL} MIG", 40448), ("0:1", f"{H100_MODEL} MIG", 9984), ("0:2", f"{H100_MODEL} MIG", 9984)]
@@ -281,7 +281,7 @@ def smi_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_discover_on_this_gpu_less_machine_returns_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                             caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi; the real pynvml finds no driver library
-    with caplog.at_level(logging.INFO, logger="spawner.gpu.inventory"):
+    with caplog.at_level(logging.INFO, logger="core.gpu.inventory"):
         assert discover() == []
     lines = [record for record in caplog.records if "No GPU found" in record.getMessage()]
     assert len(lines) == 1
@@ -300,7 +300,7 @@ def test_discover_without_pynvml(smi_dir: Path, caplog: pytest.LogCaptureFixture
 
 def test_discover_falls_back_to_nvidia_smi(smi_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fake_nvidia_smi(smi_dir, serving(tmp_path, read_fixture("nvidia-smi-q.xml")))
-    with caplog.at_level(logging.INFO, logger="spawner.gpu.inventory"):
+    with caplog.at_level(logging.INFO, logger="core.gpu.inventory"):
         assert discover() == [H100]
     assert "through nvidia-smi" in caplog.text
 
@@ -314,7 +314,7 @@ def test_discover_prefers_nvml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setitem(sys.modules, "pynvml", ReplayNvml(captured_nvml()))
-    with caplog.at_level(logging.INFO, logger="spawner.gpu.inventory"):
+    with caplog.at_level(logging.INFO, logger="core.gpu.inventory"):
         assert discover() == [H100]
     assert "through NVML" in caplog.text
 
@@ -329,7 +329,7 @@ def test_discover_prefers_nvml(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
 def test_discover_survives_a_broken_nvidia_smi(smi_dir: Path, caplog: pytest.LogCaptureFixture,
                                                body: str, reason: str) -> None:
     fake_nvidia_smi(smi_dir, body)
-    with caplog.at_level(logging.INFO, logger="spawner.gpu.inventory"):
+    with caplog.at_level(logging.INFO, logger="core.gpu.inventory"):
         assert discover(timeout=0.5) == []
     lines = [record for record in caplog.records if "No GPU found" in record.getMessage()]
     assert len(lines) == 1
@@ -337,7 +337,7 @@ def test_discover_survives_a_broken_nvidia_smi(smi_dir: Path, caplog: pytest.Log
     assert lines[0].levelno == logging.WARNING
 
 
-# --- python -m spawner.gpu.check ----------------------------------------------------------------
+# --- python -m core.gpu.check ----------------------------------------------------------------
 
 def test_check_reports_agreement(smi_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:

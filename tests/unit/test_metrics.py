@@ -11,11 +11,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 
-from gateway.containers import worker_gpu_owner
+from core.gpu.allocator import GpuAllocator
+from core.gpu.inventory import GpuUnit
+from core.labels import worker_gpu_owner
 from service import metrics as service_metrics
 from service.usage import DaskContainer
-from spawner.gpu.allocator import GpuAllocator
-from spawner.gpu.inventory import GpuUnit
 from spawner.metrics import SPAWN_DURATION, HubCollector, RunningServers
 
 LOG = logging.getLogger("test")

@@ -6,20 +6,13 @@ from typing import Any
 
 import pytest
 
-from images.recipes import catalog
-from spawner.capacity import HostCapacity
+from core.capacity import HostCapacity
+from core.profiles import ProfileSet, load_profiles
 from spawner.options import OptionsError, parse_form, resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
 
 GIB = 1024**3
 SMALL_HOST = HostCapacity(cpus=2, memory=int(23.5 * GIB))
 BIG_HOST = HostCapacity(cpus=64, memory=1024 * GIB, gpus_total={"H100": 2}, gpus_free={"H100": 1})
-
-
-@pytest.fixture(scope="module")
-def profiles() -> ProfileSet:
-    images = [n for n, r in catalog().items() if r.builder == "docker"]
-    return load_profiles(profile_files(PROFILES_DIR), images)
 
 
 def test_form_fields_become_kubespawner_user_options() -> None:
@@ -33,21 +26,21 @@ def test_form_fields_become_kubespawner_user_options() -> None:
     assert parse_form({}) == {"profile": ""}
 
 
-def test_default_profile_when_nothing_is_sent(profiles: ProfileSet) -> None:
-    selection = resolve_selection(profiles, {}, "alice", [], SMALL_HOST)
+def test_default_profile_when_nothing_is_sent(shipped: ProfileSet) -> None:
+    selection = resolve_selection(shipped, {}, "alice", [], SMALL_HOST)
     assert selection.profile.slug == "small"
     assert selection.image == "minimal"
     assert (selection.resources.cpu, selection.resources.memory) == (1, 2 * GIB)
 
 
-def test_a_choice_overrides_the_profile(profiles: ProfileSet) -> None:
-    selection = resolve_selection(profiles, {"profile": "medium", "image": "datascience"}, "alice", [], SMALL_HOST)
+def test_a_choice_overrides_the_profile(shipped: ProfileSet) -> None:
+    selection = resolve_selection(shipped, {"profile": "medium", "image": "datascience"}, "alice", [], SMALL_HOST)
     assert selection.image == "datascience"
     assert selection.resources.memory == 8 * GIB
 
 
-def test_unlisted_value_fills_the_template(profiles: ProfileSet) -> None:
-    selection = resolve_selection(profiles, {"profile": "high-memory", "memory": "96G"}, "alice", [], BIG_HOST)
+def test_unlisted_value_fills_the_template(shipped: ProfileSet) -> None:
+    selection = resolve_selection(shipped, {"profile": "high-memory", "memory": "96G"}, "alice", [], BIG_HOST)
     assert selection.resources.memory == 96 * GIB
     assert selection.values == {"memory": "96G"}
 
@@ -65,22 +58,22 @@ def test_unlisted_value_fills_the_template(profiles: ProfileSet) -> None:
         (["small"], "must be a JSON object"),
     ],
 )
-def test_bad_options_say_what_is_wrong(profiles: ProfileSet, options: Any, message: str) -> None:
+def test_bad_options_say_what_is_wrong(shipped: ProfileSet, options: Any, message: str) -> None:
     with pytest.raises(OptionsError) as caught:
-        resolve_selection(profiles, options, "alice", [], BIG_HOST)
+        resolve_selection(shipped, options, "alice", [], BIG_HOST)
     assert message in str(caught.value)
 
 
-def test_host_limits_refuse_with_the_reason(profiles: ProfileSet) -> None:
+def test_host_limits_refuse_with_the_reason(shipped: ProfileSet) -> None:
     with pytest.raises(OptionsError) as caught:
-        resolve_selection(profiles, {"profile": "large"}, "alice", [], SMALL_HOST)
+        resolve_selection(shipped, {"profile": "large"}, "alice", [], SMALL_HOST)
     assert "needs 4 CPUs; this host has 2 CPUs" in str(caught.value)
     assert "needs 32 GiB of memory; this host has 23.5 GiB" in str(caught.value)
     with pytest.raises(OptionsError, match="this host has no NVIDIA A100 GPU"):
-        resolve_selection(profiles, {"profile": "gpu", "gpu_type": "A100"}, "alice", [], BIG_HOST)
+        resolve_selection(shipped, {"profile": "gpu", "gpu_type": "A100"}, "alice", [], BIG_HOST)
     with pytest.raises(OptionsError, match="NVIDIA H100: 1 of 2 free, 2 needed"):
-        resolve_selection(profiles, {"profile": "gpu", "gpu_type": "H100", "gpu_count": "2"}, "alice", [], BIG_HOST)
-    ok = resolve_selection(profiles, {"profile": "gpu", "gpu_type": "H100"}, "alice", [], BIG_HOST)
+        resolve_selection(shipped, {"profile": "gpu", "gpu_type": "H100", "gpu_count": "2"}, "alice", [], BIG_HOST)
+    ok = resolve_selection(shipped, {"profile": "gpu", "gpu_type": "H100"}, "alice", [], BIG_HOST)
     assert (ok.resources.gpu_type, ok.resources.gpu_count) == ("H100", 1)
 
 

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import catalog
-from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files, resources_from_settings
-
-IMAGES = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
+from core.profiles import ProfileError, load_profiles, loaded_profile_sets, profiles_in, resources_from_settings
+from tests.unit.shipped import IMAGES, shipped_profiles
 
 
 def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
@@ -19,7 +17,7 @@ def write(tmp_path: Path, text: str, name: str = "p.yaml") -> Path:
 
 
 def test_shipped_profiles_load_and_are_normalised() -> None:
-    profiles = load_profiles(profile_files(PROFILES_DIR), IMAGES)
+    profiles = shipped_profiles()
     slugs = [p.slug for p in profiles.profiles]
     assert slugs == ["small", "medium", "large", "high-memory", "gpu"]
     assert profiles.default.slug == "small"
@@ -109,3 +107,19 @@ def test_slug_is_derived_from_the_display_name(tmp_path: Path) -> None:
     path = write(tmp_path, "profiles:\n  - {display_name: 'Big Box (32 GB)', image: minimal, "
                            "resources: {cpu: 1, memory: 1G}}\n")
     assert load_profiles([path], IMAGES).profiles[0].slug == "big-box-32-gb"
+
+
+def test_profiles_in_reads_a_directory_again_only_when_its_files_change(tmp_path: Path) -> None:
+    one = "profiles:\n  - {display_name: One, image: minimal, resources: {cpu: 1, memory: 1G}}\n"
+    write(tmp_path, one, "a.yaml")
+    first = profiles_in(tmp_path)
+    assert profiles_in(tmp_path) is first  # cached: the spawner, gateway and service ask on every use
+    assert first in loaded_profile_sets()
+    write(tmp_path, "profiles:\n  - {display_name: Two, image: minimal, resources: {cpu: 1, memory: 1G}}\n",
+          "b.yaml")
+    assert [p.slug for p in profiles_in(tmp_path).profiles] == ["one", "two"]  # a file added
+    write(tmp_path, "profiles: [\n", "b.yaml")
+    with pytest.raises(ProfileError, match="b.yaml: not valid YAML"):
+        profiles_in(tmp_path)
+    (tmp_path / "b.yaml").unlink()
+    assert [p.slug for p in profiles_in(tmp_path).profiles] == ["one"]

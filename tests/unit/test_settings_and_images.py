@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from images.recipes import build_order, catalog, image_tag, recipe_hash
-from titan.settings import SettingsError, load_settings
-from titan.state import secret_file
+from core.images import build_order, catalog, image_tag, recipe_hash
+from core.settings import SettingsError, load_settings
+from core.state import secret_file
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 After :func:`load_profiles` nothing downstream checks for missing keys: every profile has a
 slug, a description, an access rule, resources with every field, and every option has a
-default choice.
+default choice. :func:`profiles_in` is the one cached loader the spawner, the gateway, the
+service and the culler use: a directory's files are read again only when one of them changes.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +20,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from spawner.units import parse_duration, parse_memory
+from core.images import docker_images
+from core.units import parse_duration, parse_memory
 
 PROFILES_DIR = Path(__file__).resolve().parent.parent / "profiles"
 SCHEMA_FILE = PROFILES_DIR / "schema.json"
@@ -271,3 +274,30 @@ def load_profiles(paths: Iterable[Path], images: Iterable[str]) -> ProfileSet:
 def profile_files(directory: Path) -> list[Path]:
     """The YAML files of a profiles directory, sorted by name."""
     return sorted(p for p in directory.glob("*.y*ml") if p.is_file())
+
+
+_loaded: dict[Path, tuple[tuple[tuple[str, int], ...], ProfileSet]] = {}
+_loading = threading.Lock()
+
+
+def profiles_in(directory: Path) -> ProfileSet:
+    """The validated profiles of ``directory`` (its YAML files, by name), profiles naming the
+    catalogue's Docker images. Cached: read again only when a file is added, removed or changed.
+    Raises :class:`ProfileError` (naming the file and key) when they are invalid; nothing is cached
+    then, so the next call tries again."""
+    directory = Path(directory)
+    files = profile_files(directory)
+    stamp = tuple((str(p), p.stat().st_mtime_ns) for p in files)
+    with _loading:
+        cached = _loaded.get(directory)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        profiles = load_profiles(files, images=docker_images())
+        _loaded[directory] = (stamp, profiles)
+        return profiles
+
+
+def loaded_profile_sets() -> list[ProfileSet]:
+    """Every profile set :func:`profiles_in` holds now (one per directory read in this process)."""
+    with _loading:
+        return [profiles for _, profiles in _loaded.values()]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spawner.profiles import Resources
-from spawner.units import format_cpu, format_memory
+from core.profiles import Resources
+from core.units import format_cpu, format_memory
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, delete
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from spawner.gpu.inventory import GpuUnit
+from core.gpu.inventory import GpuUnit
 
 logger = logging.getLogger(__name__)
 
-GPU_LABEL = "titan.gpus"  # container label: comma-separated uuids of the units the container holds
 TABLE_NAME = "titan_gpu_allocations"
 _ATTEMPTS = 20
 _T = TypeVar("_T")

@@ -7,7 +7,7 @@ Three sources, all reduced to the same ``GpuUnit`` list:
 * ``nvidia-smi --query-gpu=... --format=csv`` (``parse_query_csv``), a cross-check for whole GPUs.
 
 A GPU in MIG mode is never a unit itself; each of its MIG instances is. This module needs only the
-standard library (pynvml is imported lazily), so ``python -m spawner.gpu.check`` runs on a bare host.
+standard library (pynvml is imported lazily), so ``python -m core.gpu.check`` runs on a bare host.
 """
 
 from __future__ import annotations

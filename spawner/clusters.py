@@ -18,8 +18,7 @@ import docker
 import docker.errors
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from gateway.containers import LABEL_CLUSTER, LABEL_ORIGIN
-from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER
+from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ORIGIN, LABEL_OWNER
 
 REQUEST_TIMEOUT = 30.0
 WAIT_FOR_CONTAINERS = 20.0

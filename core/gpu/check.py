@@ -1,4 +1,4 @@
-"""Compare the GPU inventory from every source on this host: ``python -m spawner.gpu.check``.
+"""Compare the GPU inventory from every source on this host: ``python -m core.gpu.check``.
 
 Prints one JSON document: what ``discover()`` returns, what live ``nvidia-smi -q -x`` and
 ``nvidia-smi --query-gpu=... --format=csv`` give, and whether they agree (same uuids, models and
@@ -14,7 +14,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from spawner.gpu.inventory import (
+from core.gpu.inventory import (
     QUERY_FIELDS,
     GpuUnit,
     InventoryError,

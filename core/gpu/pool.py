@@ -9,9 +9,9 @@ from pathlib import Path
 
 from sqlalchemy import create_engine
 
-from spawner.gpu.allocator import GpuAllocator
-from spawner.gpu.inventory import GpuUnit, discover, parse_nvidia_smi_xml
-from spawner.gpu.types import match_types
+from core.gpu.allocator import GpuAllocator
+from core.gpu.inventory import GpuUnit, discover, parse_nvidia_smi_xml
+from core.gpu.types import match_types
 
 _allocators: dict[tuple[str, str, tuple[tuple[str, str], ...]], GpuAllocator] = {}
 

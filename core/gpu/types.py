@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from spawner.gpu.inventory import GpuUnit
+from core.gpu.inventory import GpuUnit
 
 
 def match_types(units: list[GpuUnit], rules: Mapping[str, str]) -> dict[str, list[GpuUnit]]:

@@ -14,7 +14,7 @@ import jsonschema
 import yaml
 
 from core.network import NetworkPlan
-from spawner.units import parse_duration, parse_memory
+from core.units import parse_duration, parse_memory
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = Path(__file__).resolve().parent / "settings-schema.json"

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-IMAGES_DIR = Path(__file__).resolve().parent
+IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"  # the recipes live in images/, one folder each
 CATALOG_FILE = IMAGES_DIR / "catalog.yaml"
 TAG_LENGTH = 12
 
@@ -61,6 +61,11 @@ def catalog() -> dict[str, Recipe]:
             dashboards=tuple(str(app) for app in entry.get("dashboards") or ()),
         )
     return recipes
+
+
+def docker_images() -> list[str]:
+    """The images a profile may name: those built with Docker (not the mmdebstrap base)."""
+    return [name for name, recipe in catalog().items() if recipe.builder == "docker"]
 
 
 def build_args(recipe: Recipe) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Run a process the hub starts (a managed service, the proxy) so that it ends with the hub, and
 ends promptly when the hub stops it.
 
-``python -m titan.supervise --pid-file FILE -- COMMAND...`` runs COMMAND as its child and stays
+``python -m core.supervise --pid-file FILE -- COMMAND...`` runs COMMAND as its child and stays
 beside it (a few MiB):
 
 - the kernel sends the supervisor SIGTERM when its parent (the hub) dies, however it dies
@@ -35,7 +35,7 @@ def supervised(state_dir: Path, name: str, command: list[str]) -> list[str]:
     """``command``, run through this module: it ends with the hub, and ``state_dir/pids/<name>.pid``
     names it (titan.lifecycle reads it)."""
     pid_file = state_dir / "pids" / f"{name}.pid"
-    return [sys.executable, "-m", "titan.supervise", "--pid-file", str(pid_file), "--", *command]
+    return [sys.executable, "-m", "core.supervise", "--pid-file", str(pid_file), "--", *command]
 
 
 def end_with_parent(sig: int = signal.SIGTERM) -> bool:
@@ -80,7 +80,7 @@ def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "--grace":
         grace, argv = float(argv[1]), argv[2:]
     if len(argv) < 4 or argv[0] != "--pid-file" or argv[2] != "--":
-        print("usage: python -m titan.supervise [--grace SECONDS] --pid-file FILE -- COMMAND...", file=sys.stderr)
+        print("usage: python -m core.supervise [--grace SECONDS] --pid-file FILE -- COMMAND...", file=sys.stderr)
         return 2
     pid_file, command = Path(argv[1]), argv[3:]
     if not end_with_parent():
