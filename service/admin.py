@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,8 +35,6 @@ from service import metrics
 from service.handlers import APIHandler, PageHandler
 from service.usage import RangeError, Report, UsageRecorder, parse_range, usage_report
 from service.usage.recorder import DaskContainer, parse_time
-
-Clock = Callable[[], datetime]
 
 
 class Operations(LoggingConfigurable):
@@ -167,8 +164,7 @@ class _Operations:
             raise HTTPError(403, "only hub admins may see this")
 
     def now(self) -> datetime:
-        clock: Clock = getattr(self.ops_app, "usage_clock", None) or (lambda: datetime.now(UTC))
-        return clock()
+        return datetime.now(UTC)
 
     def report(self, user: str | None) -> Report:
         try:

@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
 from service.autosave.clone import clone_into, default_path
-from service.autosave.snapshot import autosave_commits, branch_tip, create_branch, git_env
+from service.autosave.snapshot import autosave_commits, create_branch, git_env
 from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
 from service.hub import GitHubCredentials, HubClient, github_user
 from service.metrics import record_push, record_snapshot
@@ -439,9 +439,6 @@ class Engine:
         message = (f"`git fetch {remote} {name}` then `git switch {name}` to get it back" if pushed
                    else result.message)
         return {"branch": name, "commit": commit, "pushed": pushed, "message": message}
-
-    def tip(self, workspace: Any, branch: str) -> str | None:
-        return branch_tip(workspace, branch)
 
 
 def _aware(value: datetime) -> datetime:
