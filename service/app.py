@@ -146,7 +146,7 @@ class TitanService(Application):
 
     max_body_mb = Float(10.0, help="""Largest request body the service takes, in MB (its API takes small JSON
         documents); a larger one is answered 413 with a JSON message, its body never read.
-        titan.yaml autosave.max_body_mb. Default 10.""").tag(config=True)
+        titan.yaml service.max_body_mb. Default 10.""").tag(config=True)
     stop_timeout = Float(5.0, help="""Seconds the service gives its final autosave snapshots when it
         stops (the hub is stopping, and its servers stop next), so that `make down` stays short.
         Default 5.""").tag(config=True)

@@ -34,7 +34,7 @@ _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOC
 
 
 def command(settings: Settings, address: str) -> list[str]:
-    autosave = settings.autosave
+    autosave = settings.service
     state = settings.state_dir / "service"
     args = [
         sys.executable, "-m", "service",
@@ -84,7 +84,7 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
         "name": SERVICE_NAME,
         "display": True,
         "info": {"description": "Git autosave of your repositories, and share links"},
-        "url": f"http://{address}:{settings.autosave['port']}",
+        "url": f"http://{address}:{settings.service['port']}",
         "command": supervised(settings.state_dir, SERVICE_NAME, command(settings, address)),
         "cwd": str(settings.state_dir),
         "environment": environment,
