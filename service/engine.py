@@ -19,21 +19,36 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
+from traitlets import Bool, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
 
 from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
 from service.autosave.clone import clone_into, default_path
 from service.autosave.snapshot import autosave_commits, create_branch, git_env
-from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
-from service.hub import GitHubCredentials, HubClient, github_user
+from service.db import DEFAULT_INTERVAL, AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
+from service.github import github_user
+from service.hub import GitHubCredentials, HubError
 from service.metrics import record_push, record_snapshot
+from service.watcher import ServerChange
 
 log = logging.getLogger("titan.service.autosave")
+
+#: What a snapshot, push or clone of one repository may meet, reported on its status (anything else
+#: is a bug: it reaches the watcher's or the request's log with its traceback): a home or repository
+#: that is not as expected, git failing or timing out, the files, the Docker engine or the hub.
+STEP_ERRORS = (WorkspaceError, LookupError, OSError, subprocess.SubprocessError, HubError)
+
+class CredentialSource(Protocol):
+    """What autosave asks the hub (``HubClient``): a user's GitHub token, fetched fresh for each use."""
+
+    async def github_credentials(self, name: str) -> GitHubCredentials | None: ...
+
 
 VolumeResolver = Callable[[str], Path]
 #: () -> (the default profile's slug, profile slug -> repositories its servers clone)
@@ -52,48 +67,89 @@ def noreply_email(login: str, user_id: int | None) -> str:
 
 
 @dataclass
-class EngineConfig:
-    state_dir: Path
-    github_url: str
-    branch_template: str = "autosave/{user}/{server}"
-    max_file_size: int = 10 * 1024 * 1024
-    concurrency: int = 4
-    retry_base: float = 30.0
-    retry_max: float = 1800.0
-    push_timeout: float = 300.0
-    home_uid: int = 1000  # owner of what is cloned into a home (the image's jovyan)
-    home_gid: int = 1000
-    clone_timeout: float = 600.0
-    author_ttl: float = 3600.0  # how long a GitHub name and public email are reused
-
-
-@dataclass
 class _Backoff:
     delay: float = 0.0
     until: float = 0.0
 
 
-@dataclass
-class Engine:
-    config: EngineConfig
-    db: Database
-    hub: HubClient
-    volume_path: VolumeResolver
-    askpass: Path
-    profiles: ProfileClones | None = None
-    profile_of: ProfileOf | None = None
-    running: dict[str, set[str]] = field(default_factory=dict)
-    _seen: set[tuple[str, str]] = field(default_factory=set)  # (user, server) already handled for clones
-    _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
-    _clone_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-    _refused: dict[str, str] = field(default_factory=dict)  # user -> keyed fingerprint of a refused token
-    _backoff: dict[int, _Backoff] = field(default_factory=dict)
-    _authors: dict[str, tuple[str, float, Identity]] = field(default_factory=dict)  # user -> (token key, until, who)
-    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    _pool: ThreadPoolExecutor | None = None
+class Autosave(LoggingConfigurable):
+    """Snapshots and pushes users' repositories, and clones into homes when a server starts; told
+    by the hub watcher (``servers_changed``) what runs, started and stopped."""
 
-    def __post_init__(self) -> None:
-        self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="autosave")
+    github_url = Unicode(
+        "https://github.com",
+        help="""The GitHub the users' tokens belong to (https://github.com or a GitHub Enterprise URL).
+        Pushes and clones with a token go only to remotes on this host: the token is never sent anywhere
+        else. titan.yaml auth.github.url. Default https://github.com.""",
+    ).tag(config=True)
+    branch_template = Unicode(
+        "autosave/{user}/{server}",
+        help="""Autosave branch name; {user} and {server} ("default" for the default server) are filled
+        in. titan.yaml service.branch_template. Default autosave/{user}/{server}.""",
+    ).tag(config=True)
+    default_interval = Integer(
+        DEFAULT_INTERVAL, help="""Autosave interval of a user who has not chosen one, in seconds.
+        titan.yaml service.interval. Default 600.""",
+    ).tag(config=True)
+    min_interval = Integer(
+        60, help="Shortest autosave interval a user may choose, in seconds. titan.yaml service.min_interval. "
+        "Default 60.",
+    ).tag(config=True)
+    max_file_size = Integer(
+        10 * 1024 * 1024, help="""Files larger than this many bytes are left out of snapshots and listed.
+        titan.yaml service.max_file_size_mb. Default 10 MB (GitHub refuses 100 MB).""",
+    ).tag(config=True)
+    concurrency = Integer(4, help="Repositories snapshotted, pushed or cloned at the same time. Default 4.").tag(
+        config=True)
+    retry_base = Float(30.0, help="First retry delay after a network error, in seconds (doubles). Default 30.").tag(
+        config=True)
+    retry_max = Float(1800.0, help="Longest retry delay after network errors, in seconds. Default 1800.").tag(
+        config=True)
+    push_timeout = Float(300.0, help="Seconds one git push may take before it counts as failed. Default 300.").tag(
+        config=True)
+    clone_timeout = Float(600.0, help="Seconds one git clone may take before it counts as failed. Default 600.").tag(
+        config=True)
+    author_ttl = Float(
+        3600.0, help="""Seconds a user's GitHub name and public email (the commits' author) are reused before
+        GitHub is asked again. Default 3600.""",
+    ).tag(config=True)
+    home_owner = Unicode(
+        "1000:1000", help="""uid:gid that files cloned into a home volume get (the images' jovyan).
+        Default 1000:1000.""",
+    ).tag(config=True)
+    enabled = Bool(
+        True, help="""Take snapshots and clones (the watcher tells this part what changes). False: the
+        pages and API are served, nothing is snapshotted. Default True.""",
+    ).tag(config=True)
+
+    def __init__(self, db: Database, hub: CredentialSource, volume_path: VolumeResolver, askpass: Path, *,
+                 state_dir: Path, profiles: ProfileClones | None = None, profile_of: ProfileOf | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.db = db
+        self.hub = hub
+        self.volume_path = volume_path
+        self.askpass = askpass
+        self.state_dir = state_dir
+        self.profiles = profiles
+        self.profile_of = profile_of
+        self.running: dict[str, set[str]] = {}  # user -> servers running at the last pass
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._clone_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._refused: dict[str, str] = {}  # user -> keyed fingerprint of a refused token
+        self._backoff: dict[int, _Backoff] = {}
+        self._authors: dict[str, tuple[str, float, Identity]] = {}  # user -> (token key, until, who)
+        self._key = secrets.token_bytes(32)
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="autosave")
+
+    @property
+    def home_uid(self) -> int:
+        return int(self.home_owner.partition(":")[0])
+
+    @property
+    def home_gid(self) -> int:
+        uid, _, gid = self.home_owner.partition(":")
+        return int(gid or uid)
 
     async def _thread(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
@@ -101,33 +157,33 @@ class Engine:
     # ---- settings ------------------------------------------------------------------------
 
     def store_root(self, user: str) -> Path:
-        return self.config.state_dir / "autosave" / safe_ref_part(user)
+        return self.state_dir / "autosave" / safe_ref_part(user)
 
     def branch_for(self, user: str, server: str) -> str:
-        return self.config.branch_template.format(user=safe_ref_part(user), server=safe_ref_part(server or "default"))
+        return self.branch_template.format(user=safe_ref_part(user), server=safe_ref_part(server or "default"))
 
-    # ---- the periodic pass ---------------------------------------------------------------
+    # ---- the hub watcher's pass ------------------------------------------------------------
 
-    async def tick(self) -> None:
-        """One scheduler pass: final snapshots for stopped servers, scheduled ones when due."""
+    async def servers_changed(self, change: ServerChange) -> None:
+        """One pass: clones for servers that started, final snapshots for stopped ones, scheduled
+        snapshots when due."""
+        self.running = {}
+        for user, server in change.running:
+            self.running.setdefault(user, set()).add(server)
+        if not self.enabled:
+            return
         with self.db.session() as session:
             users = [(u.name, u.interval, [r.id for r in u.repos])
                      for u in session.scalars(select(AutosaveUser).where(AutosaveUser.enabled.is_(True)))]
-        jobs: list[Awaitable[Any]] = await self._clone_jobs()
+        jobs: list[Awaitable[Any]] = await self._clone_jobs(change)
         for name, interval, repo_ids in users:
             if not repo_ids:
                 continue
-            try:
-                servers = await self.hub.running_servers(name)
-            except Exception as error:  # the hub is restarting: try again next tick
-                log.warning("Could not ask the hub about %s's servers: %s", name, error)
-                continue
-            servers = servers or set()
-            before = self.running.get(name, set())
-            self.running[name] = servers
-            for stopped in sorted(before - servers):
-                log.info("Server %s/%s stopped: final snapshot", name, stopped or "default")
-                jobs += [self.run_repo(name, repo_id, stopped, "final snapshot") for repo_id in repo_ids]
+            for user, stopped in sorted(change.stopped):
+                if user == name:
+                    log.info("Server %s/%s stopped: final snapshot", name, stopped or "default")
+                    jobs += [self.run_repo(name, repo_id, stopped, "final snapshot") for repo_id in repo_ids]
+            servers = self.running.get(name)
             if servers:
                 server = sorted(servers)[0]
                 jobs += [self.run_repo(name, repo_id, server, "scheduled", interval) for repo_id in repo_ids]
@@ -150,43 +206,30 @@ class Engine:
 
     # ---- clones at server start ---------------------------------------------------------
 
-    async def _clone_jobs(self) -> list[Awaitable[Any]]:
+    async def _clone_jobs(self, change: ServerChange) -> list[Awaitable[Any]]:
         """Clones for servers that started since the last pass (the user's list and the profile's)."""
+        if not change.started:
+            return []
         with self.db.session() as session:
             own: dict[str, list[tuple[str, str]]] = {}
             for row in session.scalars(select(CloneRepo).where(CloneRepo.source == "settings")):
                 own.setdefault(row.user_name, []).append((row.url, row.path))
         default, by_profile = self.profiles() if self.profiles else ("", {})
-        if not own and not any(by_profile.values()):
-            self._seen = set()  # nothing to clone: no need to ask the hub about every user
-            return []
-        try:
-            active = await self.hub.active_servers()
-        except Exception as error:
-            log.warning("Could not ask the hub about active servers: %s", error)
-            return []
-        seen: set[tuple[str, str]] = set()
         jobs: list[Awaitable[Any]] = []
-        for user, servers in active.items():
-            for server, model in servers.items():
-                if not model.get("ready"):
-                    continue  # not started yet (its volume may not exist): next pass
-                seen.add((user, server))
-                if (user, server) in self._seen:
-                    continue
-                profile = str((model.get("user_options") or {}).get("profile") or "")
-                if not profile and self.profile_of is not None:
-                    profile = await self._thread(self.profile_of, user, server) or ""
-                profile = profile or default
-                wanted = [(url, path, "settings") for url, path in own.get(user, [])]
-                for url in by_profile.get(profile, ()):
-                    try:
-                        wanted.append((url, default_path(url), f"profile {profile}"))
-                    except ValueError as error:
-                        log.warning("Profile %s: %s", profile, error)
-                if wanted:
-                    jobs.append(self.clone_for(user, wanted))
-        self._seen = seen
+        for user, server in sorted(change.started):
+            model = change.active.get(user, {}).get(server, {})
+            profile = str((model.get("user_options") or {}).get("profile") or "")
+            if not profile and self.profile_of is not None and by_profile:
+                profile = await self._thread(self.profile_of, user, server) or ""
+            profile = profile or default
+            wanted = [(url, path, "settings") for url, path in own.get(user, [])]
+            for url in by_profile.get(profile, ()):
+                try:
+                    wanted.append((url, default_path(url), f"profile {profile}"))
+                except ValueError as error:
+                    log.warning("Profile %s: %s", profile, error)
+            if wanted:
+                jobs.append(self.clone_for(user, wanted))
         return jobs
 
     async def clone_for(self, user: str, wanted: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
@@ -206,12 +249,12 @@ class Engine:
                 else:
                     try:
                         result = await self._thread(
-                            clone_into, home, path, url, self.config.state_dir / "clones", self.config.github_url,
-                            token, self.askpass, self.config.home_uid, self.config.home_gid, self.config.clone_timeout)
+                            clone_into, home, path, url, self.state_dir / "clones", self.github_url,
+                            token, self.askpass, self.home_uid, self.home_gid, self.clone_timeout)
                         state, message = result.state, result.message
                         if result.outcome is PushOutcome.AUTH and creds is not None:
                             self._refused[user] = self._fingerprint(creds.token)
-                    except Exception as error:
+                    except STEP_ERRORS as error:
                         log.exception("Clone of %s for %s failed", url, user)
                         state, message = "error", f"{type(error).__name__}: {_safe(error)}"
                 if state == "cloned":
@@ -252,7 +295,7 @@ class Engine:
                 strip = bool(repo.user.strip_outputs)
             try:
                 await self._pass(user, repo_id, path, remote, branch, reason, snap=due, strip=strip)
-            except Exception as error:
+            except STEP_ERRORS as error:
                 log.exception("Autosave of %s:%s failed", user, path)
                 record_snapshot(reason, "failed")
                 self._update(repo_id, state="error", error=f"{type(error).__name__}: {_safe(error)}")
@@ -279,14 +322,14 @@ class Engine:
         if cached and cached[0] == key and cached[1] > time.monotonic():
             return cached[2]  # no GitHub API call on every pass (most passes find nothing to commit)
         email = None
-        status, body = await github_user(self.config.github_url, creds.token)
+        status, body = await github_user(self.github_url, creds.token)
         if status == 200:
             email = body.get("email")  # GitHub shows only a public email here
         elif status == 401:
             self._refused[user] = key
         identity = Identity(creds.name or creds.login, email or noreply_email(creds.login, creds.id))
         if status == 200:
-            self._authors[user] = (key, time.monotonic() + self.config.author_ttl, identity)
+            self._authors[user] = (key, time.monotonic() + self.author_ttl, identity)
         return identity
 
     def _fingerprint(self, token: str) -> str:
@@ -296,7 +339,7 @@ class Engine:
     async def _credentials(self, user: str) -> GitHubCredentials | None:
         try:
             return await self.hub.github_credentials(user)
-        except Exception as error:
+        except HubError as error:
             log.warning("Could not fetch %s's GitHub credentials from the hub: %s", user, type(error).__name__)
             return None
 
@@ -309,7 +352,7 @@ class Engine:
         if snap:
             author = await self._author(user, creds)
             result = await self._thread(lambda: snapshot(
-                workspace, branch, author, max_size=self.config.max_file_size, strip_outputs=strip,
+                workspace, branch, author, max_size=self.max_file_size, strip_outputs=strip,
                 message=f"Autosave ({reason}) {now.strftime('%Y-%m-%d %H:%M:%S')} UTC"))
             record_snapshot(reason, "committed" if result.commit else "unchanged")
             values: dict[str, Any] = {"last_pass": now, "branch": branch,
@@ -346,17 +389,17 @@ class Engine:
         url = await self._thread(self._remote_url, workspace.gitdir, remote)
         if url is None:
             self._update(repo_id, state="error", message="",
-                         error=f"remote {remote!r} is missing or not on {self.config.github_url}")
+                         error=f"remote {remote!r} is missing or not on {self.github_url}")
             return
         result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
-                                    self.askpass, self.config.push_timeout)
+                                    self.askpass, self.push_timeout)
         record_push(result.outcome.value)
         now = utcnow()
         if result.outcome is PushOutcome.REJECTED:
             moved = target
             target = f"{branch}-{now.strftime('%Y%m%d-%H%M%S')}"
             result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
-                                        self.askpass, self.config.push_timeout)
+                                        self.askpass, self.push_timeout)
             record_push(result.outcome.value)
             if result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE):
                 self._backoff.pop(repo_id, None)
@@ -375,7 +418,7 @@ class Engine:
             log.info("Autosave %s: GitHub refused the token; waiting for a new sign-in", user)
         elif result.outcome is PushOutcome.NETWORK:
             backoff = self._backoff.setdefault(repo_id, _Backoff())
-            backoff.delay = min(self.config.retry_max, backoff.delay * 2 or self.config.retry_base)
+            backoff.delay = min(self.retry_max, backoff.delay * 2 or self.retry_base)
             backoff.until = time.monotonic() + backoff.delay
             self._update(repo_id, state="network error", error=result.message,
                          message=f"will retry in {backoff.delay:.0f} s")
@@ -394,7 +437,7 @@ class Engine:
 
     def _remote_url(self, gitdir: Path, remote: str) -> str | None:
         url = self._remote_url_of(gitdir, remote)
-        return remote_url(url, self.config.github_url) if url else None
+        return remote_url(url, self.github_url) if url else None
 
     # ---- status and restore --------------------------------------------------------------
 
@@ -432,7 +475,7 @@ class Engine:
             return {"branch": name, "commit": commit, "pushed": False,
                     "message": "branch created on the server; it could not be pushed (no token or remote)"}
         result = await self._thread(push, workspace.store, url, f"refs/heads/{name}", name, creds.token,
-                                    self.askpass, self.config.push_timeout)
+                                    self.askpass, self.push_timeout)
         pushed = result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE)
         if result.outcome is PushOutcome.AUTH:
             self._refused[user] = self._fingerprint(creds.token)

@@ -115,7 +115,7 @@ def test_openapi_document_lists_every_route(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
     app = TitanService()
-    app.db = app.engine = None  # make_web_app only builds routes
+    app.db = app.autosave = None  # make_web_app only builds routes
     documented = {re.sub(r"\{[^}]+\}", "X", path) for path in doc["paths"]}
     routed = {re.sub(r"\([^)]*\)", "X", spec.matcher.regex.pattern.rstrip("$"))
               .removeprefix("/services/titan/api") for spec in app.make_web_app().default_router.rules[0]
