@@ -5,8 +5,8 @@ A ``traitlets.config.Application`` like jupyterhub-idle-culler: ``launch_instanc
 hub runs ``python -m service -f service/config.py``; that file turns titan.yaml into this
 configuration (``service.configure``). ``initialize`` builds the parts, each a ``LoggingConfigurable``
 with its own documented settings: ``HubClient`` (the one hub client), ``DockerHost`` (the one Docker
-client), ``HubWatcher`` (one listing of the hub's active servers a pass, told to ``Autosave``, clones
-at server start and ``UsageRecorder``), ``Operations`` (the admin page's actions).
+client), ``HubWatcher`` (one listing of the hub's active servers a pass, told to ``Autosave``,
+``Clones`` at server start and ``UsageRecorder``), ``Operations`` (the admin page's actions).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from service import admin as operations
 from service import handlers, metrics
 from service.autosave.push import write_askpass
 from service.body_limit import limited_server
+from service.clones import Clones
 from service.db import Database
 from service.dockerhost import DockerHost
 from service.engine import Autosave
@@ -117,7 +118,7 @@ class TitanService(Application):
 
     aliases = {"f": "TitanService.config_file", "config": "TitanService.config_file",
                "log-level": "Application.log_level"}
-    classes = [HubClient, DockerHost, HubWatcher, Autosave, operations.Operations]
+    classes = [HubClient, DockerHost, HubWatcher, Autosave, Clones, operations.Operations]
 
     def initialize(self, argv: Any = None) -> None:
         super().initialize(argv)
@@ -135,12 +136,14 @@ class TitanService(Application):
         self.docker = DockerHost(parent=self)
         self.profiles = ProfileClones(self.profiles_dir)
         self.autosave = Autosave(self.db, self.hub, self.docker.volume_path, write_askpass(state), state_dir=state,
-                                 profiles=self.profiles, profile_of=self.docker.profile_of, parent=self)
+                                 parent=self)
+        self.clones = Clones(self.autosave, profiles=self.profiles, profile_of=self.docker.profile_of, parent=self)
         self.usage = UsageRecorder(self.db, dask_source=self.docker.dask_containers,
                                    profile_of=self.docker.profile_of, default_profile=lambda: self.profiles()[0])
         metrics.DASK.source = self.docker.dask_containers
         self.watcher = HubWatcher(self.hub, parent=self)
         self.watcher.watch("Autosave", self.autosave.servers_changed)
+        self.watcher.watch("Clones", self.clones.servers_changed)
         self.watcher.watch("Usage", self.usage.servers_changed)
         self.operations = operations.Operations(self.hub, parent=self)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/titan/")

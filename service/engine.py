@@ -17,7 +17,7 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,20 +29,15 @@ from traitlets import Bool, Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
 
 from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
-from service.autosave.clone import clone_into, default_path
 from service.autosave.snapshot import autosave_commits, create_branch, git_env
-from service.db import DEFAULT_INTERVAL, AutosaveRepo, AutosaveUser, CloneRepo, Database, utcnow
+from service.autosave.steps import STEP_ERRORS, noreply_email, safe_error, safe_ref_part
+from service.db import DEFAULT_INTERVAL, AutosaveRepo, AutosaveUser, Database, utcnow
 from service.github import github_user
 from service.hub import GitHubCredentials, HubError
 from service.metrics import record_push, record_snapshot
 from service.watcher import ServerChange
 
 log = logging.getLogger("titan.service.autosave")
-
-#: What a snapshot, push or clone of one repository may meet, reported on its status (anything else
-#: is a bug: it reaches the watcher's or the request's log with its traceback): a home or repository
-#: that is not as expected, git failing or timing out, the files, the Docker engine or the hub.
-STEP_ERRORS = (WorkspaceError, LookupError, OSError, subprocess.SubprocessError, HubError)
 
 class CredentialSource(Protocol):
     """What autosave asks the hub (``HubClient``): a user's GitHub token, fetched fresh for each use."""
@@ -51,19 +46,6 @@ class CredentialSource(Protocol):
 
 
 VolumeResolver = Callable[[str], Path]
-#: () -> (the default profile's slug, profile slug -> repositories its servers clone)
-ProfileClones = Callable[[], tuple[str, Mapping[str, tuple[str, ...]]]]
-#: (user, server) -> the profile slug of that running server (its container's titan.profile label)
-ProfileOf = Callable[[str, str], str | None]
-
-
-def safe_ref_part(value: str) -> str:
-    """A user or server name as one ref-name component (``alice@x y`` → ``alice-x-y``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip(".-") or "default"
-
-
-def noreply_email(login: str, user_id: int | None) -> str:
-    return f"{user_id}+{login}@users.noreply.github.com" if user_id else f"{login}@users.noreply.github.com"
 
 
 @dataclass
@@ -73,8 +55,8 @@ class _Backoff:
 
 
 class Autosave(LoggingConfigurable):
-    """Snapshots and pushes users' repositories, and clones into homes when a server starts; told
-    by the hub watcher (``servers_changed``) what runs, started and stopped."""
+    """Snapshots and pushes users' repositories; told by the hub watcher (``servers_changed``) what
+    runs and stopped. Clones at a server's start (``service.clones``) use its settings and tokens."""
 
     github_url = Unicode(
         "https://github.com",
@@ -107,8 +89,6 @@ class Autosave(LoggingConfigurable):
         config=True)
     push_timeout = Float(300.0, help="Seconds one git push may take before it counts as failed. Default 300.").tag(
         config=True)
-    clone_timeout = Float(600.0, help="Seconds one git clone may take before it counts as failed. Default 600.").tag(
-        config=True)
     author_ttl = Float(
         3600.0, help="""Seconds a user's GitHub name and public email (the commits' author) are reused before
         GitHub is asked again. Default 3600.""",
@@ -123,19 +103,15 @@ class Autosave(LoggingConfigurable):
     ).tag(config=True)
 
     def __init__(self, db: Database, hub: CredentialSource, volume_path: VolumeResolver, askpass: Path, *,
-                 state_dir: Path, profiles: ProfileClones | None = None, profile_of: ProfileOf | None = None,
-                 **kwargs: Any) -> None:
+                 state_dir: Path, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.db = db
         self.hub = hub
         self.volume_path = volume_path
         self.askpass = askpass
         self.state_dir = state_dir
-        self.profiles = profiles
-        self.profile_of = profile_of
         self.running: dict[str, set[str]] = {}  # user -> servers running at the last pass
         self._locks: dict[int, asyncio.Lock] = {}
-        self._clone_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._refused: dict[str, str] = {}  # user -> keyed fingerprint of a refused token
         self._backoff: dict[int, _Backoff] = {}
         self._authors: dict[str, tuple[str, float, Identity]] = {}  # user -> (token key, until, who)
@@ -151,7 +127,7 @@ class Autosave(LoggingConfigurable):
         uid, _, gid = self.home_owner.partition(":")
         return int(gid or uid)
 
-    async def _thread(self, func: Callable[..., Any], *args: Any) -> Any:
+    async def thread(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     # ---- settings ------------------------------------------------------------------------
@@ -165,8 +141,7 @@ class Autosave(LoggingConfigurable):
     # ---- the hub watcher's pass ------------------------------------------------------------
 
     async def servers_changed(self, change: ServerChange) -> None:
-        """One pass: clones for servers that started, final snapshots for stopped ones, scheduled
-        snapshots when due."""
+        """One pass: final snapshots for stopped servers, scheduled snapshots when due."""
         self.running = {}
         for user, server in change.running:
             self.running.setdefault(user, set()).add(server)
@@ -175,7 +150,7 @@ class Autosave(LoggingConfigurable):
         with self.db.session() as session:
             users = [(u.name, u.interval, [r.id for r in u.repos])
                      for u in session.scalars(select(AutosaveUser).where(AutosaveUser.enabled.is_(True)))]
-        jobs: list[Awaitable[Any]] = await self._clone_jobs(change)
+        jobs: list[Awaitable[Any]] = []
         for name, interval, repo_ids in users:
             if not repo_ids:
                 continue
@@ -204,76 +179,6 @@ class Autosave(LoggingConfigurable):
             await asyncio.gather(*jobs)
         return len(jobs)
 
-    # ---- clones at server start ---------------------------------------------------------
-
-    async def _clone_jobs(self, change: ServerChange) -> list[Awaitable[Any]]:
-        """Clones for servers that started since the last pass (the user's list and the profile's)."""
-        if not change.started:
-            return []
-        with self.db.session() as session:
-            own: dict[str, list[tuple[str, str]]] = {}
-            for row in session.scalars(select(CloneRepo).where(CloneRepo.source == "settings")):
-                own.setdefault(row.user_name, []).append((row.url, row.path))
-        default, by_profile = self.profiles() if self.profiles else ("", {})
-        jobs: list[Awaitable[Any]] = []
-        for user, server in sorted(change.started):
-            model = change.active.get(user, {}).get(server, {})
-            profile = str((model.get("user_options") or {}).get("profile") or "")
-            if not profile and self.profile_of is not None and by_profile:
-                profile = await self._thread(self.profile_of, user, server) or ""
-            profile = profile or default
-            wanted = [(url, path, "settings") for url, path in own.get(user, [])]
-            for url in by_profile.get(profile, ()):
-                try:
-                    wanted.append((url, default_path(url), f"profile {profile}"))
-                except ValueError as error:
-                    log.warning("Profile %s: %s", profile, error)
-            if wanted:
-                jobs.append(self.clone_for(user, wanted))
-        return jobs
-
-    async def clone_for(self, user: str, wanted: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-        """Clone each (url, path, source) into the user's home unless something is there already."""
-        results = []
-        try:
-            home: Path | None = await self._thread(self.volume_path, user)
-        except (LookupError, OSError) as error:
-            home, problem = None, str(error)
-        creds = await self._credentials(user) if home is not None else None
-        token = creds.token if creds and self._refused.get(user) != self._fingerprint(creds.token) else None
-        for url, path, source in wanted:
-            lock = self._clone_locks.setdefault((user, path), asyncio.Lock())
-            async with lock:
-                if home is None:
-                    state, message = "error", problem
-                else:
-                    try:
-                        result = await self._thread(
-                            clone_into, home, path, url, self.state_dir / "clones", self.github_url,
-                            token, self.askpass, self.home_uid, self.home_gid, self.clone_timeout)
-                        state, message = result.state, result.message
-                        if result.outcome is PushOutcome.AUTH and creds is not None:
-                            self._refused[user] = self._fingerprint(creds.token)
-                    except STEP_ERRORS as error:
-                        log.exception("Clone of %s for %s failed", url, user)
-                        state, message = "error", f"{type(error).__name__}: {_safe(error)}"
-                if state == "cloned":
-                    log.info("Cloned %s into %s's home at %s (%s)", url, user, path, source)
-                results.append(self._clone_status(user, url, path, source, state, message))
-        return results
-
-    def _clone_status(self, user: str, url: str, path: str, source: str, state: str, message: str) -> dict[str, Any]:
-        with self.db.session() as session:
-            row = session.scalars(select(CloneRepo).where(CloneRepo.user_name == user, CloneRepo.path == path)).first()
-            if row is None:
-                row = CloneRepo(user_name=user, url=url, path=path, source=source)
-                session.add(row)
-            elif row.source != "settings":
-                row.url, row.source = url, source
-            row.state, row.message, row.last_attempt = state, message, utcnow()
-            session.flush()
-            return row.status()
-
     # ---- snapshots -----------------------------------------------------------------------
 
     async def run_repo(self, user: str, repo_id: int, server: str, reason: str,
@@ -298,7 +203,7 @@ class Autosave(LoggingConfigurable):
             except STEP_ERRORS as error:
                 log.exception("Autosave of %s:%s failed", user, path)
                 record_snapshot(reason, "failed")
-                self._update(repo_id, state="error", error=f"{type(error).__name__}: {_safe(error)}")
+                self._update(repo_id, state="error", error=f"{type(error).__name__}: {safe_error(error)}")
             with self.db.session() as session:
                 found = session.get(AutosaveRepo, repo_id)
                 return found.status() if found else {}
@@ -336,7 +241,14 @@ class Autosave(LoggingConfigurable):
         # keyed with a per-process random key, kept only in memory: not a stored form of the token
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
 
-    async def _credentials(self, user: str) -> GitHubCredentials | None:
+    def refuse(self, user: str, token: str) -> None:
+        """GitHub refused ``user``'s ``token``: not used again (pushes, clones) until it changes."""
+        self._refused[user] = self._fingerprint(token)
+
+    def refused(self, user: str, token: str) -> bool:
+        return self._refused.get(user) == self._fingerprint(token)
+
+    async def credentials(self, user: str) -> GitHubCredentials | None:
         try:
             return await self.hub.github_credentials(user)
         except HubError as error:
@@ -345,13 +257,13 @@ class Autosave(LoggingConfigurable):
 
     async def _pass(self, user: str, repo_id: int, path: str, remote: str, branch: str, reason: str,
                     snap: bool, strip: bool = False) -> None:
-        home = await self._thread(self.volume_path, user)
+        home = await self.thread(self.volume_path, user)
         workspace = locate(home, path, self.store_root(user))
-        creds = await self._credentials(user)
+        creds = await self.credentials(user)
         now = utcnow()
         if snap:
             author = await self._author(user, creds)
-            result = await self._thread(lambda: snapshot(
+            result = await self.thread(lambda: snapshot(
                 workspace, branch, author, max_size=self.max_file_size, strip_outputs=strip,
                 message=f"Autosave ({reason}) {now.strftime('%Y-%m-%d %H:%M:%S')} UTC"))
             record_snapshot(reason, "committed" if result.commit else "unchanged")
@@ -386,19 +298,19 @@ class Autosave(LoggingConfigurable):
             self._update(repo_id, state="sign in again", error="",
                          message="GitHub refused your token: sign in to Titan again; snapshots are kept meanwhile")
             return
-        url = await self._thread(self._remote_url, workspace.gitdir, remote)
+        url = await self.thread(self._remote_url, workspace.gitdir, remote)
         if url is None:
             self._update(repo_id, state="error", message="",
                          error=f"remote {remote!r} is missing or not on {self.github_url}")
             return
-        result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
+        result = await self.thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
                                     self.askpass, self.push_timeout)
         record_push(result.outcome.value)
         now = utcnow()
         if result.outcome is PushOutcome.REJECTED:
             moved = target
             target = f"{branch}-{now.strftime('%Y%m%d-%H%M%S')}"
-            result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
+            result = await self.thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
                                         self.askpass, self.push_timeout)
             record_push(result.outcome.value)
             if result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE):
@@ -448,11 +360,11 @@ class Autosave(LoggingConfigurable):
                 return []
             path, branch = repo.path, repo.branch
         try:
-            home = await self._thread(self.volume_path, user)
+            home = await self.thread(self.volume_path, user)
             workspace = locate(home, path, self.store_root(user))
         except (WorkspaceError, LookupError, OSError):
             return []
-        commits: list[dict[str, str]] = await self._thread(autosave_commits, workspace, branch)
+        commits: list[dict[str, str]] = await self.thread(autosave_commits, workspace, branch)
         return commits
 
     async def restore(self, user: str, repo_id: int, commit: str) -> dict[str, Any]:
@@ -462,19 +374,19 @@ class Autosave(LoggingConfigurable):
             if repo is None or repo.user_name != user or repo.branch is None:
                 raise WorkspaceError("this repository has no autosave yet")
             path, remote, branch = repo.path, repo.remote, repo.branch
-        home = await self._thread(self.volume_path, user)
+        home = await self.thread(self.volume_path, user)
         workspace = locate(home, path, self.store_root(user))
-        known = {c["commit"] for c in await self._thread(autosave_commits, workspace, branch, 1000)}
+        known = {c["commit"] for c in await self.thread(autosave_commits, workspace, branch, 1000)}
         if commit not in known:
             raise WorkspaceError("not a commit of this repository's autosave branch")
         name = f"restore/{safe_ref_part(user)}/{utcnow().strftime('%Y%m%d-%H%M%S')}-{commit[:7]}"
-        await self._thread(create_branch, workspace, name, commit)
-        creds = await self._credentials(user)
-        url = await self._thread(self._remote_url, workspace.gitdir, remote)
+        await self.thread(create_branch, workspace, name, commit)
+        creds = await self.credentials(user)
+        url = await self.thread(self._remote_url, workspace.gitdir, remote)
         if creds is None or url is None:
             return {"branch": name, "commit": commit, "pushed": False,
                     "message": "branch created on the server; it could not be pushed (no token or remote)"}
-        result = await self._thread(push, workspace.store, url, f"refs/heads/{name}", name, creds.token,
+        result = await self.thread(push, workspace.store, url, f"refs/heads/{name}", name, creds.token,
                                     self.askpass, self.push_timeout)
         pushed = result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE)
         if result.outcome is PushOutcome.AUTH:
@@ -486,11 +398,3 @@ class Autosave(LoggingConfigurable):
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _safe(error: BaseException) -> str:
-    """An error message for the status page: first line only, no command lines with environment."""
-    if isinstance(error, subprocess.CalledProcessError):
-        stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else str(error.stderr or "")
-        return (stderr.strip().splitlines() or [f"git exited with {error.returncode}"])[-1][:300]
-    return str(error).splitlines()[0][:300] if str(error) else ""

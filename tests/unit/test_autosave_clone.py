@@ -15,6 +15,7 @@ import pytest
 
 from service.autosave.clone import clone_into, default_path
 from service.autosave.push import write_askpass
+from service.clones import Clones
 from service.db import CloneRepo, Database
 from service.engine import Autosave
 from service.hub import GitHubCredentials
@@ -61,10 +62,11 @@ class HubDouble:
 class Watched:
     """Autosave told by a real hub watcher (one pass: ``tick``) over the hub double."""
 
-    def __init__(self, engine: Autosave, hub: HubDouble) -> None:
+    def __init__(self, engine: Autosave, clones: Clones, hub: HubDouble) -> None:
         self.engine, self.db = engine, engine.db
         self.watcher = HubWatcher(hub)
         self.watcher.watch("Autosave", engine.servers_changed)
+        self.watcher.watch("Clones", clones.servers_changed)
 
     def tick(self) -> None:
         asyncio.run(self.watcher.run_pass())
@@ -75,9 +77,8 @@ def make_engine(tmp_path: Path, fake: FakeGitHub, hub: HubDouble, profile_clones
     db = Database(f"sqlite:///{tmp_path / 'service.sqlite'}")
     (tmp_path / "home").mkdir(exist_ok=True)
     engine = Autosave(db, hub, lambda user: tmp_path / "home", write_askpass(tmp_path), state_dir=tmp_path / "state",
-                      github_url=fake.url, home_owner=f"{UID}:{GID}",
-                      profiles=lambda: ("small", {"course": profile_clones}))
-    return Watched(engine, hub)
+                      github_url=fake.url, home_owner=f"{UID}:{GID}")
+    return Watched(engine, Clones(engine, profiles=lambda: ("small", {"course": profile_clones})), hub)
 
 
 def statuses(engine: Watched) -> dict[str, dict[str, Any]]:
