@@ -26,7 +26,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from service.db import Base, Database, utcnow
+from service.db import Database, utcnow
 from service.usage.models import DaskSession, ServerSession, as_utc, to_db
 from service.watcher import ServerChange
 
@@ -81,7 +81,6 @@ class UsageRecorder:
         self.clock = clock
         self._open_servers: set[int] = set()  # rows this process saw running at its last pass
         self._open_dask: set[int] = set()
-        Base.metadata.create_all(db.engine, tables=[ServerSession.__table__, DaskSession.__table__])  # type: ignore[list-item]
 
     async def servers_changed(self, change: ServerChange) -> None:
         """The hub watcher's pass (service.watcher): the hub's active servers, recorded."""
