@@ -16,6 +16,7 @@ import docker.errors
 from traitlets import Unicode
 from traitlets.config import LoggingConfigurable
 
+from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
 from service.usage.recorder import DaskContainer, parse_time
 
 
@@ -63,11 +64,9 @@ class DockerHost(LoggingConfigurable):
 
     def profile_of(self, user: str, server: str) -> str | None:
         """The ``titan.profile`` label of ``user``'s running ``server`` container, None without one."""
-        from spawner.container import LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-
         labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
         if self.deployment:
-            labels.append(f"titan.deployment={self.deployment}")
+            labels.append(f"{LABEL_DEPLOYMENT}={self.deployment}")
         found = self.client.containers.list(filters={"label": labels})
         return found[0].labels.get(LABEL_PROFILE) if found else None
 
@@ -76,7 +75,6 @@ class DockerHost(LoggingConfigurable):
         container is inspected once when it has started (its cores, memory and start time do not
         change) and once more if it exited."""
         from gateway.containers import LABEL_CLUSTER, LABEL_ORIGIN, LABEL_ROLE
-        from spawner.container import LABEL_DEPLOYMENT, LABEL_OWNER
 
         labels = [LABEL_CLUSTER] + ([f"{LABEL_DEPLOYMENT}={self.deployment}"] if self.deployment else [])
         found: list[dict[str, Any]] = self.client.api.containers(all=True, filters={"label": labels})

@@ -135,7 +135,7 @@ class BaseHandler(_ApplicationHubAuth, _Quiet, HubOAuthenticated, RequestHandler
             repo = session.get(AutosaveRepo, int(repo_id))
             if repo is None or repo.user_name != name:
                 raise HTTPError(404, "no such repository in your autosave settings")
-            return repo.id
+            return int(repo.id)
 
     def server_for(self, name: str) -> str:
         running = self.titan.autosave.running.get(name) or set()
