@@ -4,8 +4,12 @@ A new database gets every revision; a database made before migrations (tables, n
 ``alembic_version``) gets r0001, which only fills in what such a database may lack, and is stamped
 with it; then later revisions run. A schema change is a new file in ``versions/`` (``r0002_....py``,
 ``down_revision = "r0001"``); ``tests/unit/test_service_migrations.py`` checks that the revisions
-build exactly the ORM's tables (``alembic revision --autogenerate`` with ``-c`` pointing at
-``alembic_config`` writes a first draft).
+build exactly the ORM's tables. A first draft, against a database at the head revision::
+
+    from alembic import command
+    from service.migrations import alembic_config
+    command.revision(alembic_config(url="sqlite:///state/service/titan-service.sqlite"), "what changes",
+                     autogenerate=True, rev_id="r0002")
 """
 
 from __future__ import annotations
