@@ -132,11 +132,11 @@ if settings.gateway["enabled"]:
 # The hub-managed service at /services/titan/ (git autosave; service/hubconfig.py builds the
 # pieces). Its role has exactly list:users, read:users, read:servers and admin:auth_state; users get
 # access:services!service=titan so they can sign in to its pages and API.
-if settings.autosave["enabled"]:
+if settings.service["enabled"]:
     from service import hubconfig as titan_service
 
     c.JupyterHub.services.append(titan_service.service(settings, address))
-    c.TitanDockerSpawner.titan_service_url = f"http://{address}:{settings.autosave['port']}/services/titan/"
+    c.TitanDockerSpawner.titan_service_url = f"http://{address}:{settings.service['port']}/services/titan/"
     c.JupyterHub.load_roles = titan_service.with_service_roles(c.JupyterHub.load_roles)
 
 # ---- idle culling ---------------------------------------------------------------------
@@ -159,5 +159,5 @@ if settings.culling["enabled"]:
 c.JupyterHub.services.append(titan_monitoring.service(state))
 c.JupyterHub.load_roles = [
     *(r for r in c.JupyterHub.load_roles if r.get("name") != titan_monitoring.ROLE_NAME),
-    titan_monitoring.role("titan" if settings.autosave["enabled"] else None),
+    titan_monitoring.role("titan" if settings.service["enabled"] else None),
 ]

@@ -5,7 +5,7 @@ Run from the repository root::
 
     .venv/bin/python -m bench.autosave [--servers N] [--files F] [--duration S]
 
-The service's own engine (``service.engine.Engine``: snapshot into the store, push through
+The service's own engine (``service.engine.Autosave``: snapshot into the store, push through
 ``GIT_ASKPASS``) drives N repositories in a temporary directory, standing in for N servers' home
 volumes (no containers: the engine reaches files through the volume's host path anyway, so a
 container adds nothing to what is measured). The remote is the fake GitHub's git smart HTTP
@@ -13,12 +13,13 @@ container adds nothing to what is measured). The remote is the fake GitHub's git
 "which servers run" and "the user's token" (the real hub answers these over loopback HTTP).
 
 1. **Nothing changed**: each repository (F files, ~2 MB, one commit, snapshotted and pushed once
-   before) gets one pass (``Engine.run_repo``: the author lookup, the snapshot that finds nothing
+   before) gets one pass (``Autosave.run_repo``: the author lookup, the snapshot that finds nothing
    new, the push check) in 5 rounds; milliseconds per server.
 2. **1 MB change**: 1 MB of new random content in one file, then one pass: snapshot, commit and
    push to the fake GitHub; 5 times, seconds.
-3. **CPU**: the engine's scheduler (``Engine.tick`` every 10 s, as the service runs it) in a
-   child process for ``--duration`` seconds with every repository on a 60 s interval, while this
+3. **CPU**: the engine's scheduler (``Autosave.servers_changed`` on the hub watcher's pass every
+   10 s, as the service runs it) in a child process for ``--duration`` seconds with every
+   repository on a 60 s interval, while this
    process edits a small file in half of the repositories every 60 s (so each minute brings ten
    commits and pushes, and ten passes with nothing to save). CPU = user + system seconds of that
    process and its git children, over wall time (100 % = one core). The fake GitHub's CPU (and its
@@ -50,8 +51,9 @@ import psutil
 
 from service.autosave.push import write_askpass
 from service.db import AutosaveRepo, AutosaveUser, Database
-from service.engine import Engine, EngineConfig
+from service.engine import Autosave
 from service.hub import GitHubCredentials
+from service.watcher import HubWatcher
 from tests.fakegithub import FakeGitHub
 from tests.fakegithub.git import GitHosting, hosted
 from tests.integration.hub import REPO
@@ -65,16 +67,14 @@ MIB = 1024 * 1024
 
 
 class HubDouble:
-    """The two questions the engine asks the hub, answered from memory."""
+    """The two questions the service asks the hub, answered from memory: every user's default server runs."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str, users: list[str]) -> None:
         self.token = token
-
-    async def running_servers(self, name: str) -> set[str]:
-        return {""}
+        self.users = users
 
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
-        return {}
+        return {name: {"": {"ready": True, "started": "2026-01-01T00:00:00Z"}} for name in self.users}
 
     async def github_credentials(self, name: str) -> GitHubCredentials:
         return GitHubCredentials(self.token, name, None, name, None)
@@ -112,11 +112,12 @@ def setup(root: Path, fake: FakeGitHub, hosting: GitHosting, servers: int, files
     return fake.url or "", db
 
 
-def make_engine(root: Path, github_url: str, db: Database, token: str) -> Engine:
+def make_engine(root: Path, github_url: str, db: Database, token: str) -> Autosave:
     homes = root / "homes"
-    return Engine(EngineConfig(state_dir=root / "state", github_url=github_url), db,
-                  HubDouble(token), lambda user: homes / user,  # type: ignore[arg-type]
-                  write_askpass(root))
+    with db.session() as session:
+        users = [user.name for user in session.query(AutosaveUser)]
+    return Autosave(db, HubDouble(token, users), lambda user: homes / user, write_askpass(root),
+                    state_dir=root / "state", github_url=github_url)
 
 
 def repo_ids(db: Database) -> dict[str, int]:
@@ -124,7 +125,7 @@ def repo_ids(db: Database) -> dict[str, int]:
         return {repo.user_name: repo.id for repo in session.query(AutosaveRepo)}
 
 
-async def measure_passes(engine: Engine, ids: dict[str, int]) -> dict[str, Any]:
+async def measure_passes(engine: Autosave, ids: dict[str, int]) -> dict[str, Any]:
     for name, repo_id in ids.items():  # first snapshot and push: not measured
         status = await engine.run_repo(name, repo_id, "", "scheduled")
         assert status["state"] == "ok", status
@@ -153,13 +154,16 @@ def scheduler_child(root: str, github_url: str, token: str, duration: float, que
     """The engine's scheduler as the service runs it, in its own process; reports its CPU."""
     base = Path(root)
     engine = make_engine(base, github_url, Database(f"sqlite:///{base / 'service.sqlite'}"), token)
+    assert isinstance(engine.hub, HubDouble)
+    watcher = HubWatcher(engine.hub)
+    watcher.watch("Autosave", engine.servers_changed)
 
     async def loop() -> tuple[int, float]:
         ticks, slowest = 0, 0.0
         deadline = time.monotonic() + duration
         while time.monotonic() < deadline:
             start = time.monotonic()
-            await engine.tick()
+            await watcher.run_pass()
             ticks += 1
             slowest = max(slowest, time.monotonic() - start)
             await asyncio.sleep(max(0.0, CHECK_S - (time.monotonic() - start)))

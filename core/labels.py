@@ -43,6 +43,16 @@ def home_volume_name(template: str, user: str) -> str:
     return template.format(username=docker_safe(user))
 
 
+# The file in the state directory naming the deployment's home volume template once chosen
+# (titan.homes writes it at the hub's first start; the service reads it).
+HOME_TEMPLATE_RECORD = "home-volume-template"
+
+
+def default_home_template(deployment: str) -> str:
+    """Home volumes named after the deployment: ``<deployment>-home-{username}``."""
+    return f"{deployment}-home-{{username}}"
+
+
 # ---- GPU owner keys (the allocator's owners: a server is ``<user>/<server>``) ----------------
 
 def worker_gpu_owner(user: str, cluster: str, worker: str) -> str:

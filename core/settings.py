@@ -4,6 +4,7 @@ rejects unknown keys, with every default filled in once."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import yaml
 
 from core.network import NetworkPlan
 from core.units import parse_duration, parse_memory
+
+log = logging.getLogger("core.settings")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = Path(__file__).resolve().parent / "settings-schema.json"
@@ -45,7 +48,7 @@ class Settings:
     gpu_inventory_xml: str
     sharing: Mapping[str, Any]
     gateway: Mapping[str, Any]
-    autosave: Mapping[str, Any]
+    service: Mapping[str, Any]  # the Titan service (service/); titan.yaml ``service:`` (formerly ``autosave:``)
     culling: Mapping[str, Any] = field(default_factory=dict)  # timeout in seconds
     network: Mapping[str, Any] = field(default_factory=lambda: dict(NETWORK_DEFAULTS))
     poll_interval: float = 30.0
@@ -100,7 +103,7 @@ GATEWAY_DEFAULTS: Mapping[str, Any] = {
 }
 
 
-AUTOSAVE_DEFAULTS: Mapping[str, Any] = {
+SERVICE_DEFAULTS: Mapping[str, Any] = {
     "enabled": True, "port": 8020, "interval": 600, "min_interval": 60, "check_interval": 10,
     "max_file_size_mb": 10, "max_body_mb": 10, "branch_template": "autosave/{user}/{server}", "db_url": "",
     "log_level": "INFO",
@@ -111,6 +114,11 @@ SHARING_DEFAULTS: Mapping[str, Any] = {
     "guess_limit": 20, "guess_window": 60, "versions_kept": 10, "public_dashboard_port": 0,
     "public_dashboard_url": "",
 }
+
+
+#: Sections renamed in titan.yaml: old key -> (new key, the release that renamed it). The old key is
+#: still read, with a warning naming the new one.
+DEPRECATED_SECTIONS: Mapping[str, tuple[str, str]] = {"autosave": ("service", "2026.12")}
 
 
 NETWORK_DEFAULTS: Mapping[str, Any] = {"pool": "10.213.0.0/16", "subnet_prefix": 24}
@@ -130,6 +138,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         except yaml.YAMLError as error:
             raise SettingsError(f"{path}: not valid YAML: {error}") from None
     _validate(document, str(path))
+    document = _renamed_sections(document, str(path))
     hub = document.get("hub", {})
     auth = document.get("auth", {})
     spawner = document.get("spawner", {})
@@ -160,11 +169,26 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         gpu_inventory_xml=spawner.get("gpu_inventory_xml", ""),
         sharing={**SHARING_DEFAULTS, **document.get("sharing", {})},
         gateway={**GATEWAY_DEFAULTS, **document.get("gateway", {})},
-        autosave={**AUTOSAVE_DEFAULTS, **document.get("autosave", {})},
+        service={**SERVICE_DEFAULTS, **document.get("service", {})},
         culling=_culling(document.get("culling", {})),
         poll_interval=float(spawner.get("poll_interval", 30)),
         network=network,
     )
+
+
+def _renamed_sections(document: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """``document`` with each deprecated section under its new name (DEPRECATED_SECTIONS)."""
+    result = dict(document)
+    for old, (new, since) in DEPRECATED_SECTIONS.items():
+        if old not in result:
+            continue
+        if new in result:
+            raise SettingsError(f"{source}: both {old}: and {new}: are set; {old}: is the old name of {new}: "
+                                f"(since {since}), keep only {new}:")
+        log.warning("%s: the %s: section is now called %s: (since %s); rename it, the old name will go",
+                    source, old, new, since)
+        result[new] = result.pop(old)
+    return result
 
 
 def _culling(document: Mapping[str, Any]) -> dict[str, Any]:

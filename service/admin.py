@@ -18,16 +18,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 from jupyterhub.utils import url_path_join
 from sqlalchemy import create_engine, select
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-from tornado.ioloop import PeriodicCallback
 from tornado.web import HTTPError, RequestHandler
 from traitlets import Unicode, default
 from traitlets.config import LoggingConfigurable
@@ -35,21 +33,14 @@ from traitlets.config import LoggingConfigurable
 from core.timeutil import utcnow
 from service import metrics
 from service.handlers import APIHandler, PageHandler
-from service.usage import RangeError, Report, UsageRecorder, parse_range, usage_report
+from service.hub import HubClient, HubError
+from service.usage import RangeError, Report, parse_range, usage_report
 from service.usage.recorder import DaskContainer, parse_time
-
-Clock = Callable[[], datetime]
 
 
 class Operations(LoggingConfigurable):
     """What the admin page acts on: the hub (stop a server), the gateway (stop a cluster), the GPU
     allocation table (who holds which GPU)."""
-
-    hub_api_url = Unicode(help="The hub's API URL. Default: $JUPYTERHUB_API_URL.").tag(config=True)
-
-    @default("hub_api_url")
-    def _default_hub_api_url(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api")
 
     gateway_url = Unicode(
         "", help="""The Dask gateway's private API (``http://127.0.0.1:<gateway.api_port>``), where the admin
@@ -69,18 +60,15 @@ class Operations(LoggingConfigurable):
         path = Path(os.environ.get("TITAN_STATE_DIR") or "state") / "gpu-allocations.sqlite"
         return f"sqlite:///{path.resolve()}" if path.exists() else ""
 
-    def _hub_token(self) -> str:
-        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    def __init__(self, hub: HubClient, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.hub = hub
 
     async def stop_server(self, user: str, server: str) -> int:
         """Ask the hub to stop ``user``'s server (``""``: the default one); the hub's status code."""
-        path = (f"/users/{quote(user, safe='')}/servers/{quote(server, safe='')}" if server
-                else f"/users/{quote(user, safe='')}/server")
-        request = HTTPRequest(self.hub_api_url.rstrip("/") + path, method="DELETE", request_timeout=60,
-                              headers={"Authorization": f"token {self._hub_token()}"})
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
-        self.log.info("Admin stop of %s/%s: the hub answered %d", user, server or "default", response.code)
-        return int(response.code)
+        status = await self.hub.stop_server(user, server)
+        self.log.info("Admin stop of %s/%s: the hub answered %d", user, server or "default", status)
+        return status
 
     async def stop_cluster(self, name: str) -> tuple[int, str]:
         """Ask the gateway to stop cluster ``name``: (status, message)."""
@@ -168,8 +156,7 @@ class _Operations:
             raise HTTPError(403, "only hub admins may see this")
 
     def now(self) -> datetime:
-        clock: Clock = getattr(self.ops_app, "usage_clock", None) or utcnow
-        return clock()
+        return utcnow()
 
     def report(self, user: str | None) -> Report:
         try:
@@ -236,9 +223,12 @@ class UsageAPIHandler(_Operations, APIHandler):
 
 async def overview(app: Any) -> dict[str, Any]:
     """Who runs what now: servers (profile, since, activity, GPUs), GPUs by holder, Dask clusters."""
-    active = await app.hub.active_servers()
+    try:
+        active = await app.hub.active_servers()
+    except HubError as error:
+        raise HTTPError(502, f"the hub did not list its servers: {error}") from None
     gpus = await asyncio.to_thread(app.operations.gpu_allocations)
-    containers = await asyncio.to_thread(app.dask_source) if app.dask_source else []
+    containers = await asyncio.to_thread(app.docker.dask_containers)
     by_owner: dict[str, list[dict[str, str]]] = {}
     for gpu in gpus:
         by_owner.setdefault(gpu["owner"], []).append(gpu)
@@ -324,38 +314,8 @@ ROUTES: list[tuple[str, type[RequestHandler]]] = [
 ]
 
 
-# ---- wiring into TitanService ---------------------------------------------------------
-
-
-def setup(app: Any) -> None:
-    """Attach the recorder, the Dask source, the admin actions to the service (``initialize``)."""
-    from service.containers import docker_profile_of
-    from service.usage.docker import docker_dask_source
-
-    app.operations = Operations(parent=app)
-    app.dask_source = docker_dask_source(app.deployment)
-    metrics.DASK.source = app.dask_source
-    profiles = app.engine.profiles
-    app.usage = UsageRecorder(app.db, app.engine.hub, dask_source=app.dask_source,
-                              profile_of=docker_profile_of(app.deployment),
-                              default_profile=lambda: profiles()[0] if profiles else "")
-
-
 def routes(prefix: str) -> list[tuple[str, type[RequestHandler]]]:
     return [(url_path_join(prefix, pattern), handler) for pattern, handler in ROUTES]
-
-
-async def start(app: Any, interval: float) -> None:
-    """The first usage pass at once, then every ``interval`` seconds (``serve``)."""
-
-    async def tick() -> None:
-        try:
-            await app.usage.tick()
-        except Exception:
-            app.log.exception("Usage pass failed")
-
-    await tick()
-    PeriodicCallback(tick, interval * 1000).start()
 
 
 _ONE_MICROSECOND = timedelta(microseconds=1)

@@ -21,7 +21,7 @@ MB = 1024 * 1024
 
 def too_large_answer(length: int, limit: int) -> bytes:
     message = (f"The request body is {length / MB:.1f} MB; this service takes at most {limit / MB:g} MB "
-               "(autosave.max_body_mb in titan.yaml).")
+               "(service.max_body_mb in titan.yaml).")
     return json.dumps({"status": 413, "message": message}).encode()
 
 

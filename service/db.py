@@ -1,6 +1,7 @@
 """The service's own database (sqlalchemy 2): autosave settings and per-repository status.
 
-sqlite in the state directory by default; any sqlalchemy URL works (PostgreSQL in production).
+sqlite in the state directory by default; any sqlalchemy URL works (PostgreSQL in production). Its
+schema comes from the alembic revisions in service/migrations/, run when the service starts.
 No credential is ever stored here: tokens are fetched from the hub when a push needs one.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueC
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship, sessionmaker
 
 from core.timeutil import UTCDateTime, utcnow
+from service import migrations
 from service.base import Base
 
 DEFAULT_INTERVAL = 600
@@ -104,19 +106,8 @@ class Database:
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False}
         self.engine = create_engine(url, **kwargs)
-        import service.sharing.models  # noqa: F401  (the share-link tables)
-
-        Base.metadata.create_all(self.engine)
-        self._migrate()
+        migrations.upgrade(self.engine)  # alembic: service/migrations/
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-
-    def _migrate(self) -> None:
-        """Columns added after a database was created (create_all only adds tables)."""
-        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("autosave_users")}
-        if "strip_outputs" not in columns:
-            with self.engine.begin() as connection:
-                connection.execute(sa.text("ALTER TABLE autosave_users ADD COLUMN strip_outputs BOOLEAN NOT NULL "
-                                        "DEFAULT false"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

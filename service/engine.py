@@ -17,54 +17,35 @@ import re
 import secrets
 import subprocess
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
+from traitlets import Bool, Float, Integer, Unicode
+from traitlets.config import LoggingConfigurable
 
 from core.timeutil import utcnow
 from service.autosave import Identity, PushOutcome, WorkspaceError, locate, push, remote_url, snapshot
-from service.autosave.clone import clone_into, default_path
-from service.autosave.snapshot import autosave_commits, branch_tip, create_branch, git_env
-from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database
-from service.hub import GitHubCredentials, HubClient, github_user
+from service.autosave.snapshot import autosave_commits, create_branch, git_env
+from service.autosave.steps import STEP_ERRORS, noreply_email, safe_error, safe_ref_part
+from service.db import DEFAULT_INTERVAL, AutosaveRepo, AutosaveUser, Database
+from service.github import github_user
+from service.hub import GitHubCredentials, HubError
 from service.metrics import record_push, record_snapshot
+from service.watcher import ServerChange
 
 log = logging.getLogger("titan.service.autosave")
 
+class CredentialSource(Protocol):
+    """What autosave asks the hub (``HubClient``): a user's GitHub token, fetched fresh for each use."""
+
+    async def github_credentials(self, name: str) -> GitHubCredentials | None: ...
+
+
 VolumeResolver = Callable[[str], Path]
-#: () -> (the default profile's slug, profile slug -> repositories its servers clone)
-ProfileClones = Callable[[], tuple[str, Mapping[str, tuple[str, ...]]]]
-#: (user, server) -> the profile slug of that running server (its container's titan.profile label)
-ProfileOf = Callable[[str, str], str | None]
-
-
-def safe_ref_part(value: str) -> str:
-    """A user or server name as one ref-name component (``alice@x y`` → ``alice-x-y``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", value).strip(".-") or "default"
-
-
-def noreply_email(login: str, user_id: int | None) -> str:
-    return f"{user_id}+{login}@users.noreply.github.com" if user_id else f"{login}@users.noreply.github.com"
-
-
-@dataclass
-class EngineConfig:
-    state_dir: Path
-    github_url: str
-    branch_template: str = "autosave/{user}/{server}"
-    max_file_size: int = 10 * 1024 * 1024
-    concurrency: int = 4
-    retry_base: float = 30.0
-    retry_max: float = 1800.0
-    push_timeout: float = 300.0
-    home_uid: int = 1000  # owner of what is cloned into a home (the image's jovyan)
-    home_gid: int = 1000
-    clone_timeout: float = 600.0
-    author_ttl: float = 3600.0  # how long a GitHub name and public email are reused
 
 
 @dataclass
@@ -73,61 +54,111 @@ class _Backoff:
     until: float = 0.0
 
 
-@dataclass
-class Engine:
-    config: EngineConfig
-    db: Database
-    hub: HubClient
-    volume_path: VolumeResolver
-    askpass: Path
-    profiles: ProfileClones | None = None
-    profile_of: ProfileOf | None = None
-    running: dict[str, set[str]] = field(default_factory=dict)
-    _seen: set[tuple[str, str]] = field(default_factory=set)  # (user, server) already handled for clones
-    _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
-    _clone_locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-    _refused: dict[str, str] = field(default_factory=dict)  # user -> keyed fingerprint of a refused token
-    _backoff: dict[int, _Backoff] = field(default_factory=dict)
-    _authors: dict[str, tuple[str, float, Identity]] = field(default_factory=dict)  # user -> (token key, until, who)
-    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
-    _pool: ThreadPoolExecutor | None = None
+class Autosave(LoggingConfigurable):
+    """Snapshots and pushes users' repositories; told by the hub watcher (``servers_changed``) what
+    runs and stopped. Clones at a server's start (``service.clones``) use its settings and tokens."""
 
-    def __post_init__(self) -> None:
-        self._pool = ThreadPoolExecutor(self.config.concurrency, thread_name_prefix="autosave")
+    github_url = Unicode(
+        "https://github.com",
+        help="""The GitHub the users' tokens belong to (https://github.com or a GitHub Enterprise URL).
+        Pushes and clones with a token go only to remotes on this host: the token is never sent anywhere
+        else. titan.yaml auth.github.url. Default https://github.com.""",
+    ).tag(config=True)
+    branch_template = Unicode(
+        "autosave/{user}/{server}",
+        help="""Autosave branch name; {user} and {server} ("default" for the default server) are filled
+        in. titan.yaml service.branch_template. Default autosave/{user}/{server}.""",
+    ).tag(config=True)
+    default_interval = Integer(
+        DEFAULT_INTERVAL, help="""Autosave interval of a user who has not chosen one, in seconds.
+        titan.yaml service.interval. Default 600.""",
+    ).tag(config=True)
+    min_interval = Integer(
+        60, help="Shortest autosave interval a user may choose, in seconds. titan.yaml service.min_interval. "
+        "Default 60.",
+    ).tag(config=True)
+    max_file_size = Integer(
+        10 * 1024 * 1024, help="""Files larger than this many bytes are left out of snapshots and listed.
+        titan.yaml service.max_file_size_mb. Default 10 MB (GitHub refuses 100 MB).""",
+    ).tag(config=True)
+    concurrency = Integer(4, help="Repositories snapshotted, pushed or cloned at the same time. Default 4.").tag(
+        config=True)
+    retry_base = Float(30.0, help="First retry delay after a network error, in seconds (doubles). Default 30.").tag(
+        config=True)
+    retry_max = Float(1800.0, help="Longest retry delay after network errors, in seconds. Default 1800.").tag(
+        config=True)
+    push_timeout = Float(300.0, help="Seconds one git push may take before it counts as failed. Default 300.").tag(
+        config=True)
+    author_ttl = Float(
+        3600.0, help="""Seconds a user's GitHub name and public email (the commits' author) are reused before
+        GitHub is asked again. Default 3600.""",
+    ).tag(config=True)
+    home_owner = Unicode(
+        "1000:1000", help="""uid:gid that files cloned into a home volume get (the images' jovyan).
+        Default 1000:1000.""",
+    ).tag(config=True)
+    enabled = Bool(
+        True, help="""Take snapshots and clones (the watcher tells this part what changes). False: the
+        pages and API are served, nothing is snapshotted. Default True.""",
+    ).tag(config=True)
 
-    async def _thread(self, func: Callable[..., Any], *args: Any) -> Any:
+    def __init__(self, db: Database, hub: CredentialSource, volume_path: VolumeResolver, askpass: Path, *,
+                 state_dir: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.db = db
+        self.hub = hub
+        self.volume_path = volume_path
+        self.askpass = askpass
+        self.state_dir = state_dir
+        self.running: dict[str, set[str]] = {}  # user -> servers running at the last pass
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._refused: dict[str, str] = {}  # user -> keyed fingerprint of a refused token
+        self._backoff: dict[int, _Backoff] = {}
+        self._authors: dict[str, tuple[str, float, Identity]] = {}  # user -> (token key, until, who)
+        self._key = secrets.token_bytes(32)
+        self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="autosave")
+
+    @property
+    def home_uid(self) -> int:
+        return int(self.home_owner.partition(":")[0])
+
+    @property
+    def home_gid(self) -> int:
+        uid, _, gid = self.home_owner.partition(":")
+        return int(gid or uid)
+
+    async def thread(self, func: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
 
     # ---- settings ------------------------------------------------------------------------
 
     def store_root(self, user: str) -> Path:
-        return self.config.state_dir / "autosave" / safe_ref_part(user)
+        return self.state_dir / "autosave" / safe_ref_part(user)
 
     def branch_for(self, user: str, server: str) -> str:
-        return self.config.branch_template.format(user=safe_ref_part(user), server=safe_ref_part(server or "default"))
+        return self.branch_template.format(user=safe_ref_part(user), server=safe_ref_part(server or "default"))
 
-    # ---- the periodic pass ---------------------------------------------------------------
+    # ---- the hub watcher's pass ------------------------------------------------------------
 
-    async def tick(self) -> None:
-        """One scheduler pass: final snapshots for stopped servers, scheduled ones when due."""
+    async def servers_changed(self, change: ServerChange) -> None:
+        """One pass: final snapshots for stopped servers, scheduled snapshots when due."""
+        self.running = {}
+        for user, server in change.running:
+            self.running.setdefault(user, set()).add(server)
+        if not self.enabled:
+            return
         with self.db.session() as session:
             users = [(u.name, u.interval, [r.id for r in u.repos])
                      for u in session.scalars(select(AutosaveUser).where(AutosaveUser.enabled.is_(True)))]
-        jobs: list[Awaitable[Any]] = await self._clone_jobs()
+        jobs: list[Awaitable[Any]] = []
         for name, interval, repo_ids in users:
             if not repo_ids:
                 continue
-            try:
-                servers = await self.hub.running_servers(name)
-            except Exception as error:  # the hub is restarting: try again next tick
-                log.warning("Could not ask the hub about %s's servers: %s", name, error)
-                continue
-            servers = servers or set()
-            before = self.running.get(name, set())
-            self.running[name] = servers
-            for stopped in sorted(before - servers):
-                log.info("Server %s/%s stopped: final snapshot", name, stopped or "default")
-                jobs += [self.run_repo(name, repo_id, stopped, "final snapshot") for repo_id in repo_ids]
+            for user, stopped in sorted(change.stopped):
+                if user == name:
+                    log.info("Server %s/%s stopped: final snapshot", name, stopped or "default")
+                    jobs += [self.run_repo(name, repo_id, stopped, "final snapshot") for repo_id in repo_ids]
+            servers = self.running.get(name)
             if servers:
                 server = sorted(servers)[0]
                 jobs += [self.run_repo(name, repo_id, server, "scheduled", interval) for repo_id in repo_ids]
@@ -147,89 +178,6 @@ class Engine:
             log.info("Stopping: final snapshots of %d repositories", len(jobs))
             await asyncio.gather(*jobs)
         return len(jobs)
-
-    # ---- clones at server start ---------------------------------------------------------
-
-    async def _clone_jobs(self) -> list[Awaitable[Any]]:
-        """Clones for servers that started since the last pass (the user's list and the profile's)."""
-        with self.db.session() as session:
-            own: dict[str, list[tuple[str, str]]] = {}
-            for row in session.scalars(select(CloneRepo).where(CloneRepo.source == "settings")):
-                own.setdefault(row.user_name, []).append((row.url, row.path))
-        default, by_profile = self.profiles() if self.profiles else ("", {})
-        if not own and not any(by_profile.values()):
-            self._seen = set()  # nothing to clone: no need to ask the hub about every user
-            return []
-        try:
-            active = await self.hub.active_servers()
-        except Exception as error:
-            log.warning("Could not ask the hub about active servers: %s", error)
-            return []
-        seen: set[tuple[str, str]] = set()
-        jobs: list[Awaitable[Any]] = []
-        for user, servers in active.items():
-            for server, model in servers.items():
-                if not model.get("ready"):
-                    continue  # not started yet (its volume may not exist): next pass
-                seen.add((user, server))
-                if (user, server) in self._seen:
-                    continue
-                profile = str((model.get("user_options") or {}).get("profile") or "")
-                if not profile and self.profile_of is not None:
-                    profile = await self._thread(self.profile_of, user, server) or ""
-                profile = profile or default
-                wanted = [(url, path, "settings") for url, path in own.get(user, [])]
-                for url in by_profile.get(profile, ()):
-                    try:
-                        wanted.append((url, default_path(url), f"profile {profile}"))
-                    except ValueError as error:
-                        log.warning("Profile %s: %s", profile, error)
-                if wanted:
-                    jobs.append(self.clone_for(user, wanted))
-        self._seen = seen
-        return jobs
-
-    async def clone_for(self, user: str, wanted: list[tuple[str, str, str]]) -> list[dict[str, Any]]:
-        """Clone each (url, path, source) into the user's home unless something is there already."""
-        results = []
-        try:
-            home: Path | None = await self._thread(self.volume_path, user)
-        except (LookupError, OSError) as error:
-            home, problem = None, str(error)
-        creds = await self._credentials(user) if home is not None else None
-        token = creds.token if creds and self._refused.get(user) != self._fingerprint(creds.token) else None
-        for url, path, source in wanted:
-            lock = self._clone_locks.setdefault((user, path), asyncio.Lock())
-            async with lock:
-                if home is None:
-                    state, message = "error", problem
-                else:
-                    try:
-                        result = await self._thread(
-                            clone_into, home, path, url, self.config.state_dir / "clones", self.config.github_url,
-                            token, self.askpass, self.config.home_uid, self.config.home_gid, self.config.clone_timeout)
-                        state, message = result.state, result.message
-                        if result.outcome is PushOutcome.AUTH and creds is not None:
-                            self._refused[user] = self._fingerprint(creds.token)
-                    except Exception as error:
-                        log.exception("Clone of %s for %s failed", url, user)
-                        state, message = "error", f"{type(error).__name__}: {_safe(error)}"
-                if state == "cloned":
-                    log.info("Cloned %s into %s's home at %s (%s)", url, user, path, source)
-                results.append(self._clone_status(user, url, path, source, state, message))
-        return results
-
-    def _clone_status(self, user: str, url: str, path: str, source: str, state: str, message: str) -> dict[str, Any]:
-        with self.db.session() as session:
-            row = session.scalars(select(CloneRepo).where(CloneRepo.user_name == user, CloneRepo.path == path)).first()
-            if row is None:
-                row = CloneRepo(user_name=user, url=url, path=path, source=source)
-                session.add(row)
-            elif row.source != "settings":
-                row.url, row.source = url, source
-            row.state, row.message, row.last_attempt = state, message, utcnow()
-            session.flush()
-            return row.status()
 
     # ---- snapshots -----------------------------------------------------------------------
 
@@ -252,10 +200,10 @@ class Engine:
                 strip = bool(repo.user.strip_outputs)
             try:
                 await self._pass(user, repo_id, path, remote, branch, reason, snap=due, strip=strip)
-            except Exception as error:
+            except STEP_ERRORS as error:
                 log.exception("Autosave of %s:%s failed", user, path)
                 record_snapshot(reason, "failed")
-                self._update(repo_id, state="error", error=f"{type(error).__name__}: {_safe(error)}")
+                self._update(repo_id, state="error", error=f"{type(error).__name__}: {safe_error(error)}")
             with self.db.session() as session:
                 found = session.get(AutosaveRepo, repo_id)
                 return found.status() if found else {}
@@ -279,37 +227,44 @@ class Engine:
         if cached and cached[0] == key and cached[1] > time.monotonic():
             return cached[2]  # no GitHub API call on every pass (most passes find nothing to commit)
         email = None
-        status, body = await github_user(self.config.github_url, creds.token)
+        status, body = await github_user(self.github_url, creds.token)
         if status == 200:
             email = body.get("email")  # GitHub shows only a public email here
         elif status == 401:
             self._refused[user] = key
         identity = Identity(creds.name or creds.login, email or noreply_email(creds.login, creds.id))
         if status == 200:
-            self._authors[user] = (key, time.monotonic() + self.config.author_ttl, identity)
+            self._authors[user] = (key, time.monotonic() + self.author_ttl, identity)
         return identity
 
     def _fingerprint(self, token: str) -> str:
         # keyed with a per-process random key, kept only in memory: not a stored form of the token
         return hmac.new(self._key, token.encode(), hashlib.sha256).hexdigest()
 
-    async def _credentials(self, user: str) -> GitHubCredentials | None:
+    def refuse(self, user: str, token: str) -> None:
+        """GitHub refused ``user``'s ``token``: not used again (pushes, clones) until it changes."""
+        self._refused[user] = self._fingerprint(token)
+
+    def refused(self, user: str, token: str) -> bool:
+        return self._refused.get(user) == self._fingerprint(token)
+
+    async def credentials(self, user: str) -> GitHubCredentials | None:
         try:
             return await self.hub.github_credentials(user)
-        except Exception as error:
+        except HubError as error:
             log.warning("Could not fetch %s's GitHub credentials from the hub: %s", user, type(error).__name__)
             return None
 
     async def _pass(self, user: str, repo_id: int, path: str, remote: str, branch: str, reason: str,
                     snap: bool, strip: bool = False) -> None:
-        home = await self._thread(self.volume_path, user)
+        home = await self.thread(self.volume_path, user)
         workspace = locate(home, path, self.store_root(user))
-        creds = await self._credentials(user)
+        creds = await self.credentials(user)
         now = utcnow()
         if snap:
             author = await self._author(user, creds)
-            result = await self._thread(lambda: snapshot(
-                workspace, branch, author, max_size=self.config.max_file_size, strip_outputs=strip,
+            result = await self.thread(lambda: snapshot(
+                workspace, branch, author, max_size=self.max_file_size, strip_outputs=strip,
                 message=f"Autosave ({reason}) {now.strftime('%Y-%m-%d %H:%M:%S')} UTC"))
             record_snapshot(reason, "committed" if result.commit else "unchanged")
             values: dict[str, Any] = {"last_pass": now, "branch": branch,
@@ -343,20 +298,20 @@ class Engine:
             self._update(repo_id, state="sign in again", error="",
                          message="GitHub refused your token: sign in to Titan again; snapshots are kept meanwhile")
             return
-        url = await self._thread(self._remote_url, workspace.gitdir, remote)
+        url = await self.thread(self._remote_url, workspace.gitdir, remote)
         if url is None:
             self._update(repo_id, state="error", message="",
-                         error=f"remote {remote!r} is missing or not on {self.config.github_url}")
+                         error=f"remote {remote!r} is missing or not on {self.github_url}")
             return
-        result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
-                                    self.askpass, self.config.push_timeout)
+        result = await self.thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
+                                    self.askpass, self.push_timeout)
         record_push(result.outcome.value)
         now = utcnow()
         if result.outcome is PushOutcome.REJECTED:
             moved = target
             target = f"{branch}-{now.strftime('%Y%m%d-%H%M%S')}"
-            result = await self._thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
-                                        self.askpass, self.config.push_timeout)
+            result = await self.thread(push, workspace.store, url, f"refs/heads/{branch}", target, creds.token,
+                                        self.askpass, self.push_timeout)
             record_push(result.outcome.value)
             if result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE):
                 self._backoff.pop(repo_id, None)
@@ -375,7 +330,7 @@ class Engine:
             log.info("Autosave %s: GitHub refused the token; waiting for a new sign-in", user)
         elif result.outcome is PushOutcome.NETWORK:
             backoff = self._backoff.setdefault(repo_id, _Backoff())
-            backoff.delay = min(self.config.retry_max, backoff.delay * 2 or self.config.retry_base)
+            backoff.delay = min(self.retry_max, backoff.delay * 2 or self.retry_base)
             backoff.until = time.monotonic() + backoff.delay
             self._update(repo_id, state="network error", error=result.message,
                          message=f"will retry in {backoff.delay:.0f} s")
@@ -394,7 +349,7 @@ class Engine:
 
     def _remote_url(self, gitdir: Path, remote: str) -> str | None:
         url = self._remote_url_of(gitdir, remote)
-        return remote_url(url, self.config.github_url) if url else None
+        return remote_url(url, self.github_url) if url else None
 
     # ---- status and restore --------------------------------------------------------------
 
@@ -405,11 +360,11 @@ class Engine:
                 return []
             path, branch = repo.path, repo.branch
         try:
-            home = await self._thread(self.volume_path, user)
+            home = await self.thread(self.volume_path, user)
             workspace = locate(home, path, self.store_root(user))
         except (WorkspaceError, LookupError, OSError):
             return []
-        commits: list[dict[str, str]] = await self._thread(autosave_commits, workspace, branch)
+        commits: list[dict[str, str]] = await self.thread(autosave_commits, workspace, branch)
         return commits
 
     async def restore(self, user: str, repo_id: int, commit: str) -> dict[str, Any]:
@@ -419,20 +374,20 @@ class Engine:
             if repo is None or repo.user_name != user or repo.branch is None:
                 raise WorkspaceError("this repository has no autosave yet")
             path, remote, branch = repo.path, repo.remote, repo.branch
-        home = await self._thread(self.volume_path, user)
+        home = await self.thread(self.volume_path, user)
         workspace = locate(home, path, self.store_root(user))
-        known = {c["commit"] for c in await self._thread(autosave_commits, workspace, branch, 1000)}
+        known = {c["commit"] for c in await self.thread(autosave_commits, workspace, branch, 1000)}
         if commit not in known:
             raise WorkspaceError("not a commit of this repository's autosave branch")
         name = f"restore/{safe_ref_part(user)}/{utcnow().strftime('%Y%m%d-%H%M%S')}-{commit[:7]}"
-        await self._thread(create_branch, workspace, name, commit)
-        creds = await self._credentials(user)
-        url = await self._thread(self._remote_url, workspace.gitdir, remote)
+        await self.thread(create_branch, workspace, name, commit)
+        creds = await self.credentials(user)
+        url = await self.thread(self._remote_url, workspace.gitdir, remote)
         if creds is None or url is None:
             return {"branch": name, "commit": commit, "pushed": False,
                     "message": "branch created on the server; it could not be pushed (no token or remote)"}
-        result = await self._thread(push, workspace.store, url, f"refs/heads/{name}", name, creds.token,
-                                    self.askpass, self.config.push_timeout)
+        result = await self.thread(push, workspace.store, url, f"refs/heads/{name}", name, creds.token,
+                                    self.askpass, self.push_timeout)
         pushed = result.outcome in (PushOutcome.PUSHED, PushOutcome.UP_TO_DATE)
         if result.outcome is PushOutcome.AUTH:
             self._refused[user] = self._fingerprint(creds.token)
@@ -440,15 +395,4 @@ class Engine:
                    else result.message)
         return {"branch": name, "commit": commit, "pushed": pushed, "message": message}
 
-    def tip(self, workspace: Any, branch: str) -> str | None:
-        return branch_tip(workspace, branch)
 
-
-
-
-def _safe(error: BaseException) -> str:
-    """An error message for the status page: first line only, no command lines with environment."""
-    if isinstance(error, subprocess.CalledProcessError):
-        stderr = error.stderr.decode(errors="replace") if isinstance(error.stderr, bytes) else str(error.stderr or "")
-        return (stderr.strip().splitlines() or [f"git exited with {error.returncode}"])[-1][:300]
-    return str(error).splitlines()[0][:300] if str(error) else ""

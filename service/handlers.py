@@ -88,20 +88,20 @@ class BaseHandler(_ApplicationHubAuth, _Quiet, HubOAuthenticated, RequestHandler
             clones = [c.status() for c in session.query(CloneRepo).filter_by(user_name=name).order_by(CloneRepo.id)]
             user = session.get(AutosaveUser, name)
             if user is None:
-                return {"user": name, "enabled": False, "interval": self.titan.default_interval, "repositories": [],
-                        "strip_outputs": False, "clone": clones}
+                return {"user": name, "enabled": False, "interval": self.titan.autosave.default_interval,
+                        "repositories": [], "strip_outputs": False, "clone": clones}
             return {"user": name, "enabled": user.enabled, "interval": user.interval,
                     "repositories": [repo.status() for repo in user.repos], "strip_outputs": user.strip_outputs,
                     "clone": clones}
 
     def save_settings(self, name: str, settings: UserSettings) -> None:
         enabled, interval, paths = settings.enabled, settings.interval, settings.repositories
-        if interval is not None and interval < self.titan.min_interval:
-            raise SettingsError(f"the interval must be at least {self.titan.min_interval} seconds")
+        if interval is not None and interval < self.titan.autosave.min_interval:
+            raise SettingsError(f"the interval must be at least {self.titan.autosave.min_interval} seconds")
         with self.titan.db.session() as session:
             user = session.get(AutosaveUser, name)
             if user is None:
-                user = AutosaveUser(name=name, interval=self.titan.default_interval, repos=[])
+                user = AutosaveUser(name=name, interval=self.titan.autosave.default_interval, repos=[])
                 session.add(user)
             user.enabled = enabled
             if interval is not None:
@@ -138,10 +138,10 @@ class BaseHandler(_ApplicationHubAuth, _Quiet, HubOAuthenticated, RequestHandler
             repo = session.get(AutosaveRepo, int(repo_id))
             if repo is None or repo.user_name != name:
                 raise HTTPError(404, "no such repository in your autosave settings")
-            return repo.id
+            return int(repo.id)
 
     def server_for(self, name: str) -> str:
-        running = self.titan.engine.running.get(name) or set()
+        running = self.titan.autosave.running.get(name) or set()
         return sorted(running)[0] if running else ""
 
 
@@ -190,14 +190,14 @@ class RepoAPIHandler(APIHandler):
         with self.titan.db.session() as session:
             found = session.get(AutosaveRepo, repo)
             status = found.status() if found else {}
-        status["commits"] = await self.titan.engine.history(name, repo)
+        status["commits"] = await self.titan.autosave.history(name, repo)
         self.finish(status)
 
 
 class SnapshotAPIHandler(APIHandler):
     async def post(self, name: str, repo_id: str) -> None:
         repo = self.repo_of(self.own(name), repo_id)
-        self.finish(await self.titan.engine.run_repo(name, repo, self.server_for(name), "on request"))
+        self.finish(await self.titan.autosave.run_repo(name, repo, self.server_for(name), "on request"))
 
 
 class RestoreAPIHandler(APIHandler):
@@ -207,7 +207,7 @@ class RestoreAPIHandler(APIHandler):
         if not isinstance(commit, str) or not commit:
             raise HTTPError(400, "give the autosave commit to restore as 'commit'")
         try:
-            self.finish(await self.titan.engine.restore(name, repo, commit))
+            self.finish(await self.titan.autosave.restore(name, repo, commit))
         except WorkspaceError as error:
             raise HTTPError(400, str(error)) from None
 
@@ -238,9 +238,9 @@ class AutosavePage(PageHandler):
     async def get(self, error: str = "", restored: dict[str, Any] | None = None) -> None:
         model = self.settings_model(self.user_name)
         for repo in model["repositories"]:
-            repo["commits"] = await self.titan.engine.history(self.user_name, repo["id"])
+            repo["commits"] = await self.titan.autosave.history(self.user_name, repo["id"])
         self.render_page("autosave.html", model=model, error=error, restored=restored,
-                         min_interval=self.titan.min_interval)
+                         min_interval=self.titan.autosave.min_interval)
 
     async def post(self) -> None:
         try:
@@ -256,7 +256,7 @@ class AutosavePage(PageHandler):
 class SnapshotPage(PageHandler):
     async def post(self, repo_id: str) -> None:
         repo = self.repo_of(self.user_name, repo_id)
-        await self.titan.engine.run_repo(self.user_name, repo, self.server_for(self.user_name), "on request")
+        await self.titan.autosave.run_repo(self.user_name, repo, self.server_for(self.user_name), "on request")
         self.redirect(url_path_join(self.settings["prefix"], "autosave"))
 
 
@@ -264,7 +264,7 @@ class RestorePage(AutosavePage):
     async def post(self, repo_id: str) -> None:  # type: ignore[override]
         repo = self.repo_of(self.user_name, repo_id)
         try:
-            result = await self.titan.engine.restore(self.user_name, repo, self.get_body_argument("commit", ""))
+            result = await self.titan.autosave.restore(self.user_name, repo, self.get_body_argument("commit", ""))
         except WorkspaceError as error:
             self.set_status(400)
             await self.get(error=str(error))

@@ -1,20 +1,23 @@
 """What JupyterHub needs to run the Titan service, built from titan.yaml.
 
 jupyterhub_config.py only hands these to the hub: the managed-service entry (command, URL,
-environment), the service's least-privilege role, and users' access to the service.
+environment), the service's least-privilege role, and users' access to the service. The service
+reads its settings itself: ``python -m service -f service/config.py`` (service/configure.py), as
+the gateway does.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
 from core.supervise import supervised
 
 SERVICE_NAME = "titan"
+CONFIG_FILE = Path(__file__).resolve().parent / "config.py"
 ACCESS_SCOPE = f"access:services!service={SERVICE_NAME}"
 
 #: The service's role, exactly: read users' server state and groups (to notice stops, schedule
@@ -33,45 +36,9 @@ SERVICE_SCOPES = ["read:users", "list:users", "read:servers", "admin:auth_state"
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
 
-def command(settings: Settings, address: str) -> list[str]:
-    autosave = settings.autosave
-    state = settings.state_dir / "service"
-    args = [
-        sys.executable, "-m", "service",
-        f"--TitanService.ip={address}",
-        f"--TitanService.port={autosave['port']}",
-        f"--TitanService.state_dir={state}",
-        f"--TitanService.github_url={settings.github['url']}",
-        f"--TitanService.home_volume_template={settings.home_volume_template}",
-        f"--TitanService.profiles_dir={settings.profiles_dir}",
-        f"--TitanService.deployment={settings.deployment}",
-        f"--TitanService.branch_template={autosave['branch_template']}",
-        f"--TitanService.default_interval={autosave['interval']}",
-        f"--TitanService.min_interval={autosave['min_interval']}",
-        f"--TitanService.check_interval={autosave['check_interval']}",
-        f"--TitanService.max_file_size={int(float(autosave['max_file_size_mb']) * 1024 * 1024)}",
-        f"--TitanService.max_body_mb={autosave['max_body_mb']}",
-        f"--Application.log_level={autosave['log_level']}",
-    ]
-    sharing = settings.sharing
-    args += [
-        f"--TitanService.public_links={sharing['public_links']}",
-        f"--TitanService.frame_ancestors={json.dumps(list(sharing['frame_ancestors']))}",
-        f"--TitanService.max_notebook_mb={sharing['max_notebook_mb']}",
-        f"--TitanService.versions_kept={sharing['versions_kept']}",
-        f"--TitanService.dashboard_profile={sharing['dashboard_profile']}",
-        f"--TitanService.guess_limit={sharing['guess_limit']}",
-        f"--TitanService.guess_window={sharing['guess_window']}",
-        f"--TitanService.public_dashboard_port={sharing['public_dashboard_port']}",
-        f"--TitanService.public_dashboard_url={sharing['public_dashboard_url']}",
-        f"--TitanService.hub_public_url={settings.public_url}",
-    ]
-    if settings.gateway["enabled"]:  # the admin page stops Dask clusters through the gateway's control route
-        args += [f"--Operations.gateway_url=http://127.0.0.1:{settings.gateway['api_port']}",
-                 f"--Operations.gateway_token_file={settings.state_dir / 'dask-gateway-control-token'}"]
-    if autosave["db_url"]:
-        args.append(f"--TitanService.db_url={autosave['db_url']}")
-    return args
+def command() -> list[str]:
+    """The service's command line: its configuration file, which reads titan.yaml (TITAN_SETTINGS)."""
+    return [sys.executable, "-m", "service", "-f", str(CONFIG_FILE)]
 
 
 def service(settings: Settings, address: str) -> dict[str, Any]:
@@ -79,13 +46,14 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
     listens on the Titan ``address`` (core.network), where containers reach it."""
     environment = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     environment.update({"TITAN_SETTINGS": settings.source, "TITAN_STATE_DIR": str(settings.state_dir),
+                        "TITAN_ADDRESS": address,
                         "PYTHONPATH": os.pathsep.join(p for p in (str(_repo_root()),) if p)})
     return {
         "name": SERVICE_NAME,
         "display": True,
         "info": {"description": "Git autosave of your repositories, and share links"},
-        "url": f"http://{address}:{settings.autosave['port']}",
-        "command": supervised(settings.state_dir, SERVICE_NAME, command(settings, address)),
+        "url": f"http://{address}:{settings.service['port']}",
+        "command": supervised(settings.state_dir, SERVICE_NAME, command()),
         "cwd": str(settings.state_dir),
         "environment": environment,
         "oauth_no_confirm": True,

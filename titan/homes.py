@@ -21,17 +21,13 @@ from pathlib import Path
 import docker
 import docker.errors
 
-from core.labels import docker_safe
+from core.labels import HOME_TEMPLATE_RECORD, default_home_template, docker_safe
 
 LEGACY_TEMPLATE = "titan-home-{username}"
-RECORD_FILE = "home-volume-template"
+RECORD_FILE = HOME_TEMPLATE_RECORD
 HUB_DATABASE = "jupyterhub.sqlite"
 
 log = logging.getLogger("titan.homes")
-
-
-def default_template(deployment: str) -> str:
-    return f"{deployment}-home-{{username}}"
 
 
 def hub_users(state_dir: Path) -> list[str]:
@@ -65,7 +61,7 @@ def resolve_home_template(state_dir: Path, deployment: str, configured: str, cop
     record = state_dir / RECORD_FILE
     if record.exists():
         return record.read_text().strip()
-    template = default_template(deployment)
+    template = default_home_template(deployment)
     users = hub_users(state_dir)
     if template != LEGACY_TEMPLATE and users:
         _copy_legacy_homes(users, template, copy_image, client_factory)

@@ -97,8 +97,8 @@ def ports(settings: Settings) -> dict[int, str]:
         named.update({int(settings.gateway["api_port"]): "the Dask gateway's API",
                       int(settings.gateway["proxy_port"]): "the Dask gateway's proxy",
                       int(settings.gateway["scheduler_proxy_port"]): "the Dask gateway's scheduler proxy"})
-    if settings.autosave["enabled"]:
-        named[int(settings.autosave["port"])] = "the Titan service"
+    if settings.service["enabled"]:
+        named[int(settings.service["port"])] = "the Titan service"
         if settings.sharing["public_dashboard_port"]:
             named[int(settings.sharing["public_dashboard_port"])] = "the public dashboards' origin"
     return named

@@ -1,8 +1,8 @@
 """Usage accounting: server hours by user and profile, Dask core-hours and memory-hours by user.
 
-``models`` holds the tables (in the service's database), ``recorder`` turns what the hub and the
-Docker engine say runs into start/stop intervals, ``report`` sums them over a date range, ``docker``
-reads the gateway's cluster containers.
+``models`` holds the tables (in the service's database), ``recorder`` turns what the hub (through
+the hub watcher) and the Docker engine (``service.dockerhost``) say runs into start/stop intervals,
+``report`` sums them over a date range.
 """
 
 from service.usage.models import DaskSession, ServerSession

@@ -1,4 +1,4 @@
-"""The usage tables, in the service's own database (``service.base.Base``: ``create_all`` makes them).
+"""The usage tables, in the service's own database (``service.base.Base``; made by its migrations).
 
 One row per server run, keyed on (user, server, ``started``) as the hub reports it: a server that
 runs across a restart of the service is the same row, never counted twice. One row per Dask

@@ -2,7 +2,8 @@
 
 Each pass (the service's ``check_interval``):
 
-- servers: ``GET /hub/api/users?state=active``; each server model's ``started`` is its true start.
+- servers: the hub watcher's pass (``service.watcher``: ``GET /hub/api/users?state=active``); each
+  server model's ``started`` is its true start.
   A (user, server, started) not yet recorded is a new run; a recorded open run no longer active
   stopped. Its stop time is this pass's time when the previous pass of this process saw it running,
   else (it stopped while the service was down) the last time it was seen: nothing is counted that
@@ -11,7 +12,7 @@ Each pass (the service's ``check_interval``):
   host config and the engine's ``StartedAt``; gone or exited containers stop the same way (an
   exited container's ``FinishedAt`` is its stop time).
 
-When the hub does not answer, the pass records nothing (no stop is made up).
+When the hub does not answer, the watcher tells no one and nothing is recorded (no stop is made up).
 """
 
 from __future__ import annotations
@@ -21,22 +22,18 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 
 from core.timeutil import as_utc, utcnow
-from service.base import Base
 from service.db import Database
 from service.usage.models import DaskSession, ServerSession
+from service.watcher import ServerChange
 
 log = logging.getLogger("titan.service.usage")
 
 Clock = Callable[[], datetime]
-
-
-class ActiveServers(Protocol):
-    async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]: ...
 
 
 @dataclass(frozen=True)
@@ -75,35 +72,32 @@ def parse_time(value: Any) -> datetime | None:
 class UsageRecorder:
     """Records runs into the service's database; ``tick`` is one pass."""
 
-    def __init__(self, db: Database, hub: ActiveServers, *,
-                 dask_source: Callable[[], list[DaskContainer]] | None = None,
+    def __init__(self, db: Database, *, dask_source: Callable[[], list[DaskContainer]] | None = None,
                  profile_of: Callable[[str, str], str | None] | None = None,
                  default_profile: Callable[[], str] = lambda: "", clock: Clock = utcnow) -> None:
         self.db = db
-        self.hub = hub
         self.dask_source = dask_source
         self.profile_of = profile_of
         self.default_profile = default_profile
         self.clock = clock
         self._open_servers: set[int] = set()  # rows this process saw running at its last pass
         self._open_dask: set[int] = set()
-        Base.metadata.create_all(db.engine, tables=[ServerSession.__table__, DaskSession.__table__])  # type: ignore[list-item]
 
-    async def tick(self) -> None:
+    async def servers_changed(self, change: ServerChange) -> None:
+        """The hub watcher's pass (service.watcher): the hub's active servers, recorded."""
+        await asyncio.to_thread(self.record_servers, change.active, self.clock())
+
+    async def dask_pass(self) -> None:
+        """One pass over the Dask containers (the Docker engine, not the hub: its own schedule)."""
+        if self.dask_source is None:
+            return
         now = self.clock()
         try:
-            active = await self.hub.active_servers()
-        except Exception as error:  # the hub is restarting: record nothing this pass
-            log.warning("Usage: could not ask the hub about active servers: %s", error)
+            found = await asyncio.to_thread(self.dask_source)
+        except OSError as error:  # the engine does not answer: record nothing this pass
+            log.warning("Usage: could not list the Dask containers: %s", error)
         else:
-            await asyncio.to_thread(self.record_servers, active, now)
-        if self.dask_source is not None:
-            try:
-                found = await asyncio.to_thread(self.dask_source)
-            except Exception as error:
-                log.warning("Usage: could not list the Dask containers: %s", error)
-            else:
-                await asyncio.to_thread(self.record_dask, found, now)
+            await asyncio.to_thread(self.record_dask, found, now)
 
     # ---- servers ----------------------------------------------------------------------
 
@@ -112,7 +106,7 @@ class UsageRecorder:
         if not profile and self.profile_of is not None:
             try:
                 profile = self.profile_of(user, server) or ""
-            except Exception:
+            except OSError:  # the engine does not answer: the default profile
                 log.warning("Usage: could not read the profile of %s/%s", user, server, exc_info=True)
         return profile or self.default_profile() or "default"
 

@@ -147,7 +147,7 @@ def start_hub(root: Path, settings_overrides: dict[str, Any] | None = None, depl
                     "start_timeout": 120},
         # The hub starts the Dask gateway and the titan service: free ports, so test hubs never collide.
         "gateway": {"api_port": free_port(), "proxy_port": free_port(), "scheduler_proxy_port": free_port()},
-        "autosave": {"port": free_port()},
+        "service": {"port": free_port()},
     }
     for key, value in (settings_overrides or {}).items():
         settings[key] = {**settings.get(key, {}), **value} if isinstance(value, dict) else value

@@ -60,7 +60,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str],
         "auth": {"github": {"client_id": CLIENT_ID, "client_secret": secret, "url": fake.url,
                             "allowed_organizations": ["titan-org"], "autosave_push": True, "refresh_age": 3600}},
         "gateway": {"enabled": False},
-        "autosave": {"port": free_port(), "check_interval": 1, "min_interval": 1, "max_file_size_mb": 1},
+        "service": {"port": free_port(), "check_interval": 1, "min_interval": 1, "max_file_size_mb": 1},
     }
     running = start_hub(root, settings_overrides=overrides)
     try:

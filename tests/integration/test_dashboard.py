@@ -108,7 +108,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]
           request: pytest.FixtureRequest) -> Iterator[Setup]:
     root: Path = tmp_path_factory.mktemp("dashhub")
     hub = start_hub(root, settings_overrides={"hub": {"admin_users": [ADMIN]}, "gateway": {"enabled": False},
-                                              "autosave": {"enabled": False}})
+                                              "service": {"enabled": False}})
     failed_before = request.session.testsfailed
     try:
         suffix = secrets.token_hex(2)

@@ -41,7 +41,7 @@ def deployment(tmp_path: Path, built_images: dict[str, str]) -> Iterator[dict[st
         "hub": {"public_url": f"http://127.0.0.1:{port}", "hub_port": free_port(), "proxy_api_port": free_port()},
         "spawner": {"profiles_dir": str(tmp_path / "profiles")},
         "gateway": {"api_port": free_port(), "proxy_port": free_port(), "scheduler_proxy_port": free_port()},
-        "autosave": {"port": free_port()},
+        "service": {"port": free_port()},
     }
     settings = tmp_path / "titan.yaml"
     settings.write_text(yaml.safe_dump(document))

@@ -218,7 +218,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory, minimal_image: str) -> Iterato
         "hub": {"admin_users": [ADMIN]},
         "spawner": {"profiles_dir": str(profiles), "poll_interval": 2},
         "culling": {"timeout": BACKSTOP, "every": 5},
-        "autosave": {"port": free_port(), "check_interval": 1, "min_interval": 1},
+        "service": {"port": free_port(), "check_interval": 1, "min_interval": 1},
     }
     running = start_hub(root, settings_overrides=overrides)
     try:

@@ -35,7 +35,7 @@ def dashboard_notebook() -> str:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
-    with running_hub(tmp_path_factory.mktemp("dashlinks"), {"autosave": {"check_interval": 2}}) as running:
+    with running_hub(tmp_path_factory.mktemp("dashlinks"), {"service": {"check_interval": 2}}) as running:
         yield running
 
 

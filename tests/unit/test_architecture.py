@@ -28,7 +28,6 @@ MAX_LINES = 400
 LONG_MODULES = {
     "gateway/backend.py",
     "spawner/docker.py",
-    "service/engine.py",
     "service/sharing/manager.py",
 }
 

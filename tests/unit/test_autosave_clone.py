@@ -15,9 +15,11 @@ import pytest
 
 from service.autosave.clone import clone_into, default_path
 from service.autosave.push import write_askpass
+from service.clones import Clones
 from service.db import CloneRepo, Database
-from service.engine import Engine, EngineConfig
+from service.engine import Autosave
 from service.hub import GitHubCredentials
+from service.watcher import HubWatcher
 from tests.fakegithub import FakeGitHub
 from tests.fakegithub.git import GitHosting, hosted
 
@@ -53,23 +55,33 @@ class HubDouble:
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {"alice": dict(self.servers)}
 
-    async def running_servers(self, name: str) -> set[str]:
-        return set(self.servers)
-
     async def github_credentials(self, name: str) -> GitHubCredentials | None:
         return GitHubCredentials(self.token, "alice", 4242, "Alice", None) if self.token else None
 
 
-def make_engine(tmp_path: Path, fake: FakeGitHub, hub: HubDouble, profile_clones: tuple[str, ...]) -> Engine:
+class Watched:
+    """Autosave told by a real hub watcher (one pass: ``tick``) over the hub double."""
+
+    def __init__(self, engine: Autosave, clones: Clones, hub: HubDouble) -> None:
+        self.engine, self.db = engine, engine.db
+        self.watcher = HubWatcher(hub)
+        self.watcher.watch("Autosave", engine.servers_changed)
+        self.watcher.watch("Clones", clones.servers_changed)
+
+    def tick(self) -> None:
+        asyncio.run(self.watcher.run_pass())
+
+
+def make_engine(tmp_path: Path, fake: FakeGitHub, hub: HubDouble, profile_clones: tuple[str, ...]) -> Watched:
     assert fake.url
     db = Database(f"sqlite:///{tmp_path / 'service.sqlite'}")
     (tmp_path / "home").mkdir(exist_ok=True)
-    return Engine(EngineConfig(state_dir=tmp_path / "state", github_url=fake.url, home_uid=UID, home_gid=GID),
-                  db, hub, lambda user: tmp_path / "home", write_askpass(tmp_path),  # type: ignore[arg-type]
-                  profiles=lambda: ("small", {"course": profile_clones}))
+    engine = Autosave(db, hub, lambda user: tmp_path / "home", write_askpass(tmp_path), state_dir=tmp_path / "state",
+                      github_url=fake.url, home_owner=f"{UID}:{GID}")
+    return Watched(engine, Clones(engine, profiles=lambda: ("small", {"course": profile_clones})), hub)
 
 
-def statuses(engine: Engine) -> dict[str, dict[str, Any]]:
+def statuses(engine: Watched) -> dict[str, dict[str, Any]]:
     with engine.db.session() as session:
         return {row.path: row.status() for row in session.query(CloneRepo)}
 
@@ -84,7 +96,7 @@ def test_clones_from_settings_and_profile_at_server_start(github: tuple[FakeGitH
         session.add(CloneRepo(user_name="alice", url=hosting.clone_url("alice", "project"), path="work/project"))
     home = tmp_path / "home"
 
-    asyncio.run(engine.tick())
+    engine.tick()
     found = statuses(engine)
     assert found["work/project"]["state"] == "cloned", found
     assert found["course"]["state"] == "cloned" and found["course"]["source"] == "profile course"
@@ -104,16 +116,17 @@ def test_clones_from_settings_and_profile_at_server_start(github: tuple[FakeGitH
 
     # the same server on the next pass: nothing to do; a restart finds the repositories present
     requests = len(hosting.log)
-    asyncio.run(engine.tick())
+    engine.tick()
     assert len(hosting.log) == requests
     (home / "course" / "mine.txt").write_text("user's work\n")
     hub.servers = {}
-    asyncio.run(engine.tick())
+    engine.tick()
     hub.servers = {"": {"ready": True, "user_options": {}}}  # no profile in user_options: the default profile
-    asyncio.run(engine.tick())
+    engine.tick()
+    hub.servers = {}  # stopped, then started again with the profile that clones
+    engine.tick()
     hub.servers = {"": {"ready": True, "user_options": {"profile": "course"}}}
-    engine._seen.clear()
-    asyncio.run(engine.tick())
+    engine.tick()
     assert statuses(engine)["course"]["state"] == "present"
     assert (home / "course" / "mine.txt").read_text() == "user's work\n"  # left alone
     assert len(hosting.log) == requests
@@ -125,7 +138,7 @@ def test_a_refused_token_and_a_missing_repository_are_reported(github: tuple[Fak
     token = fake.issue_token("alice", "titan", ["repo"])
     fake.revoke_token(token)
     engine = make_engine(tmp_path, fake, HubDouble(token), (hosting.clone_url("alice", "course"),))
-    asyncio.run(engine.tick())
+    engine.tick()
     assert statuses(engine)["course"]["state"] == "sign in again"
     assert not (tmp_path / "home" / "course").exists()
     fresh = fake.issue_token("alice", "titan", ["repo"])

@@ -15,7 +15,7 @@ import pytest
 from service.autosave import PushOutcome, push, remote_url
 from service.autosave.push import classify, write_askpass
 from service.db import AutosaveRepo, AutosaveUser, Database
-from service.engine import Engine, EngineConfig
+from service.engine import Autosave
 from service.hub import GitHubCredentials
 from tests.fakegithub import FakeGitHub
 from tests.fakegithub.git import GitHosting, hosted
@@ -38,14 +38,10 @@ def github(tmp_path: Path) -> Iterator[tuple[FakeGitHub, GitHosting]]:
 
 
 class HubDouble:
-    """What the engine asks the hub: running servers and auth_state's token."""
+    """What autosave asks the hub: auth_state's token."""
 
     def __init__(self, token: str | None) -> None:
         self.token = token
-        self.servers: set[str] = {""}
-
-    async def running_servers(self, name: str) -> set[str]:
-        return set(self.servers)
 
     async def github_credentials(self, name: str) -> GitHubCredentials | None:
         if self.token is None:
@@ -94,7 +90,7 @@ def run(coro: object) -> object:
     return asyncio.run(coro)  # type: ignore[arg-type]
 
 
-def make_engine(tmp_path: Path, fake: FakeGitHub, hub: HubDouble) -> tuple[Engine, int]:
+def make_engine(tmp_path: Path, fake: FakeGitHub, hub: HubDouble) -> tuple[Autosave, int]:
     assert fake.url
     db = Database(f"sqlite:///{tmp_path / 'service.sqlite'}")
     with db.session() as session:
@@ -102,8 +98,8 @@ def make_engine(tmp_path: Path, fake: FakeGitHub, hub: HubDouble) -> tuple[Engin
                                  repos=[AutosaveRepo(path="project", left_out=[])]))
     with db.session() as session:
         repo_id = session.query(AutosaveRepo).one().id
-    engine = Engine(EngineConfig(state_dir=tmp_path / "state", github_url=fake.url, retry_base=60),
-                    db, hub, lambda user: tmp_path / "home", write_askpass(tmp_path))  # type: ignore[arg-type]
+    engine = Autosave(db, hub, lambda user: tmp_path / "home", write_askpass(tmp_path), state_dir=tmp_path / "state",
+                      github_url=fake.url, retry_base=60)
     return engine, repo_id
 
 
@@ -183,7 +179,7 @@ def test_network_errors_back_off(github: tuple[FakeGitHub, GitHosting], tmp_path
     make_home(tmp_path, dead + "/alice/project.git")
     token = fake.issue_token("alice", "titan", ["repo"])
     engine, repo_id = make_engine(tmp_path, fake, HubDouble(token))
-    engine.config.github_url = dead
+    engine.github_url = dead
     status = run(engine.run_repo("alice", repo_id, "", "scheduled"))
     assert isinstance(status, dict) and status["state"] == "network error", status
     assert status["message"] == "will retry in 60 s"

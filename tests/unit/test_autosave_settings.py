@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -79,9 +80,25 @@ def test_service_role_is_least_privilege_and_users_get_access() -> None:
 
 def test_autosave_settings_defaults(tmp_path: Path) -> None:
     settings = load_settings(tmp_path / "missing.yaml", environ={})
-    assert settings.autosave["interval"] == 600 and settings.autosave["max_file_size_mb"] == 10
-    (tmp_path / "titan.yaml").write_text("autosave:\n  intervall: 5\n")
+    assert settings.service["interval"] == 600 and settings.service["max_file_size_mb"] == 10
+    (tmp_path / "titan.yaml").write_text("service:\n  intervall: 5\n")
     with pytest.raises(ValueError, match="intervall"):
+        load_settings(tmp_path / "titan.yaml", environ={})
+
+
+def test_the_old_autosave_section_is_read_as_service_with_a_warning(tmp_path: Path,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "titan.yaml").write_text("autosave:\n  port: 8123\n  check_interval: 2\n")
+    with caplog.at_level(logging.WARNING, logger="core.settings"):
+        settings = load_settings(tmp_path / "titan.yaml", environ={})
+    assert settings.service["port"] == 8123 and settings.service["check_interval"] == 2
+    assert settings.service["interval"] == 600  # the other defaults filled in as for service:
+    assert any("autosave:" in r.getMessage() and "service:" in r.getMessage() for r in caplog.records)
+    (tmp_path / "titan.yaml").write_text("autosave:\n  intervall: 5\n")  # validated like service:
+    with pytest.raises(ValueError, match="intervall"):
+        load_settings(tmp_path / "titan.yaml", environ={})
+    (tmp_path / "titan.yaml").write_text("autosave:\n  port: 8123\nservice:\n  port: 8124\n")
+    with pytest.raises(ValueError, match="keep only service:"):
         load_settings(tmp_path / "titan.yaml", environ={})
 
 
@@ -98,7 +115,7 @@ def test_openapi_document_lists_every_route(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
     app = TitanService()
-    app.db = app.engine = None  # make_web_app only builds routes
+    app.db = app.autosave = None  # make_web_app only builds routes
     documented = {re.sub(r"\{[^}]+\}", "X", path) for path in doc["paths"]}
     routed = {re.sub(r"\([^)]*\)", "X", spec.matcher.regex.pattern.rstrip("$"))
               .removeprefix("/services/titan/api") for spec in app.make_web_app().default_router.rules[0]

@@ -14,9 +14,11 @@ import pytest
 from sqlalchemy import func, select
 
 from service.db import Database
+from service.hub import HubUnreachable
 from service.usage import DaskContainer, DaskSession, RangeError, ServerSession, UsageRecorder, parse_range
 from service.usage.recorder import parse_time
 from service.usage.report import usage_report
+from service.watcher import HubWatcher
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 GIB = 1024**3
@@ -42,7 +44,7 @@ class Hub:
 
     async def active_servers(self) -> dict[str, dict[str, dict[str, Any]]]:
         if self.down:
-            raise ConnectionRefusedError("the hub is restarting")
+            raise HubUnreachable("the hub is restarting")
         return {user: dict(servers) for user, servers in self.active.items()}
 
     def start(self, user: str, server: str, started: datetime, profile: str | None = "small") -> None:
@@ -61,13 +63,26 @@ def db(tmp_path: Path) -> Database:
     return Database(f"sqlite:///{tmp_path / 'service.sqlite'}")
 
 
+class Watched:
+    """The recorder as the service runs it: told by a hub watcher's pass, and its own Dask pass."""
+
+    def __init__(self, rec: UsageRecorder, hub: Hub) -> None:
+        self.rec = rec
+        self.watcher = HubWatcher(hub, clock=rec.clock)
+        self.watcher.watch("Usage", rec.servers_changed)
+
+    async def tick(self) -> None:
+        await self.watcher.run_pass()
+        await self.rec.dask_pass()
+
+
 def recorder(db: Database, hub: Hub, clock: Clock, dask: list[DaskContainer] | None = None,
-             profile_of: Any = None) -> UsageRecorder:
-    return UsageRecorder(db, hub, clock=clock, dask_source=(lambda: list(dask)) if dask is not None else None,
-                         profile_of=profile_of, default_profile=lambda: "small")
+             profile_of: Any = None) -> Watched:
+    return Watched(UsageRecorder(db, clock=clock, dask_source=(lambda: list(dask)) if dask is not None else None,
+                                 profile_of=profile_of, default_profile=lambda: "small"), hub)
 
 
-def tick(rec: UsageRecorder) -> None:
+def tick(rec: Watched) -> None:
     asyncio.run(rec.tick())
 
 

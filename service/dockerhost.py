@@ -1,0 +1,110 @@
+"""The service's one Docker client (``DockerHost``): users' home volumes, the profile of a running
+server, and the gateway's Dask containers, all read from the engine on this host.
+
+The service runs as root on the Docker host: a home is reached through its volume's host path
+(``docker volume inspect`` -> Mountpoint), never through ``docker exec``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
+
+from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
+from service.usage.recorder import DaskContainer, parse_time
+
+
+class DockerHost(LoggingConfigurable):
+    """What the service reads from the Docker engine (blocking calls: run them in a thread). Errors
+    of the engine are OSErrors (docker's APIError is a requests error, an IOError)."""
+
+    home_volume_template = Unicode(
+        "titan-home-{username}",
+        help="""The users' home volume names, as the spawner's ``home_volume_template`` ({username}
+        escaped as the spawner escapes it). Default titan-home-{username}; the hub's config gives
+        <deployment>-home-{username}.""",
+    ).tag(config=True)
+    deployment = Unicode(
+        "", help="""The deployment label (``titan.deployment``) of this hub's containers: servers and Dask
+        containers of other deployments on the same engine are not looked at. Default "": every one.
+        Example: titan""",
+    ).tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._client: docker.DockerClient | None = None
+        self._dask_sizes: dict[str, tuple[float, int, datetime | None]] = {}  # id -> (cores, memory, started)
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """``docker.from_env()``, made at first use (DOCKER_HOST and friends come from the hub)."""
+        if self._client is None:
+            try:
+                self._client = docker.from_env()
+            except docker.errors.DockerException as error:  # no engine to talk to: a network failure
+                raise ConnectionError(f"the Docker engine is not reachable: {error}") from None
+        return self._client
+
+    def volume_path(self, user: str) -> Path:
+        """The host path of ``user``'s home volume; LookupError when it does not exist yet."""
+        from core.labels import home_volume_name
+
+        name = home_volume_name(self.home_volume_template, user)
+        try:
+            volume = self.client.volumes.get(name)
+        except docker.errors.NotFound:
+            raise LookupError(f"home volume {name} does not exist yet (start a server once)") from None
+        return Path(volume.attrs["Mountpoint"])
+
+    def profile_of(self, user: str, server: str) -> str | None:
+        """The ``titan.profile`` label of ``user``'s running ``server`` container, None without one."""
+        labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
+        if self.deployment:
+            labels.append(f"{LABEL_DEPLOYMENT}={self.deployment}")
+        found = self.client.containers.list(filters={"label": labels})
+        return found[0].labels.get(LABEL_PROFILE) if found else None
+
+    def dask_containers(self) -> list[DaskContainer]:
+        """Every scheduler and worker container of this deployment. One ``docker ps`` a call; a
+        container is inspected once when it has started (its cores, memory and start time do not
+        change) and once more if it exited."""
+        from core.labels import LABEL_CLUSTER, LABEL_ORIGIN, LABEL_ROLE
+
+        labels = [LABEL_CLUSTER] + ([f"{LABEL_DEPLOYMENT}={self.deployment}"] if self.deployment else [])
+        found: list[dict[str, Any]] = self.client.api.containers(all=True, filters={"label": labels})
+        known = self._dask_sizes
+        result = []
+        for summary in found:
+            container_id, running = summary["Id"], summary.get("State") == "running"
+            finished = None
+            if container_id not in known or not running:
+                try:
+                    info = self.client.api.inspect_container(container_id)
+                except docker.errors.NotFound:
+                    continue
+                host, state = info.get("HostConfig") or {}, info.get("State") or {}
+                cores = (host.get("NanoCpus") or 0) / 1e9 or (host.get("CpuQuota") or 0) / (host.get("CpuPeriod")
+                                                                                           or 100000)
+                started = parse_time(state.get("StartedAt"))
+                if started is not None:
+                    known[container_id] = (float(cores), int(host.get("Memory") or 0), started)
+                running = bool(state.get("Running"))
+                finished = None if running else parse_time(state.get("FinishedAt"))
+                size = (float(cores), int(host.get("Memory") or 0), started)
+            else:
+                size = known[container_id]
+            container_labels = summary.get("Labels") or {}
+            result.append(DaskContainer(
+                id=container_id, user=container_labels.get(LABEL_OWNER, ""),
+                cluster=container_labels.get(LABEL_CLUSTER, ""), role=container_labels.get(LABEL_ROLE, ""),
+                server=container_labels.get(LABEL_ORIGIN, ""), cores=size[0], memory=size[1], started=size[2],
+                running=running, finished=finished))
+        for gone in set(known) - {c.id for c in result}:
+            known.pop(gone, None)
+        return result
