@@ -91,10 +91,15 @@ def _limits(limits: Limits) -> dict[str, Any]:
 
 
 def settings_of(deployment: Deployment) -> DaskSettings:
+    where = deployment.settings.profiles_dir
     try:
-        return dask_settings(deployment.profiles.dask, deployment.profiles.gpu_types)
+        dask = dask_settings(deployment.profiles.dask, deployment.profiles.gpu_types)
     except ValueError as error:
-        raise ExportError(f"{deployment.settings.profiles_dir}: {error}") from None
+        raise ExportError(f"{where}: {error}") from None
+    if any(dask.worker_gpus) and not dask.gpu_types:
+        raise ExportError(f"{where}: at dask.worker_gpus: workers may ask for GPUs but no GPU type is offered "
+                          "to them (gpu_types, dask.worker_gpus.types)")
+    return dask
 
 
 def cluster_data(deployment: Deployment, options: ExportOptions) -> dict[str, Any]:

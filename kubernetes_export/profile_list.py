@@ -51,6 +51,11 @@ def anchored(regex: str) -> str:
     return f"^(?:{inner})$"
 
 
+def _key(where: str, key: str) -> str:
+    """The Titan key a message names: ``resources.cpu`` of a profile, ``<where>.resources.cpu`` of a choice."""
+    return f"{where}.{key}" if where else key
+
+
 def _templated(value: Any) -> bool:
     return isinstance(value, str) and TEMPLATE in value
 
@@ -58,7 +63,7 @@ def _templated(value: Any) -> bool:
 def _image(block: Mapping[str, Any], slug: str, where: str, ctx: Context) -> dict[str, Any]:
     name = block["image"]
     if _templated(name):
-        raise CannotExpress(slug, f"{where}.image", "an image name typed by the user cannot be mapped to an image "
+        raise CannotExpress(slug, _key(where, "image"), "an image name typed by the user cannot be mapped to an image "
                             "in the cluster's registry; offer the images as choices instead")
     out: dict[str, Any] = {"image": ctx.images[str(name)]}
     if ctx.dask_image_env:
@@ -68,7 +73,7 @@ def _image(block: Mapping[str, Any], slug: str, where: str, ctx: Context) -> dic
 
 def _gpu(gpu: Mapping[str, Any], base_gpu: Mapping[str, Any], slug: str, where: str, base: bool) -> dict[str, Any]:
     if _templated(gpu.get("type")):
-        raise CannotExpress(slug, f"{where}.resources.gpu.type", "a GPU type typed by the user cannot be checked "
+        raise CannotExpress(slug, _key(where, "resources.gpu.type"), "a GPU type typed by the user cannot be checked "
                             "against gpu_types by KubeSpawner; offer the GPU types as choices instead")
     merged = {**base_gpu, **gpu}
     gpu_type = merged.get("type")
@@ -98,12 +103,12 @@ def translate(block: Mapping[str, Any], base_gpu: Mapping[str, Any], slug: str, 
         out.update(_image(block, slug, where, ctx))
     resources = block.get("resources", {})
     if "processes" in resources:
-        raise CannotExpress(slug, f"{where}.resources.processes", "Kubernetes has no per-pod process limit (the "
+        raise CannotExpress(slug, _key(where, "resources.processes"), "Kubernetes has no per-pod process limit (the "
                             "kubelet's podPidsLimit holds for every pod of a node); remove the key and set "
                             "podPidsLimit on the nodes")
     if "cpu" in resources:
         if isinstance(resources["cpu"], str):
-            raise CannotExpress(slug, f"{where}.resources.cpu", "KubeSpawner fills {value} in as text and its "
+            raise CannotExpress(slug, _key(where, "resources.cpu"), "KubeSpawner fills {value} in as text and its "
                                 "cpu_limit takes a number; offer the CPU counts as choices instead")
         out["cpu_limit"] = out["cpu_guarantee"] = float(resources["cpu"])
     if "memory" in resources:
@@ -156,7 +161,7 @@ def _option(option: ProfileOption, base_gpu: Mapping[str, Any], slug: str, ctx: 
 def profile_entry(profile: Profile, ctx: Context) -> dict[str, Any]:
     """One ``profile_list`` entry for ``profile``."""
     base_gpu = dict(profile.settings.get("resources", {}).get("gpu") or {})
-    override = translate(profile.settings, {}, profile.slug, "settings", ctx, base=True)
+    override = translate(profile.settings, {}, profile.slug, "", ctx, base=True)
     timeout = profile.idle_timeout if profile.idle_timeout is not None else ctx.idle_timeout
     if ctx.idle_timeout is not None and timeout:
         override["args"] = list(idle_shutdown_args(timeout))

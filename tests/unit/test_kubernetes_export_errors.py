@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from kubernetes_export import kubespawner_check
 from kubernetes_export.__main__ import main
+from kubernetes_export.errors import ExportError
+from kubernetes_export.hub_values import context, values
+from kubernetes_export.options import ExportOptions
+from kubernetes_export.source import load_deployment
 from tests.unit.k8s_export_fixtures import EVERY_FEATURE, SETTINGS, write_profiles, write_settings
 
 SMALL = """\
@@ -22,7 +27,7 @@ profiles:
 
 BAD_PROFILES = {
     "processes": (SMALL % {"resources": ", processes: 512", "options": ""},
-                  "profile 'box': settings.resources.processes: Kubernetes has no per-pod process limit"),
+                  "profile 'box': resources.processes: Kubernetes has no per-pod process limit"),
     "typed image": (SMALL % {"resources": "", "options": """\
     profile_options:
       env:
@@ -42,6 +47,9 @@ BAD_PROFILES = {
     "unknown worker GPU type": (SMALL % {"resources": "", "options": ""}
                                 + "dask: {worker_gpus: {choices: [0, 1], types: [V100]}}\n",
                                 "dask.worker_gpus.types: V100 not in gpu_types (T4)"),
+    "worker GPUs without a type": ((SMALL % {"resources": "", "options": ""}).replace('  T4: {match: "T4"}\n', "")
+                                   .replace("gpu_types:\n", "") + "dask: {worker_gpus: {choices: [0, 1]}}\n",
+                                   "at dask.worker_gpus: workers may ask for GPUs but no GPU type is offered"),
     "typo": (SMALL % {"resources": "", "options": "    acces: {groups: [x]}\n"},
              "at profiles.0: unknown key: Additional properties are not allowed ('acces' was unexpected)"),
     "choices in an order KubeSpawner cannot follow": (SMALL % {"resources": "", "options": """\
@@ -109,3 +117,33 @@ def test_bad_settings_and_missing_files(tmp_path: Path, capsys: pytest.CaptureFi
     good = write_settings(tmp_path)
     assert f"{tmp_path / 'none'}: no such profiles directory" in untouched_run(
         tmp_path, ["--settings", str(good), "--profiles", str(tmp_path / "none")], capsys)
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> tuple[object, dict, object]:
+    deployment = load_deployment(write_settings(tmp_path), write_profiles(tmp_path))
+    return deployment, values(deployment, ExportOptions()), context(deployment, ExportOptions())
+
+
+def test_the_kubespawner_check_catches_a_missing_access_rule(exported: tuple) -> None:
+    deployment, hub, ctx = exported
+    without_access = {k: v for k, v in hub["hub"]["extraConfig"].items() if "access" not in k}
+    with pytest.raises(ExportError, match="profile 'team': KubeSpawner takes {'profile': 'team'} from 'outsider', "
+                                          "which Titan refuses"):
+        kubespawner_check.check(deployment.profiles, hub["singleuser"]["profileList"], without_access, ctx)
+
+
+def test_the_kubespawner_check_catches_a_loose_regex_and_a_wrong_limit(exported: tuple) -> None:
+    deployment, hub, ctx = exported
+    profile_list = hub["singleuser"]["profileList"]
+    profile_list[0]["profile_options"]["memory"]["unlisted_choice"]["validation_regex"] = ".*"
+    with pytest.raises(ExportError, match=r"KubeSpawner takes .*'memory--unlisted-choice'.* which Titan refuses"):
+        kubespawner_check.check(deployment.profiles, profile_list, hub["hub"]["extraConfig"], ctx)
+    profile_list = values(deployment, ExportOptions())["singleuser"]["profileList"]
+    profile_list[2]["kubespawner_override"]["mem_limit"] = "32G"
+    with pytest.raises(ExportError, match=r"profile 'big-gpu' with .*: KubeSpawner's guarantees"):
+        kubespawner_check.check(deployment.profiles, profile_list, hub["hub"]["extraConfig"], ctx)
+    profile_list[2]["kubespawner_override"]["mem_guarantee"] = "32G"
+    with pytest.raises(ExportError, match=r"profile 'big-gpu' with .*: KubeSpawner gives memory = \[34359738368\], "
+                                          r"Titan \[68719476736\]"):
+        kubespawner_check.check(deployment.profiles, profile_list, hub["hub"]["extraConfig"], ctx)
