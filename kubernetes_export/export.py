@@ -26,7 +26,7 @@ def build(deployment: Deployment, options: ExportOptions) -> dict[str, str]:
     values = hub_values.values(deployment, options)
     chart_schema.validate_values(values)
     checks = [f"titan.yaml and the profiles against Titan's schemas ({deployment.settings.source}, "
-              f"{deployment.settings.profiles_dir})",
+              f"{deployment.profiles_dir})",
               f"values.yaml against the Zero to JupyterHub {chart_schema.vendored_version()} values schema"]
     extra = values["hub"]["extraConfig"]
     for key, code in extra.items():

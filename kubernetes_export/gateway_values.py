@@ -91,7 +91,7 @@ def _limits(limits: Limits) -> dict[str, Any]:
 
 
 def settings_of(deployment: Deployment) -> DaskSettings:
-    where = deployment.settings.profiles_dir
+    where = deployment.profiles_dir
     try:
         dask = dask_settings(deployment.profiles.dask, deployment.profiles.gpu_types)
     except ValueError as error:

@@ -19,6 +19,7 @@ class Deployment:
 
     settings: Settings
     profiles: ProfileSet
+    profiles_dir: Path  # where the profiles were read from
     local_images: Mapping[str, str]  # catalog name → the tag Titan builds locally (titan/minimal:<hash>)
 
 
@@ -44,5 +45,5 @@ def load_deployment(settings_file: Path | None = None, profiles_dir: Path | None
         raise ExportError(str(error)) from None
     used = {str(block["image"]) for p in profiles.profiles
             for block in [p.settings, *(c.override for o in p.options for c in o.choices)] if "image" in block}
-    return Deployment(settings=settings, profiles=profiles,
+    return Deployment(settings=settings, profiles=profiles, profiles_dir=directory,
                       local_images={name: image_tag(name) for name in sorted(used)})
