@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kubernetes_export import kubespawner_check
+from kubernetes_export import chart_schema, kubespawner_check
+from kubernetes_export import export as export_module
 from kubernetes_export.__main__ import main
 from kubernetes_export.export import GATEWAY_VALUES, REPORT, VALUES
 from kubernetes_export.hub_values import context
@@ -76,6 +77,7 @@ def test_shipped_profiles_round_trip(shipped: tuple[Path, Path]) -> None:
     assert github["allowed_organizations"] == ["acme", "partner:analysts"]
     assert github["admin_groups"] == ["acme:platform"] and "repo" in github["scope"]
     assert values["hub"]["config"]["Authenticator"]["admin_users"] == ["root-admin"]
+    chart_schema.validate_values(values)  # as read back from the file
     # read back from the file, KubeSpawner gives every profile and choice what Titan gives
     checks = kubespawner_check.check(deployment.profiles, values["singleuser"]["profileList"],
                                      values["hub"]["extraConfig"], context(deployment, ExportOptions()))
@@ -210,3 +212,11 @@ def test_chart_version_and_reexport_into_existing_folder(shipped: tuple[Path, Pa
     assert (out / "notes.txt").read_text() == "mine"
     assert read(out)["hub"]["services"]["titan"]["url"] == "http://old.acme.example:8020"
     assert "read " + str(out / REPORT) in capsys.readouterr().out
+
+
+def test_without_kubespawner_the_report_says_so(shipped: tuple[Path, Path], tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    _, settings = shipped
+    monkeypatch.setattr(export_module, "kubespawner_available", lambda: False)
+    assert export(tmp_path / "out", "--settings", str(settings), "--profiles", str(PROFILES_DIR)) == 0
+    assert "- NOT checked by KubeSpawner: install jupyterhub-kubespawner" in (tmp_path / "out" / REPORT).read_text()
