@@ -48,6 +48,7 @@ def run_script(deployment: Deployment, options: ExportOptions) -> str:
         f"JUPYTERHUB_API_TOKEN=\"$(kubectl --namespace {shlex.quote(options.namespace)} get secret hub "
         f"-o jsonpath='{{.data.{secret_key}}}' | base64 -d)\"",
         "export JUPYTERHUB_API_TOKEN",
+        "# The new hub's API at hub.public_url of titan.yaml: change it if the cluster's hub has another address.",
         *(f"export {key}={shlex.quote(value)}" for key, value in env.items()),
         "exec " + " \\\n  ".join(command),
     ]
