@@ -1,5 +1,5 @@
 # Titan's entry points. Each target runs scripts/titan.sh, which says what it does as it goes.
-.PHONY: up down status test images bench
+.PHONY: up down status test images bench export-k8s
 
 up:      ## set up what is missing and start Titan at http://127.0.0.1:8000
 	@bash scripts/titan.sh up
@@ -13,3 +13,5 @@ images:  ## build the single-user images that are missing
 	@bash scripts/titan.sh images
 bench:   ## spawn latency and memory against plain DockerSpawner
 	@bash scripts/titan.sh bench
+export-k8s:  ## values for the Zero to JupyterHub and Dask Gateway charts in k8s-export/ (OUT=, ARGS=)
+	@bash scripts/titan.sh export-k8s --out "$(or $(OUT),k8s-export)" $(ARGS)

@@ -188,5 +188,6 @@ case "${1:-}" in
   packages) shift; require_root packages; ensure_system_packages ;;
   images) shift; require_root images; ensure_docker; ensure_venv; ensure_images "$@" ;;
   bench) shift; cmd_bench "$@" ;;
-  *) echo "usage: $0 up|down|status|test|images|bench|packages" >&2; exit 2 ;;
+  export-k8s) shift; ensure_venv; "$PY" -m kubernetes_export "$@" ;;
+  *) echo "usage: $0 up|down|status|test|images|bench|packages|export-k8s" >&2; exit 2 ;;
 esac
