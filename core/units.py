@@ -49,3 +49,14 @@ def parse_duration(value: str | int | float) -> float:
     if seconds < 0:
         raise ValueError(f"{value!r}: a duration cannot be negative")
     return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds → ``"2h"``, ``"30m"``, ``"1h 30m"``, ``"45s"``."""
+    seconds = round(seconds)
+    parts = []
+    for suffix, factor in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= factor:
+            parts.append(f"{seconds // factor}{suffix}")
+            seconds %= factor
+    return " ".join(parts) or "0s"

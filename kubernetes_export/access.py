@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spawner.profiles import ProfileSet
+from core.profiles import ProfileSet
 
 EXTRA_CONFIG_KEY = "10-titan-profile-access"
 NO_PROFILE_MESSAGE = "No server profile is available to you. Ask an admin to add you to a team."

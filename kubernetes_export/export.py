@@ -45,7 +45,7 @@ def build(deployment: Deployment, options: ExportOptions) -> dict[str, str]:
     files = {VALUES: to_yaml(values, HEADER), report.HUB_DOCKERFILE: hub_values.hub_dockerfile()}
     if gateway:
         files[GATEWAY_VALUES] = to_yaml(gateway, HEADER)
-    if deployment.settings.autosave["enabled"]:
+    if deployment.settings.service["enabled"]:
         files[report.SERVICE_SCRIPT] = titan_service.run_script(deployment, options)
     files[REPORT] = report.report(deployment, options, checks)
     if not options.include_secrets:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from images.recipes import hub_version
+from core.images import hub_version
 from kubernetes_export import access, login
 from kubernetes_export.options import CHART_VERSION, ExportOptions
 from kubernetes_export.profile_list import Context, profile_entry
@@ -54,7 +54,7 @@ def context(deployment: Deployment, options: ExportOptions) -> Context:
 
 def _services(deployment: Deployment, options: ExportOptions) -> dict[str, Any]:
     services: dict[str, Any] = {}
-    if deployment.settings.autosave["enabled"]:
+    if deployment.settings.service["enabled"]:
         services[titan_service.SERVICE_NAME] = {
             "url": options.titan_service_url.rstrip("/"),
             "display": True,
@@ -70,7 +70,7 @@ def _services(deployment: Deployment, options: ExportOptions) -> dict[str, Any]:
 def _roles(deployment: Deployment) -> dict[str, Any]:
     user_scopes = ["self"]
     roles: dict[str, Any] = {}
-    if deployment.settings.autosave["enabled"]:
+    if deployment.settings.service["enabled"]:
         role = titan_service.role()
         roles[role["name"]] = {k: v for k, v in role.items() if k != "name"}
         user_scopes.append(titan_service.ACCESS_SCOPE)

@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.capacity import HostCapacity
+from core.profiles import Profile, ProfileSet
 from kubernetes_export.errors import ExportError
 from kubernetes_export.options import GPU_RESOURCE, GPU_TYPE_LABEL
 from kubernetes_export.profile_list import Context
-from spawner.capacity import HostCapacity
 from spawner.options import OptionsError, Selection, resolve_selection
-from spawner.profiles import Profile, ProfileSet
 
 KUBECONFIG = """\
 apiVersion: v1

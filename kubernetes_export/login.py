@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.settings import Settings
 from kubernetes_export.errors import ExportError
 from kubernetes_export.options import ExportOptions, placeholder
 from titan.auth import requested_scopes
-from titan.settings import Settings
 
 EXTRA_CONFIG_KEY = "05-titan-github-teams-as-groups"
 #: Shorter values are not looked for in the output (a made-up "abc" would match anywhere).

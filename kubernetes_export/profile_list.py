@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.profiles import Profile, ProfileOption
 from kubernetes_export.errors import CannotExpress
 from kubernetes_export.options import GPU_RESOURCE, GPU_TYPE_LABEL
 from spawner.idle import idle_shutdown_args
-from spawner.profiles import Profile, ProfileOption
 
 #: The dask-gateway client's default ``image`` cluster option: a cluster runs in its server's image.
 DASK_IMAGE_ENV = "DASK_GATEWAY__CLUSTER__OPTIONS__IMAGE"

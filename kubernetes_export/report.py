@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from images.recipes import hub_version
+from core.images import hub_version
+from core.profiles import resources_from_settings
+from core.units import format_cpu, format_duration, format_memory
 from kubernetes_export.hub_values import context, hub_image, registry_image
 from kubernetes_export.options import CHART_HUB_JUPYTERHUB, CHART_VERSION, GPU_RESOURCE, GPU_TYPE_LABEL, ExportOptions
 from kubernetes_export.source import Deployment
-from spawner.profiles import resources_from_settings
-from spawner.units import format_cpu, format_duration, format_memory
 
 HUB_DOCKERFILE = "hub.Dockerfile"
 SERVICE_SCRIPT = "titan-service.sh"
@@ -120,7 +120,7 @@ def _not_carried(deployment: Deployment) -> list[str]:
 
 
 def _stays(deployment: Deployment, options: ExportOptions) -> list[str]:
-    if not deployment.settings.autosave["enabled"]:
+    if not deployment.settings.service["enabled"]:
         return []
     return ["## What stays on the old host", "",
             "The Titan service (git autosave, share links, published reports and dashboards) works on the old "
@@ -128,7 +128,7 @@ def _stays(deployment: Deployment, options: ExportOptions) -> list[str]:
             f"(values.yaml: hub.services.titan, url {options.titan_service_url}, and its role in hub.loadRoles). "
             f"Run `{SERVICE_SCRIPT}` on the old host (under systemd, for instance): it reads the service's API "
             "token from the chart's `hub` Secret with kubectl and starts the service on "
-            f"port {deployment.settings.autosave['port']}. Autosave and sharing of servers that run in the "
+            f"port {deployment.settings.service['port']}. Autosave and sharing of servers that run in the "
             "cluster need the homes reachable from the old host; until then the service keeps serving what "
             "was saved and published before the move.", ""]
 

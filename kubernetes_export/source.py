@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from images.recipes import catalog, image_tag
+from core.images import catalog, image_tag
+from core.profiles import ProfileError, ProfileSet, load_profiles, profile_files
+from core.settings import Settings, SettingsError, load_settings
 from kubernetes_export.errors import ExportError
-from spawner.profiles import ProfileError, ProfileSet, load_profiles, profile_files
-from titan.settings import Settings, SettingsError, load_settings
 
 
 @dataclass(frozen=True)

@@ -183,3 +183,9 @@ def test_culling_off_means_no_culler_and_no_server_stops_itself(
     assert "idle-culler" not in {s["name"] for s in config.JupyterHub.services}
     assert "idle-culler" not in {r["name"] for r in config.JupyterHub.load_roles}
     assert config.TitanDockerSpawner.idle_shutdown is False
+
+
+def test_durations_print_for_people() -> None:
+    from core.units import format_duration
+
+    assert [format_duration(s) for s in (45, 1800, 5400, 90061)] == ["45s", "30m", "1h 30m", "1d 1h 1m 1s"]

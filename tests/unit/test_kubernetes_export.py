@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
+from core.profiles import PROFILES_DIR
 from kubernetes_export import chart_schema, kubespawner_check
 from kubernetes_export import export as export_module
 from kubernetes_export.__main__ import main
@@ -17,7 +18,6 @@ from kubernetes_export.hub_values import context
 from kubernetes_export.options import ExportOptions
 from kubernetes_export.report import HUB_DOCKERFILE, SERVICE_SCRIPT
 from kubernetes_export.source import load_deployment
-from spawner.profiles import PROFILES_DIR
 from tests.unit.k8s_export_fixtures import CLIENT_ID, CLIENT_SECRET, write_profiles, write_settings
 
 
@@ -108,7 +108,9 @@ def test_report_says_what_to_push_and_label(shipped: tuple[Path, Path]) -> None:
     assert "FROM quay.io/jupyterhub/k8s-hub:4.4.0" in (out / HUB_DOCKERFILE).read_text()
     script = (out / SERVICE_SCRIPT).read_text()
     assert "get secret hub -o jsonpath='{.data.hub\\.services\\.titan\\.apiToken}'" in script
-    assert "--TitanService.port=8020" in script and "Operations.gateway" not in script
+    # The service's own configuration file reads titan.yaml (its port 8020); no gateway on the old host.
+    assert "/service/config.py" in script and "--Operations.gateway_url=" in script
+    assert "TITAN_SETTINGS=" in script and "TITAN_ADDRESS=0.0.0.0" in script
     assert read(out)["hub"]["services"]["titan"]["url"] == "http://OLD-TITAN-HOST:8020"
 
 
