@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.engine.docker import hardening_kwargs
+from core.engine.spec import HARDENING as ENGINE_HARDENING
 from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER, docker_safe
 from spawner.dashboard import with_dashboard
 from spawner.gpu.allocator import GPU_LABEL, docker_device_request, gpu_label_value
@@ -19,10 +21,8 @@ from spawner.options import Selection
 HOME_MOUNT = "/home/jovyan"
 SERVER_PORT = 8888  # the port JupyterLab listens on inside its container (on the user's network)
 
-#: Hardening every container of Titan gets (servers and Dask containers alike): no capability at all
-#: (the images run as jovyan, uid 1000, and a JupyterLab server, a kernel or a Dask worker needs
-#: none), no gaining privileges through setuid binaries, and a process-count limit per container.
-HARDENING: Mapping[str, Any] = {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+#: core.engine.spec.HARDENING (one for every container of Titan) as DockerSpawner's host config.
+HARDENING: Mapping[str, Any] = hardening_kwargs(ENGINE_HARDENING)
 LABEL_GPUS = GPU_LABEL
 
 

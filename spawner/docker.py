@@ -18,12 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Bool, Dict, Float, Integer, Unicode, default
 
 from core import network as networks
+from core.engine.base import ContainerEngine, ContainerInfo, EngineError, ImageMissing, NetworkGone
+from core.engine.docker import DockerEngine, translate
 from core.network import NetworkPlan
 from core.text import printable
 from gateway.containers import ALIVE as DASK_ALIVE
@@ -173,6 +174,7 @@ class TitanDockerSpawner(DockerSpawner):
     )
 
     _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
+    _shared_engine: ClassVar[ContainerEngine | None] = None
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
@@ -218,6 +220,16 @@ class TitanDockerSpawner(DockerSpawner):
     def _default_apply_user_options(self) -> Any:
         return TitanDockerSpawner._apply_profile
 
+    # ---- the engine -----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> ContainerEngine:
+        """The engine for Titan's own calls (networks, listings, the image check): one per hub
+        process, the engine ``DOCKER_HOST`` names. DockerSpawner's create and start keep its client."""
+        if TitanDockerSpawner._shared_engine is None:
+            TitanDockerSpawner._shared_engine = DockerEngine()
+        return TitanDockerSpawner._shared_engine
+
     # ---- profiles and capacity ----------------------------------------------------------
 
     @property
@@ -234,8 +246,8 @@ class TitanDockerSpawner(DockerSpawner):
 
     async def host_capacity(self) -> HostCapacity:
         if TitanDockerSpawner._engine_capacity is None:
-            info = await self.docker("info")
-            TitanDockerSpawner._engine_capacity = (float(info["NCPU"]), int(info["MemTotal"]))
+            info = await self.engine.info()
+            TitanDockerSpawner._engine_capacity = (info.cpus, info.memory)
         cpus, memory = TitanDockerSpawner._engine_capacity
         allocator = await self.gpus()
         types = list(self.profile_set.gpu_types)
@@ -250,9 +262,7 @@ class TitanDockerSpawner(DockerSpawner):
         allocator, fresh = gpu_allocator(self.gpu_db_url, self.gpu_inventory_xml, self.profile_set.gpu_types,
                                          self.log)
         if fresh:
-            found = await self.docker("containers", all=True,
-                                      filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
-            allocator.reconcile(live_gpu_owners(found))
+            allocator.reconcile(live_gpu_owners(await self.engine.list_containers({LABEL_DEPLOYMENT: self.deployment})))
         return allocator
 
     @property
@@ -377,18 +387,17 @@ class TitanDockerSpawner(DockerSpawner):
         """No registry: the image must have been built here. Say so clearly if it was not."""
         self._progress(10, f"Checking image {image}")
         try:
-            info = await self.docker("inspect_image", image)
-        except docker.errors.NotFound:
+            info = await self.engine.inspect_image(image)
+        except ImageMissing:
             raise web.HTTPError(
                 500, f"The image {image} is not built on this host. An admin builds it with "
                      f"`make images` (or `python -m images.build`)."
             ) from None
-        self._progress(25, f"Image {image} is present ({format_memory(int(info.get('Size', 0)))})")
+        self._progress(25, f"Image {image} is present ({format_memory(info.size)})")
 
     async def _ensure_network(self) -> None:
         plan = self.network_plan
-        await asyncio.wrap_future(self.executor.submit(networks.ensure_user_network, self.client, plan,
-                                                       self.user.name))
+        await networks.ensure_user_network(self.engine, plan, self.user.name)
 
     async def create_object(self) -> dict[str, Any]:
         self._progress(35, f"Preparing your network {self.network_name}")
@@ -396,8 +405,8 @@ class TitanDockerSpawner(DockerSpawner):
         self._progress(40, "Creating the container")
         try:
             obj: dict[str, Any] = await super().create_object()
-        except docker.errors.APIError as error:
-            if not networks.is_network_missing(error):
+        except Exception as error:
+            if not isinstance(translate(error), NetworkGone):
                 raise
             # The user's last other container went at this moment and took the network with it.
             await self._ensure_network()
@@ -499,14 +508,14 @@ class TitanDockerSpawner(DockerSpawner):
         if released:
             self.log.info("Released GPUs of %s: %s", self._log_name, ", ".join(released))
         try:  # the user's network goes with their last container (the engine keeps one still in use)
-            await asyncio.wrap_future(self.executor.submit(networks.remove_if_unused, self.client,
-                                                           self.network_name))
-        except docker.errors.APIError as error:
+            await networks.remove_if_unused(self.engine, self.network_name)
+        except EngineError as error:
             self.log.warning("Could not remove network %s: %s", self.network_name, error)
 
     async def stop(self, now: bool = False) -> None:
         try:
-            await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log)
+            await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log,
+                                 self.engine)
             await super().stop(now=now)
         finally:
             await self._release_resources()
@@ -524,7 +533,8 @@ class TitanDockerSpawner(DockerSpawner):
             self.log.info("Server %s exited by itself: stopping its Dask clusters, freeing its resources",
                           self._log_name)
             try:
-                await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log)
+                await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log,
+                                 self.engine)
             finally:
                 await self._release_resources()
         self._cleaned_up = False  # for the next start
@@ -538,14 +548,13 @@ RUNNING.known_profiles = lambda: sorted({p.slug for _, profiles in TitanDockerSp
                                          for p in profiles.profiles})
 
 
-def live_gpu_owners(containers: list[dict[str, Any]]) -> dict[str, list[str]]:
+def live_gpu_owners(containers: list[ContainerInfo]) -> dict[str, list[str]]:
     """Allocator owner → the uuids its ``titan.gpus`` label lists, for the containers that hold
     GPUs now: running servers (``<user>/<server>``) and Dask workers the gateway has created or
     started (``<user>/dask/<cluster>/<worker>``, as gateway.backend claims them)."""
     live: dict[str, list[str]] = {}
     for container in containers:
-        labels = container.get("Labels") or {}
-        state = container.get("State", "running")
+        labels, state = container.labels, container.state
         if LABEL_SERVER in labels and not labels.get(LABEL_DASK_ROLE):
             if state == "running":
                 live[f"{labels.get(LABEL_OWNER, '')}/{labels[LABEL_SERVER]}"] = parse_gpu_label(labels.get(LABEL_GPUS))
