@@ -24,18 +24,20 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from dask_gateway_server.backends.base import ClusterConfig, PublicException
+from dask_gateway_server.backends.base import PublicException
 from dask_gateway_server.backends.db_base import Cluster, DBBackendBase, JobStatus, Worker
 from dask_gateway_server.models import User
 from dask_gateway_server.options import Options
-from dask_gateway_server.traitlets import Command, Type
-from traitlets import Dict, Float, Integer, Unicode, default
+from dask_gateway_server.traitlets import Type
+from traitlets import default
 
 from core.engine.base import ContainerEngine, ContainerInfo
 from core.engine.docker import DockerEngine
 from core.engine.spec import ContainerSpec
 from gateway import dashboards, reaper, routes
 from gateway.admission import Accepted, GpuFacts, Origin, admit
+from gateway.backend_settings import BackendSettings
+from gateway.cluster_config import DockerClusterConfig
 from gateway.containers import (
     ALIVE,
     LABEL_CLUSTER,
@@ -43,132 +45,31 @@ from gateway.containers import (
     LABEL_WORKER,
     SCHEDULER,
     WORKER,
-    container_labels,
-    container_name,
-    server_namespace,
+    dask_container,
     worker_gpu_owner,
 )
 from gateway.hub import SERVICE_NAME
-from gateway.options import DaskSettings, OptionsError, dask_settings, options_spec, parse_request
+from gateway.options import DaskSettings, OptionsError, options_spec, parse_request
+from gateway.profile_data import ProfileData
 from gateway.scaling import Scaling
 from gateway.tls import TLS_CERT, TLS_KEY, TlsFiles
 from gateway.worker_gpus import WorkerGpus
-from images.recipes import catalog
 from spawner.container import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
-from spawner.gpu.allocator import GpuAllocator, gpu_label_value, parse_gpu_label
+from spawner.gpu.allocator import GpuAllocator, parse_gpu_label
 from spawner.gpu.inventory import GpuUnit
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
+from spawner.profiles import ProfileSet
 
 __all__ = ["DockerBackend", "DockerClusterConfig", "Origin"]
 
 
-class DockerClusterConfig(ClusterConfig):
-    """One cluster's configuration. Titan fills ``image``, ``origin_*``, the worker size and
-    ``user_limits`` per cluster; the rest comes from ``c.ClusterConfig`` in gateway/config.py."""
-
-    scheduler_cmd = Command(["dask", "scheduler"], config=True,
-                            help="Command starting the scheduler in its container. Default: dask scheduler.")
-    worker_cmd = Command(["dask", "worker"], config=True,
-                         help="Command starting a worker in its container. Default: dask worker.")
-    worker_cores = Float(1, min=0.01, config=True,
-                         help="CPU cores of a worker container (a CPU quota; may be fractional). Default 1.")
-    worker_gpus = Integer(0, min=0, help="GPUs each worker holds (the cluster's worker_gpus option). Default 0.")
-    worker_gpu_type = Unicode("", help="GPU type (a name in the profile data's gpu_types) of the workers' GPUs.")
-    scheduler_cores = Float(1, min=0.01, config=True,
-                            help="CPU cores of the scheduler container (may be fractional). Default 1.")
-    image = Unicode("", help="Image of the scheduler and workers: the image of the cluster's server.")
-    origin_server = Unicode("", help="Name of the server the cluster belongs to ('' is the default server).")
-    origin_container = Unicode("", help="Container id of that server; the cluster stops when it is gone.")
-    user_limits = Dict(help="The owner's limits when the cluster was created (gateway.limits.Limits fields).")
-
-
-class DockerBackend(DBBackendBase):
+class DockerBackend(DBBackendBase, BackendSettings):
     """Runs each cluster's scheduler and workers as Docker containers on this host."""
 
     cluster_config_class = Type(
-        "gateway.backend.DockerClusterConfig",
+        "gateway.cluster_config.DockerClusterConfig",
         klass="dask_gateway_server.backends.base.ClusterConfig",
-        help="The cluster config class. Default: gateway.backend.DockerClusterConfig.",
+        help="The cluster config class. Default: gateway.cluster_config.DockerClusterConfig.",
         config=True,
-    )
-
-    deployment = Unicode(
-        "titan",
-        config=True,
-        help="""Titan deployment name: containers get the label titan.deployment=<name> and the
-        name prefix <name>-dask-; only servers of this deployment can own clusters. Default "titan".""",
-    )
-
-    profiles_dir = Unicode(
-        str(PROFILES_DIR),
-        config=True,
-        help="""Directory of the profile YAML files; their `dask` section gives the worker sizes,
-        the scheduler size and the limits. Re-read when a file changes. Default: profiles/.""",
-    )
-
-    container_user = Unicode(
-        "1000:1000",
-        config=True,
-        help="""uid:gid the scheduler and workers run as (the images' jovyan user); the cluster's
-        TLS certificate and key files (see tls_dir) belong to it. Default "1000:1000".""",
-    )
-
-    server_check_period = Float(
-        10.0,
-        config=True,
-        help="""Seconds between passes that stop clusters whose server container is gone and remove
-        containers that no active cluster or worker owns. Default 10.""",
-    )
-
-    control_token = Unicode(
-        "",
-        config=True,
-        help="""Secret the hub presents to ask for a server's clusters to be stopped (POST
-        /api/titan/v1/server-stopped). Empty disables that route. Default "".""",
-    )
-
-    docker_threads = Integer(8, min=1, config=True,
-                             help="Threads running Docker API calls (and connections kept to the engine). Default 8.")
-
-    tls_dir = Unicode(
-        "",
-        config=True,
-        help="""Directory (private to the gateway: 0700, on this host) holding one directory per
-        cluster with its TLS certificate and key, bind-mounted read-only into its containers.
-        gateway/configure.py puts it in the state directory, so clusters keep it across a gateway
-        restart. Default "": a temporary directory, removed when the gateway stops.""",
-    )
-
-    closed_worker_check_period = Float(
-        1.0,
-        min=0.1,
-        config=True,
-        help="""Seconds between checks, while a cluster is retiring workers, for retired workers
-        whose container has exited: they are removed then instead of at the scheduler's next
-        heartbeat. No Docker call while no worker is retiring. Default 1.""",
-    )
-
-    gpu_db_url = Unicode(
-        "",
-        config=True,
-        help="""The spawner's GPU allocation database (sqlalchemy URL): workers asking for GPUs draw
-        from the same units as servers. gateway/configure.py points it at state/gpu-allocations.sqlite,
-        as jupyterhub_config.py does for the spawner. Default "": workers cannot have GPUs.""",
-    )
-
-    gpu_inventory_xml = Unicode(
-        "",
-        config=True,
-        help="""Read the host's GPUs from this `nvidia-smi -q -x` file instead of asking the driver, as
-        TitanDockerSpawner.gpu_inventory_xml does (the same setting). Default "": discover.""",
-    )
-
-    dashboard_gate_url = Unicode(
-        "",
-        config=True,
-        help="""Where the gateway's proxy reaches this gateway's private API (``http://127.0.0.1:<api_port>``):
-        cluster dashboards are routed through its login gate there (gateway.dashboards) instead of straight
-        to the scheduler. Default "": the private API's own address.""",
     )
 
     supports_bulk_shutdown = True
@@ -179,24 +80,20 @@ class DockerBackend(DBBackendBase):
 
     # ---- profile data -------------------------------------------------------------------
 
-    _settings_cache: tuple[tuple[tuple[str, float], ...], DaskSettings, ProfileSet] | None = None
+    _profile_data: ProfileData | None = None
+
+    def profile_data(self) -> ProfileData:
+        if self._profile_data is None or self._profile_data.directory != Path(self.profiles_dir):
+            self._profile_data = ProfileData(Path(self.profiles_dir))
+        return self._profile_data
 
     def dask_settings(self) -> DaskSettings:
         """The `dask` section of the profile data, re-read when a profile file changes."""
-        return self._profile_data()[0]
+        return self.profile_data().dask_settings()
 
     def profile_set(self) -> ProfileSet:
         """All of the profile data (the GPU types, the servers' profiles)."""
-        return self._profile_data()[1]
-
-    def _profile_data(self) -> tuple[DaskSettings, ProfileSet]:
-        files = profile_files(Path(self.profiles_dir))
-        stamp = tuple((str(p), p.stat().st_mtime) for p in files)
-        if self._settings_cache is None or self._settings_cache[0] != stamp:
-            images = [name for name, recipe in catalog().items() if recipe.builder == "docker"]
-            profiles = load_profiles(files, images=images)
-            self._settings_cache = (stamp, dask_settings(profiles.dask, profiles.gpu_types), profiles)
-        return self._settings_cache[1], self._settings_cache[2]
+        return self.profile_data().profiles()
 
     @property
     def max_idle_timeout(self) -> float:
@@ -274,32 +171,17 @@ class DockerBackend(DBBackendBase):
         return [*command, *(["--resources", f"GPU={gpus}"] if gpus else [])]
 
     def scheduler_spec(self, cluster: Cluster) -> ContainerSpec:
-        config = cluster.config
-        return ContainerSpec(
-            name=container_name(self.deployment, cluster.username, cluster.name, SCHEDULER),
-            image=config.image, command=tuple(self.get_scheduler_command(cluster)),
-            environment=self.get_scheduler_env(cluster),
-            labels=container_labels(self.deployment, cluster.username, config.origin_server, cluster.name, SCHEDULER),
-            cores=config.scheduler_cores, memory=config.scheduler_memory, user=self.container_user,
-            network=server_namespace(config.origin_container), mounts=(self.tls_files.mount(str(cluster.name)),),
-        )
+        return dask_container(self.deployment, cluster, SCHEDULER, "", self.get_scheduler_command(cluster),
+                              self.get_scheduler_env(cluster), self.container_user,
+                              self.tls_files.mount(str(cluster.name)))
 
     def worker_spec(self, worker: Worker, gpus: Iterable[GpuUnit] = ()) -> ContainerSpec:
         """A worker's container; with ``gpus``, exactly those devices."""
-        cluster, units = worker.cluster, list(gpus)
-        config = cluster.config
-        labels = container_labels(self.deployment, cluster.username, config.origin_server, cluster.name, WORKER,
-                                  worker.name)
-        environment = self.get_worker_env(cluster)
-        if units:
-            labels[LABEL_GPUS] = environment["NVIDIA_VISIBLE_DEVICES"] = gpu_label_value(units)
-        return ContainerSpec(
-            name=container_name(self.deployment, cluster.username, cluster.name, WORKER, worker.name),
-            image=config.image, command=tuple(self.get_worker_command(cluster, worker.name)),
-            environment=environment, labels=labels, cores=config.worker_cores, memory=config.worker_memory,
-            user=self.container_user, network=server_namespace(config.origin_container),
-            mounts=(self.tls_files.mount(str(cluster.name)),), gpus=tuple(u.uuid for u in units),
-        )
+        cluster = worker.cluster
+        return dask_container(self.deployment, cluster, WORKER, worker.name,
+                              self.get_worker_command(cluster, worker.name), self.get_worker_env(cluster),
+                              self.container_user, self.tls_files.mount(str(cluster.name)),
+                              [u.uuid for u in gpus])
 
     async def _start_container(self, spec: ContainerSpec, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
         # The TLS files before the container exists: it starts with them in place.

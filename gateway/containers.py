@@ -6,9 +6,12 @@ Nothing here talks to an engine; :mod:`gateway.backend` hands the results to one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from core.engine.spec import ContainerSpec, Mount
 from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, docker_safe
+from spawner.gpu.allocator import GPU_LABEL
 
 LABEL_CLUSTER = "titan.dask.cluster"
 LABEL_ROLE = "titan.dask.role"  # "scheduler" or "worker"
@@ -76,3 +79,23 @@ def container_labels(deployment: str, owner: str, origin_server: str, cluster: s
     if worker:
         labels[LABEL_WORKER] = worker
     return labels
+
+
+def dask_container(deployment: str, cluster: Any, role: str, worker: str, command: Sequence[str],
+                   environment: Mapping[str, str], user: str, tls: Mount, gpus: Sequence[str] = ()) -> ContainerSpec:
+    """The container of ``cluster``'s scheduler (``role`` SCHEDULER, ``worker`` "") or of its worker
+    ``worker``: in the image and network namespace of the cluster's server, sized by the cluster's
+    config, with the TLS files mounted; a worker with ``gpus`` gets exactly those (and the label)."""
+    config = cluster.config
+    labels = container_labels(deployment, cluster.username, config.origin_server, cluster.name, role, worker)
+    environment = dict(environment)
+    if gpus:
+        labels[GPU_LABEL] = environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(gpus)
+    scheduler = role == SCHEDULER
+    return ContainerSpec(
+        name=container_name(deployment, cluster.username, cluster.name, role, worker),
+        image=config.image, command=tuple(command), environment=environment, labels=labels,
+        cores=config.scheduler_cores if scheduler else config.worker_cores,
+        memory=config.scheduler_memory if scheduler else config.worker_memory,
+        user=user, network=server_namespace(config.origin_container), mounts=(tls,), gpus=tuple(gpus),
+    )
