@@ -20,158 +20,40 @@ from typing import Any, ClassVar
 
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, Unicode, default
+from traitlets import default
 
 from core import network as networks
-from core.engine.base import ContainerEngine, ContainerInfo, EngineError, ImageMissing, NetworkGone
+from core.engine.base import ContainerEngine, ContainerGone, EngineError, ImageMissing, NetworkGone
 from core.engine.docker import DockerEngine, translate
 from core.network import NetworkPlan
 from core.text import printable
-from gateway.containers import ALIVE as DASK_ALIVE
-from gateway.containers import LABEL_ROLE as LABEL_DASK_ROLE
-from gateway.containers import worker_gpu_owner_from_labels
 from gateway.control import server_stopped
 from images.recipes import catalog, image_tag
 from spawner.capacity import HostCapacity
 from spawner.container import (
     LABEL_DEPLOYMENT,
     LABEL_GPUS,
-    LABEL_OWNER,
-    LABEL_SERVER,
     SERVER_PORT,
     ContainerSettings,
     build_container_settings,
 )
 from spawner.dask_env import dask_environment
 from spawner.form import form_view, render_form
-from spawner.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
+from spawner.gpu.allocator import GpuAllocator, GpuUnavailable
 from spawner.gpu.inventory import GpuUnit
 from spawner.gpu.pool import gpu_allocator
+from spawner.gpu_owners import live_gpu_owners
 from spawner.metrics import RUNNING, SPAWN_DURATION
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
-from spawner.profiles import PROFILES_DIR, ProfileSet, load_profiles, profile_files
+from spawner.profiles import ProfileSet, load_profiles, profile_files
+from spawner.readiness import wait_for_listening
+from spawner.refusals import forget_refused
+from spawner.settings import SpawnerSettings
 from spawner.units import format_memory
 
 
-class TitanDockerSpawner(DockerSpawner):
+class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
     """Spawns each server in a Docker container sized by the profile the user picked."""
-
-    profiles_dir = Unicode(
-        str(PROFILES_DIR),
-        config=True,
-        help="""Directory of profile YAML files (every *.yaml in it, by name), validated against
-        profiles/schema.json at start-up. Default: the repository's profiles/.
-        Example: c.TitanDockerSpawner.profiles_dir = "/etc/titan/profiles"
-        """,
-    )
-
-    deployment = Unicode(
-        "titan",
-        config=True,
-        help="""Name of this Titan deployment. Containers get the label titan.deployment=<name>
-        and the name prefix <name>-, so two deployments (or a test run) on one engine never
-        touch each other's containers. Default: "titan".
-        """,
-    )
-
-    home_volume_template = Unicode(
-        "titan-home-{username}",  # jupyterhub_config.py gives <deployment>-home-{username} (titan.homes)
-        config=True,
-        help="""Docker volume holding a user's home (/home/jovyan). One per user, mounted by
-        every server of that user, kept when servers stop. {username} is the escaped user name.
-        Default: "titan-home-{username}".
-        """,
-    )
-
-    network_pool = Unicode(
-        "10.213.0.0/16",
-        config=True,
-        help="""IPv4 range that users' networks are cut from (titan.yaml network.pool): each user's
-        servers and Dask containers share a network of their own, created at their first start on the
-        first free subnet of the range, and removed when their last container is gone.
-        Default "10.213.0.0/16". Example: "172.30.0.0/16".
-        """,
-    )
-
-    network_subnet_prefix = Integer(
-        24,
-        config=True,
-        help="""Prefix length of each user's network (titan.yaml network.subnet_prefix).
-        Default 24 (254 containers a user).
-        """,
-    )
-
-    host_cpus = Float(
-        0.0,
-        config=True,
-        help="""CPUs this host offers servers; profiles needing more are shown disabled.
-        Default 0: read from the Docker engine (docker info NCPU).
-        """,
-    )
-
-    host_memory = Integer(
-        0,
-        config=True,
-        help="""Bytes of memory this host offers servers; profiles needing more are shown
-        disabled. Default 0: read from the Docker engine (docker info MemTotal).
-        """,
-    )
-
-    gpu_db_url = Unicode(
-        "sqlite:///titan-gpu.sqlite",
-        config=True,
-        help="""Database (any sqlalchemy URL) recording which GPU each server holds, so a hub
-        restart rebuilds the same picture. jupyterhub_config.py puts it in state/.
-        Default: sqlite:///titan-gpu.sqlite in the hub's working directory.
-        """,
-    )
-
-    gpu_inventory_xml = Unicode(
-        "",
-        config=True,
-        help="""Read the host's GPUs from this `nvidia-smi -q -x` file instead of asking the driver
-        (NVML, then nvidia-smi). For hosts where the hub cannot see the driver, and for tests.
-        Default "": discover.
-        """,
-    )
-
-    dask_gateway = Dict(
-        config=True,
-        help="""Where servers reach Titan's Dask Gateway: {"address", "proxy_address", "public_address",
-        "control_url", "control_token"} (gateway.hub.spawner_link builds it from titan.yaml). Servers get
-        DASK_GATEWAY__* variables from it, and stopping a server stops its clusters.
-        Default {}: no gateway.
-        """,
-    )
-
-    titan_service_url = Unicode(
-        "",
-        config=True,
-        help="""Where servers reach the Titan service (autosave, share links) directly, on the Titan address:
-        given to them as TITAN_SERVICE_URL. jupyterhub_config.py sets it when the service runs.
-        Default "": not given. Example: "http://10.213.0.1:8020/services/titan/"
-        """,
-    )
-
-    idle_timeout = Float(
-        0.0,
-        config=True,
-        help="""Seconds a server may stay idle (no kernel or terminal left, no activity) before it stops
-        itself, for profiles without their own ``idle_timeout``. The server's jupyter_server does it
-        (kernel and terminal culling, then ``shutdown_no_activity_timeout``); the hub notices at its next
-        poll and stops the server's Dask clusters. 0: servers never stop themselves.
-        Default 0; jupyterhub_config.py sets culling.timeout from titan.yaml. Example: 7200
-        """,
-    )
-
-    idle_shutdown = Bool(
-        True,
-        config=True,
-        help="""Whether servers stop themselves when idle (after their profile's ``idle_timeout``, else
-        ``idle_timeout`` above). False: no server stops itself, whatever the profiles say.
-        Default True; jupyterhub_config.py sets culling.enabled from titan.yaml.
-        """,
-    )
 
     _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
     _shared_engine: ClassVar[ContainerEngine | None] = None
@@ -301,25 +183,6 @@ class TitanDockerSpawner(DockerSpawner):
         ERROR, a user's mistyped option included; ours are refusals, already logged at INFO and
         answered 400 with the reason."""
         await self._apply_profile(user_options)
-
-    async def _forget_refused(self) -> None:
-        """A refused spawn leaves nothing stored: the options are dropped, and a named server that
-        never ran is deleted (as ``DELETE .../servers/<name>`` with ``remove``), so refusals take no
-        named-server slot. Runs once the hub has finished cleaning up the failed start."""
-        for _ in range(200):
-            if not (self._stop_pending or self._start_pending):
-                break
-            await asyncio.sleep(0.05)
-        user, orm_spawner = self.user, self.orm_spawner
-        if orm_spawner is None or self.active:
-            return
-        orm_spawner.user_options = {}
-        if self.name and not self.container_id and self.name in user.orm_spawners:
-            self.log.info("Forgetting %s: its only start was refused", self._log_name)
-            await user._delete_spawner(self)
-            user.db.delete(orm_spawner)
-            user.spawners.pop(self.name, None)
-        user.db.commit()
 
     # ---- progress -----------------------------------------------------------------------
 
@@ -453,30 +316,8 @@ class TitanDockerSpawner(DockerSpawner):
             raise
         what = f"the {selection.dashboard.app} dashboard" if selection.dashboard else "JupyterLab"
         self._progress(80, f"Container started; waiting for {what} on {ip}:{port}")
-        await self._wait_for_listening(ip, port)
+        await wait_for_listening(ip, port, float(self.http_timeout), self.poll)
         return ip, port
-
-    async def _wait_for_listening(self, ip: str, port: int) -> None:
-        """Return as soon as the server accepts connections (or its container exits).
-
-        JupyterHub's own readiness check backs off exponentially (0.2 s doubling to 5 s), so a
-        server that is up just after a check waits seconds to be noticed. A cheap connect every
-        0.1 s hands the hub a server that answers its first check.
-        """
-        deadline = asyncio.get_running_loop().time() + float(self.http_timeout)
-        checks = 0
-        while asyncio.get_running_loop().time() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
-            except (TimeoutError, OSError):
-                checks += 1
-                if checks % 10 == 0 and await self.poll() is not None:
-                    return  # the container exited: the hub's own check reports it
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
 
     async def poll(self) -> int | None:
         """DockerSpawner's poll; also keeps the running-servers metric true after a hub restart, and
@@ -499,8 +340,10 @@ class TitanDockerSpawner(DockerSpawner):
         return status
 
     async def _on_host_network(self) -> bool:
-        container = await self.get_object()
-        return bool(container) and (container.get("HostConfig") or {}).get("NetworkMode") == "host"
+        try:
+            return (await self.engine.inspect(self.object_name)).network_mode == "host"
+        except ContainerGone:
+            return False
 
     async def _release_resources(self) -> None:
         RUNNING.stopped(self.gpu_owner)
@@ -528,7 +371,7 @@ class TitanDockerSpawner(DockerSpawner):
         if self._refused:  # nothing started: nothing to clean up, nothing to keep
             self._refused = False
             self._cleaned_up = True
-            asyncio.ensure_future(self._forget_refused())
+            asyncio.ensure_future(forget_refused(self))
         if not self._cleaned_up:
             self.log.info("Server %s exited by itself: stopping its Dask clusters, freeing its resources",
                           self._log_name)
@@ -546,20 +389,3 @@ class TitanDockerSpawner(DockerSpawner):
 
 RUNNING.known_profiles = lambda: sorted({p.slug for _, profiles in TitanDockerSpawner._profile_cache.values()
                                          for p in profiles.profiles})
-
-
-def live_gpu_owners(containers: list[ContainerInfo]) -> dict[str, list[str]]:
-    """Allocator owner → the uuids its ``titan.gpus`` label lists, for the containers that hold
-    GPUs now: running servers (``<user>/<server>``) and Dask workers the gateway has created or
-    started (``<user>/dask/<cluster>/<worker>``, as gateway.backend claims them)."""
-    live: dict[str, list[str]] = {}
-    for container in containers:
-        labels, state = container.labels, container.state
-        if LABEL_SERVER in labels and not labels.get(LABEL_DASK_ROLE):
-            if state == "running":
-                live[f"{labels.get(LABEL_OWNER, '')}/{labels[LABEL_SERVER]}"] = parse_gpu_label(labels.get(LABEL_GPUS))
-            continue
-        owner = worker_gpu_owner_from_labels(labels)
-        if owner is not None and state in DASK_ALIVE and labels.get(LABEL_GPUS):
-            live[owner] = parse_gpu_label(labels[LABEL_GPUS])
-    return live

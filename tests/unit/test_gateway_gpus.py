@@ -32,6 +32,7 @@ from images.recipes import catalog
 from spawner import docker as spawner_docker
 from spawner.gpu import pool
 from spawner.gpu.allocator import GpuUnavailable
+from spawner.gpu_owners import live_gpu_owners
 from spawner.profiles import PROFILES_DIR, ProfileError, load_profiles, profile_files
 from tests.fakes import FakeEngine
 from titan.settings import load_settings
@@ -364,7 +365,7 @@ def test_live_gpu_owners_lists_running_servers_and_live_workers() -> None:
         ContainerInfo("3", "c", "i", "running", {**worker, "titan.gpus": "GPU-3,GPU-4"}),
         ContainerInfo("4", "d", "i", "running", {**worker, "titan.dask.worker": "v"}),  # no GPU
     ]
-    assert spawner_docker.live_gpu_owners(listing) == {"bob/": ["GPU-1"], "alice/dask/c/w": ["GPU-3", "GPU-4"]}
+    assert live_gpu_owners(listing) == {"bob/": ["GPU-1"], "alice/dask/c/w": ["GPU-3", "GPU-4"]}
 
 
 def test_gpu_calls_do_not_block_when_no_database_is_configured(tmp_path: Path) -> None:
