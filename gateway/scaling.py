@@ -49,7 +49,7 @@ class Scaling:
 
     def workers_held(self, cluster: Cluster) -> int:
         reserved = self.reservations().get(cluster.name, (0, 0.0))[0]
-        return max(cluster.count, len(cluster.active_workers()), reserved)
+        return max(int(cluster.count), len(cluster.active_workers()), reserved)
 
     def shape(self, cluster: Cluster) -> Shape:
         """``cluster``'s size, with the workers it holds or has reserved."""

@@ -10,6 +10,8 @@ from gateway import routes
 
 
 class Backend:
+    """A routes.ClusterControl whose clusters are a dict."""
+
     control_token = "right"
 
     def __init__(self) -> None:
@@ -20,19 +22,22 @@ class Backend:
         self.stopped.append((name, wait))
         return self.active.pop(name, None)
 
+    async def stop_server_clusters(self, username: str, server: str, wait: float = 20.0) -> list[str]:
+        return []
+
 
 @pytest.mark.asyncio
 async def test_only_the_control_token_stops_a_cluster_and_an_unknown_one_is_404() -> None:
-    backend = Backend()
+    backend: routes.ClusterControl = Backend()
     app = web.Application()
-    routes.install(app, backend)  # type: ignore[arg-type]
+    routes.install(app, backend)
     client = TestClient(TestServer(app))
     await client.start_server()
     try:
         path = routes.STOP_CLUSTER_PATH
         for headers in ({}, {"Authorization": "token wrong"}):
             assert (await client.post(path, json={"cluster": "c1"}, headers=headers)).status == 403
-        assert backend.stopped == []
+        assert isinstance(backend, Backend) and backend.stopped == []
         right = {"Authorization": "token right"}
         assert (await client.post(path, json={"name": "c1"}, headers=right)).status == 400
         assert (await client.post(path, json={"cluster": 5}, headers=right)).status == 400
@@ -40,6 +45,6 @@ async def test_only_the_control_token_stops_a_cluster_and_an_unknown_one_is_404(
         assert response.status == 200 and await response.json() == {"stopped": "c1", "user": "alice"}
         response = await client.post(path, json={"cluster": "c1"}, headers=right)
         assert response.status == 404 and "no active cluster c1" in (await response.json())["error"]
-        assert backend.stopped == [("c1", 60.0), ("c1", 20.0)]
+        assert isinstance(backend, Backend) and backend.stopped == [("c1", 60.0), ("c1", 20.0)]
     finally:
         await client.close()
