@@ -57,6 +57,7 @@ class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
 
     _profile_cache: ClassVar[dict[str, tuple[tuple[float, ...], ProfileSet]]] = {}
     _shared_engine: ClassVar[ContainerEngine | None] = None
+    _engine: ContainerEngine | None = None
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
@@ -108,9 +109,16 @@ class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
     def engine(self) -> ContainerEngine:
         """The engine for Titan's own calls (networks, listings, the image check): one per hub
         process, the engine ``DOCKER_HOST`` names. DockerSpawner's create and start keep its client."""
+        if self._engine is not None:
+            return self._engine
         if TitanDockerSpawner._shared_engine is None:
             TitanDockerSpawner._shared_engine = DockerEngine()
         return TitanDockerSpawner._shared_engine
+
+    @engine.setter
+    def engine(self, engine: ContainerEngine) -> None:
+        """This spawner's own engine (tests give a FakeEngine)."""
+        self._engine = engine
 
     # ---- profiles and capacity ----------------------------------------------------------
 
