@@ -22,6 +22,7 @@ next to it. Exits 0 whatever the ratios are.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -46,6 +47,7 @@ import psutil
 import requests
 import yaml
 
+from core.engine.docker import DockerEngine
 from core.images import image_tag
 from core.network import NetworkPlan, ensure_network, gateway_address
 from tests.helpers import free_port, wait_for
@@ -126,12 +128,15 @@ def baseline_network(bench_id: str) -> str:
     """The baseline's user-defined bridge network (jupyterhub-deploy-docker's set-up), on a free subnet
     of Titan's default pool; returns the host's address on it, where the baseline hub listens."""
     plan = NetworkPlan.of(bench_id, "10.213.0.0/16", 24)
-    client = docker.from_env()
-    try:
-        info = ensure_network(client.api, plan, f"{bench_id}-net", {"titan.bench": bench_id})
-        return gateway_address(info)
-    finally:
-        client.close()
+
+    async def make() -> str:
+        engine = DockerEngine(threads=1)
+        try:
+            return gateway_address(await ensure_network(engine, plan, f"{bench_id}-net", {"titan.bench": bench_id}))
+        finally:
+            await engine.close()
+
+    return asyncio.run(make())
 
 
 def start_baseline(root: Path, image: str) -> Running:

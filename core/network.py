@@ -17,17 +17,24 @@ Two deployments on one engine therefore never share a network or a subnet.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-import docker
-import docker.errors
-from docker.types import IPAMConfig, IPAMPool
-
+from core.engine.base import (
+    ContainerEngine,
+    EngineError,
+    NetworkExists,
+    NetworkGone,
+    NetworkInfo,
+    NetworkInUse,
+    SubnetTaken,
+)
+from core.engine.docker import DockerEngine
 from core.labels import LABEL_DEPLOYMENT, LABEL_NETWORK, LABEL_OWNER, docker_safe
 
 log = logging.getLogger("titan.network")
@@ -39,15 +46,6 @@ ROUTES_FILE = Path("/proc/net/route")
 
 class NetworkError(RuntimeError):
     """A network could not be created (the pool is full, or the engine refused)."""
-
-
-class NetworkApi(Protocol):
-    """The part of docker-py's ``APIClient`` used here (a fake implements it in tests)."""
-
-    def networks(self, names: Any = None, ids: Any = None, filters: Any = None) -> list[dict[str, Any]]: ...
-    def inspect_network(self, net_id: str, verbose: Any = None, scope: Any = None) -> dict[str, Any]: ...
-    def create_network(self, name: str, **kwargs: Any) -> dict[str, Any]: ...
-    def remove_network(self, net_id: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -94,14 +92,11 @@ def host_routes(path: Path = ROUTES_FILE) -> list[ipaddress.IPv4Network]:
     return found
 
 
-def engine_subnets(networks: Iterable[Mapping[str, Any]]) -> list[ipaddress.IPv4Network]:
+def engine_subnets(networks: Iterable[NetworkInfo]) -> list[ipaddress.IPv4Network]:
     """Every IPv4 subnet the engine's networks use."""
     found = []
     for network in networks:
-        for config in ((network.get("IPAM") or {}).get("Config") or []):
-            subnet = config.get("Subnet")
-            if not subnet:
-                continue
+        for subnet in network.subnets:
             parsed = ipaddress.ip_network(subnet, strict=False)
             if isinstance(parsed, ipaddress.IPv4Network):
                 found.append(parsed)
@@ -118,96 +113,86 @@ def free_subnet(plan: NetworkPlan, used: Iterable[ipaddress.IPv4Network]) -> ipa
                        "make network.pool larger (titan.yaml), or network.subnet_prefix longer")
 
 
-def gateway_address(info: Mapping[str, Any]) -> str:
+def gateway_address(info: NetworkInfo) -> str:
     """The host's address on a network (its IPAM gateway)."""
-    for config in ((info.get("IPAM") or {}).get("Config") or []):
-        if config.get("Gateway"):
-            return str(config["Gateway"])
-    raise NetworkError(f"network {info.get('Name')} has no gateway address")
+    if info.gateway:
+        return info.gateway
+    raise NetworkError(f"network {info.name} has no gateway address")
 
 
-def ensure_network(api: NetworkApi, plan: NetworkPlan, name: str, labels: Mapping[str, str],
-                   attempts: int = 8) -> dict[str, Any]:
-    """The network ``name`` (inspect result), created on a free subnet of the pool when absent.
+async def ensure_network(engine: ContainerEngine, plan: NetworkPlan, name: str, labels: dict[str, str],
+                         attempts: int = 8) -> NetworkInfo:
+    """The network ``name``, created on a free subnet of the pool when absent.
 
     Safe against a concurrent creator: a name taken meanwhile is inspected, a subnet taken
     meanwhile is skipped."""
     tried: list[ipaddress.IPv4Network] = []
     for _ in range(attempts):
         try:
-            return api.inspect_network(name)
-        except docker.errors.NotFound:
+            return await engine.inspect_network(name)
+        except NetworkGone:
             pass
-        subnet = free_subnet(plan, [*engine_subnets(api.networks()), *host_routes(), *tried])
-        gateway = str(subnet.network_address + 1)
+        subnet = free_subnet(plan, [*engine_subnets(await engine.list_networks()), *host_routes(), *tried])
         try:
-            api.create_network(
-                name, driver="bridge", check_duplicate=True, labels=dict(labels),
-                ipam=IPAMConfig(pool_configs=[IPAMPool(subnet=str(subnet), gateway=gateway)]),
-            )
+            await engine.create_network(name, str(subnet), str(subnet.network_address + 1), labels)
             log.info("Created network %s on %s", name, subnet)
-        except docker.errors.APIError as error:
-            if error.status_code == 409:  # created meanwhile by someone else: inspect it
-                continue
-            if "overlap" in str(error.explanation or "").lower():
-                tried.append(subnet)  # a subnet taken meanwhile: the next one
-                continue
-            raise NetworkError(f"Docker refused to create network {name}: {error.explanation}") from None
+        except NetworkExists:  # created meanwhile by someone else: inspect it
+            continue
+        except SubnetTaken:  # a subnet taken meanwhile: the next one
+            tried.append(subnet)
+            continue
+        except EngineError as error:
+            raise NetworkError(str(error)) from None
     try:
-        return api.inspect_network(name)
-    except docker.errors.NotFound:
+        return await engine.inspect_network(name)
+    except NetworkGone:
         raise NetworkError(f"could not create network {name} after {attempts} attempts") from None
 
 
-def ensure_titan_network(api: NetworkApi, plan: NetworkPlan) -> str:
+async def ensure_titan_network(engine: ContainerEngine, plan: NetworkPlan) -> str:
     """The deployment's own network; returns the Titan address (the host's address on it)."""
-    info = ensure_network(api, plan, plan.titan_network(),
-                          {LABEL_DEPLOYMENT: plan.deployment, LABEL_NETWORK: ROLE_TITAN})
+    info = await ensure_network(engine, plan, plan.titan_network(),
+                                {LABEL_DEPLOYMENT: plan.deployment, LABEL_NETWORK: ROLE_TITAN})
     return gateway_address(info)
 
 
-def ensure_user_network(api: NetworkApi, plan: NetworkPlan, user: str) -> str:
+async def ensure_user_network(engine: ContainerEngine, plan: NetworkPlan, user: str) -> str:
     """``user``'s network (created when absent); returns its name."""
     name = plan.user_network(user)
-    ensure_network(api, plan, name, {LABEL_DEPLOYMENT: plan.deployment, LABEL_NETWORK: ROLE_USER,
-                                     LABEL_OWNER: user})
+    await ensure_network(engine, plan, name, {LABEL_DEPLOYMENT: plan.deployment, LABEL_NETWORK: ROLE_USER,
+                                              LABEL_OWNER: user})
     return name
 
 
-def remove_if_unused(api: NetworkApi, name: str) -> bool:
+async def remove_if_unused(engine: ContainerEngine, name: str) -> bool:
     """Remove the network ``name`` when no container is attached; True when it was removed.
 
     The engine refuses to remove a network with endpoints, so a container attached meanwhile
     keeps it (and a start that finds it gone creates it again)."""
     try:
-        info = api.inspect_network(name)
-    except docker.errors.NotFound:
+        info = await engine.inspect_network(name)
+    except NetworkGone:
         return False
-    if info.get("Containers"):
+    if info.containers:
         return False
     try:
-        api.remove_network(name)
-    except docker.errors.NotFound:
+        await engine.remove_network(name)
+    except (NetworkGone, NetworkInUse):
         return False
-    except docker.errors.APIError as error:
-        if error.status_code in (403, 409) or "active endpoints" in str(error.explanation or ""):
-            return False
-        raise
     log.info("Removed network %s (no container left on it)", name)
     return True
 
 
-def is_network_missing(error: docker.errors.APIError) -> bool:
-    """A create or start that failed because its network was removed meanwhile."""
-    text = str(error.explanation or error).lower()
-    return error.status_code == 404 and "network" in text
-
-
 def titan_address(plan: NetworkPlan) -> str:
     """The Titan address of the deployment (its own network made if absent), asking the engine
-    that ``DOCKER_HOST`` names."""
-    client = docker.from_env()
-    try:
-        return ensure_titan_network(client.api, plan)
-    finally:
-        client.close()
+    that ``DOCKER_HOST`` names. Blocking: for configuration files, which may be read inside a
+    running event loop (the hub's), so it runs on a thread of its own."""
+    async def ask() -> str:
+        engine = DockerEngine(threads=1)
+        try:
+            return await ensure_titan_network(engine, plan)
+        finally:
+            await engine.close()
+
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, ask()).result()

@@ -20,18 +20,24 @@ it does not notice) and last ``SESSION_SECONDS``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
+from dask_gateway_server.backends.db_base import DataManager
 
-if TYPE_CHECKING:
-    from gateway.backend import DockerBackend
+
+class Clusters(Protocol):
+    """What the gate asks of the backend (gateway.backend.DockerBackend is one)."""
+
+    db: DataManager
+    log: logging.Logger
 
 GATE_PATH = "/titan/dashboards"  # on the private API; the proxy's dashboard routes point here
 #: The OAuth callback: JupyterHub's default for a service (``<prefix>/oauth_callback``), which the
@@ -97,7 +103,7 @@ def may_view(viewer: Viewer, owner: str) -> bool:
 class DashboardGate:
     """The gate's state (sessions, pending logins) and its handlers."""
 
-    def __init__(self, backend: DockerBackend, hub: HubLink) -> None:
+    def __init__(self, backend: Clusters, hub: HubLink) -> None:
         self.backend = backend
         self.hub = hub
         self.sessions: dict[str, tuple[Viewer, float]] = {}
@@ -281,7 +287,7 @@ class DashboardGate:
         return client
 
 
-def install(app: web.Application, backend: DockerBackend, hub: HubLink) -> DashboardGate:
+def install(app: web.Application, backend: Clusters, hub: HubLink) -> DashboardGate:
     gate = DashboardGate(backend, hub)
     app.router.add_route("*", GATE_PATH + "/{cluster}/{tail:.*}", gate.gate)
     app.router.add_route("*", GATE_PATH + "/{cluster}", gate.gate)

@@ -3,26 +3,26 @@
 The profile data (``profiles/*.yaml``, section ``dask``) is the one source of truth: it lists the
 worker sizes users may choose (cores, memory, and GPUs per worker of the profile data's
 ``gpu_types``), the scheduler's size, and the limits. :func:`dask_settings`
-normalises it once (every default filled in); :func:`parse_request` checks what a client sent
-and raises :class:`OptionsError` with a message meant for the user; :func:`options_spec` gives
-dask-gateway's ``Options`` so ``Gateway().cluster_options()`` shows the same choices.
+normalises it once (every default filled in); the options are declared once, in
+:data:`OPTIONS`: :func:`parse_request` checks what a client sent against it and raises
+:class:`OptionsError` with a message meant for the user; :func:`options_spec` gives dask-gateway's
+``Options`` from it, so ``Gateway().cluster_options()`` shows the same choices.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from dask_gateway_server.options import Float, Integer, Options, Select, String
+from dask_gateway_server.options import Field, Float, Integer, Options, Select, String
 
 from core.profiles import deep_merge
 from core.units import parse_memory
 from gateway.limits import DEFAULT_LIMITS, Limits, parse_limits
 
 SERVER_FIELD = "server"
-FIELDS = (SERVER_FIELD, "worker_cores", "worker_memory", "worker_gpus", "worker_gpu_type", "idle_timeout")
 
 DEFAULT_DASK: Mapping[str, Any] = {
     "worker_cores": {"choices": [1], "default": 1},
@@ -183,29 +183,6 @@ def _idle_timeout(value: Any, max_idle_timeout: float) -> float:
     return float(value)
 
 
-def parse_request(settings: DaskSettings, request: Any, max_idle_timeout: float) -> ClusterRequest:
-    """Validate the ``cluster_options`` a client sent. Missing fields take their defaults."""
-    if request is None:
-        request = {}
-    if not isinstance(request, Mapping):
-        raise OptionsError(f"Cluster options must be a mapping, not {type(request).__name__}.")
-    unknown = sorted(str(k) for k in request if k not in FIELDS)
-    if unknown:
-        raise OptionsError(f"Unknown cluster option(s): {', '.join(unknown)}. "
-                           f"The options are: {', '.join(FIELDS)}.")
-    server = request.get(SERVER_FIELD, "")
-    if not isinstance(server, str) or len(server) > 255:
-        raise OptionsError("server must be the name of one of your servers ('' for the default one).")
-    return ClusterRequest(
-        server=server,
-        worker_cores=_cores(settings, request.get("worker_cores", settings.default_cores)),
-        worker_memory=_memory(settings, request.get("worker_memory", settings.default_memory)),
-        idle_timeout=_idle_timeout(request.get("idle_timeout", max_idle_timeout), max_idle_timeout),
-        worker_gpus=_gpus(settings, request.get("worker_gpus", settings.default_gpus)),
-        worker_gpu_type=_gpu_type(settings, request.get("worker_gpu_type", "")),
-    )
-
-
 def resolve_gpu_type(settings: DaskSettings, request: ClusterRequest, server_type: str | None) -> ClusterRequest:
     """Fill in the workers' GPU type: the one asked for, else ``server_type`` (the type of the GPUs
     the cluster's server holds, or of its profile). No GPUs per worker: no type."""
@@ -223,22 +200,67 @@ def resolve_gpu_type(settings: DaskSettings, request: ClusterRequest, server_typ
     return replace(request, worker_gpu_type=server_type)
 
 
+def _server(settings: DaskSettings, max_idle_timeout: float, value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 255:
+        raise OptionsError("server must be the name of one of your servers ('' for the default one).")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One cluster option: how a client's value is checked, its default, and how dask-gateway's
+    options form shows it (``None``: not shown, as the GPU fields where workers get no GPUs)."""
+
+    name: str
+    parse: Callable[[DaskSettings, float, Any], Any]  # (settings, max_idle_timeout, value) -> value
+    default: Callable[[DaskSettings, float], Any]
+    field: Callable[[DaskSettings, float], Field | None]
+
+
+def _gpus_offered(settings: DaskSettings) -> bool:
+    return any(settings.worker_gpus)
+
+
+#: The cluster options, declared once: :func:`parse_request` and :func:`options_spec` read this table.
+OPTIONS: tuple[Option, ...] = (
+    Option(SERVER_FIELD, _server, lambda s, m: "",
+           lambda s, m: String(SERVER_FIELD, default="", label="Server the cluster belongs to (stops with it)")),
+    Option("worker_cores", lambda s, m, v: _cores(s, v), lambda s, m: s.default_cores,
+           lambda s, m: Select("worker_cores", [format_cores(c) for c in s.worker_cores],
+                               default=format_cores(s.default_cores), label="Worker cores")),
+    Option("worker_memory", lambda s, m, v: _memory(s, v), lambda s, m: s.default_memory,
+           lambda s, m: Select("worker_memory", list(s.worker_memory), default=s.default_memory,
+                               label="Worker memory")),
+    Option("worker_gpus", lambda s, m, v: _gpus(s, v), lambda s, m: s.default_gpus,
+           lambda s, m: Integer("worker_gpus", default=s.default_gpus, min=min(s.worker_gpus),
+                                max=max(s.worker_gpus), label="GPUs per worker") if _gpus_offered(s) else None),
+    Option("worker_gpu_type", lambda s, m, v: _gpu_type(s, v), lambda s, m: "",
+           lambda s, m: Select("worker_gpu_type", ["", *s.gpu_types], default="",
+                               label="Worker GPU type ('' for your server's)") if _gpus_offered(s) else None),
+    Option("idle_timeout", lambda s, m, v: _idle_timeout(v, m), lambda s, m: m,
+           lambda s, m: Float("idle_timeout", default=m, min=0, max=m or None,
+                              label="Stop after this many idle seconds")),
+)
+FIELDS = tuple(option.name for option in OPTIONS)
+
+
+def parse_request(settings: DaskSettings, request: Any, max_idle_timeout: float) -> ClusterRequest:
+    """Validate the ``cluster_options`` a client sent. Missing fields take their defaults."""
+    if request is None:
+        request = {}
+    if not isinstance(request, Mapping):
+        raise OptionsError(f"Cluster options must be a mapping, not {type(request).__name__}.")
+    unknown = sorted(str(k) for k in request if k not in FIELDS)
+    if unknown:
+        raise OptionsError(f"Unknown cluster option(s): {', '.join(unknown)}. "
+                           f"The options are: {', '.join(FIELDS)}.")
+    values = {option.name: option.parse(settings, max_idle_timeout,
+                                        request.get(option.name, option.default(settings, max_idle_timeout)))
+              for option in OPTIONS}
+    return ClusterRequest(**values)
+
+
 def options_spec(settings: DaskSettings, max_idle_timeout: float) -> Options:
-    """The options as dask-gateway describes them to clients (``GET /api/v1/options``); the GPU
-    fields only where the profile data offers workers GPUs."""
-    gpu_fields = [
-        Integer("worker_gpus", default=settings.default_gpus, min=min(settings.worker_gpus),
-                max=max(settings.worker_gpus), label="GPUs per worker"),
-        Select("worker_gpu_type", ["", *settings.gpu_types], default="",
-               label="Worker GPU type ('' for your server's)"),
-    ] if any(settings.worker_gpus) else []
-    return Options(
-        String(SERVER_FIELD, default="", label="Server the cluster belongs to (stops with it)"),
-        Select("worker_cores", [format_cores(c) for c in settings.worker_cores],
-               default=format_cores(settings.default_cores), label="Worker cores"),
-        Select("worker_memory", list(settings.worker_memory), default=settings.default_memory,
-               label="Worker memory"),
-        *gpu_fields,
-        Float("idle_timeout", default=max_idle_timeout, min=0, max=max_idle_timeout or None,
-              label="Stop after this many idle seconds"),
-    )
+    """The options as dask-gateway describes them to clients (``GET /api/v1/options``)."""
+    fields = (option.field(settings, max_idle_timeout) for option in OPTIONS)
+    return Options(*(field for field in fields if field is not None))

@@ -15,14 +15,20 @@ from __future__ import annotations
 import hmac
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
 from core.endpoints import SERVER_STOPPED_PATH, STOP_CLUSTER_PATH
 
-if TYPE_CHECKING:
-    from gateway.backend import DockerBackend
+
+class ClusterControl(Protocol):
+    """What the routes ask of the backend (gateway.backend.DockerBackend is one)."""
+
+    control_token: str
+
+    async def stop_server_clusters(self, username: str, server: str, wait: float = 20.0) -> list[str]: ...
+    async def stop_cluster_by_name(self, name: str, wait: float = 20.0) -> str | None: ...
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -70,13 +76,13 @@ async def clip_notes(request: web.Request, handler: Handler) -> web.StreamRespon
     return response
 
 
-def _allowed(backend: DockerBackend, request: web.Request) -> bool:
+def _allowed(backend: ClusterControl, request: web.Request) -> bool:
     expected = f"token {backend.control_token}"
     given = request.headers.get("Authorization", "")
     return bool(backend.control_token) and hmac.compare_digest(given.encode(), expected.encode())
 
 
-def _server_stopped(backend: DockerBackend) -> Handler:
+def _server_stopped(backend: ClusterControl) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if not _allowed(backend, request):
             return web.json_response({"error": "not allowed"}, status=403)
@@ -94,7 +100,7 @@ def _server_stopped(backend: DockerBackend) -> Handler:
     return handler
 
 
-def _stop_cluster(backend: DockerBackend) -> Handler:
+def _stop_cluster(backend: ClusterControl) -> Handler:
     async def handler(request: web.Request) -> web.StreamResponse:
         if not _allowed(backend, request):
             return web.json_response({"error": "not allowed"}, status=403)
@@ -129,7 +135,7 @@ async def json_too_large(request: web.Request, handler: Handler) -> web.StreamRe
     return web.json_response({"status": 413, "error": text, "message": text}, status=413)
 
 
-def install(app: web.Application, backend: DockerBackend) -> None:
+def install(app: web.Application, backend: ClusterControl) -> None:
     """Add the routes and the middleware; called before the application starts."""
     app.middlewares.insert(0, json_too_large)  # outermost: it sees dask-gateway's own 413 answers
     app.middlewares.append(clip_notes)

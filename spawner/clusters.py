@@ -14,38 +14,24 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import docker
-import docker.errors
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from core.engine.base import ContainerEngine
 from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ORIGIN, LABEL_OWNER
 
 REQUEST_TIMEOUT = 30.0
 WAIT_FOR_CONTAINERS = 20.0
 
 
-def remove_cluster_containers(deployment: str, user: str, server: str) -> int:
-    """Remove the scheduler and worker containers of ``user``'s server ``server`` (blocking)."""
-    client = docker.from_env()
-    try:
-        found = client.api.containers(all=True, filters={"label": [
-            f"{LABEL_DEPLOYMENT}={deployment}", f"{LABEL_OWNER}={user}", LABEL_CLUSTER]})
-        removed = 0
-        for container in found:
-            if container["Labels"].get(LABEL_ORIGIN) != server:
-                continue
-            try:
-                client.api.remove_container(container["Id"], force=True)
-                removed += 1
-            except docker.errors.NotFound:
-                pass
-        return removed
-    finally:
-        client.close()
+async def remove_cluster_containers(engine: ContainerEngine, deployment: str, user: str, server: str) -> int:
+    """Remove the scheduler and worker containers of ``user``'s server ``server``."""
+    found = await engine.list_containers({LABEL_DEPLOYMENT: deployment, LABEL_OWNER: user, LABEL_CLUSTER: None})
+    removed = await asyncio.gather(*(engine.remove(c.id) for c in found if c.labels.get(LABEL_ORIGIN) == server))
+    return sum(removed)
 
 
 async def server_stopped(gateway: Mapping[str, Any], deployment: str, user: str, server: str,
-                         log: logging.Logger | logging.LoggerAdapter[Any]) -> None:
+                         log: logging.Logger | logging.LoggerAdapter[Any], engine: ContainerEngine) -> None:
     """Stop the clusters of ``user``'s server ``server``; log, never raise."""
     url, token = gateway.get("control_url"), gateway.get("control_token")
     if not url or not token:
@@ -66,7 +52,7 @@ async def server_stopped(gateway: Mapping[str, Any], deployment: str, user: str,
     except Exception as error:
         log.warning("The Dask gateway is not reachable (%s) to stop the clusters of %s/%s", error, user, server)
     try:
-        removed = await asyncio.to_thread(remove_cluster_containers, deployment, user, server)
+        removed = await remove_cluster_containers(engine, deployment, user, server)
         if removed:
             log.info("Removed %d Dask container(s) of %s/%s directly", removed, user, server)
     except Exception:

@@ -10,9 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.engine.docker import hardening_kwargs
+from core.engine.spec import HARDENING as ENGINE_HARDENING
 from core.gpu.allocator import docker_device_request, gpu_label_value
 from core.gpu.inventory import GpuUnit
-from core.hardening import HARDENING
 from core.labels import (
     LABEL_DASHBOARD,
     LABEL_DEPLOYMENT,
@@ -28,6 +29,10 @@ from spawner.options import Selection
 
 HOME_MOUNT = "/home/jovyan"
 SERVER_PORT = 8888  # the port JupyterLab listens on inside its container (on the user's network)
+
+#: core.engine.spec.HARDENING (one for every container of Titan) as DockerSpawner's host config.
+HARDENING: Mapping[str, Any] = hardening_kwargs(ENGINE_HARDENING)
+
 
 @dataclass(frozen=True)
 class ContainerSettings:

@@ -18,22 +18,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-import docker.errors
 from dockerspawner import DockerSpawner
 from tornado import web
-from traitlets import Bool, Dict, Float, Integer, Unicode, default
+from traitlets import default
 
 from core import network as networks
 from core.capacity import HostCapacity
-from core.gpu.allocator import GpuAllocator, GpuUnavailable, parse_gpu_label
+from core.engine.base import ContainerEngine, ContainerGone, EngineError, ImageMissing, NetworkGone
+from core.engine.docker import DockerEngine, translate
+from core.gpu.allocator import GpuAllocator, GpuUnavailable
 from core.gpu.inventory import GpuUnit
 from core.gpu.pool import gpu_allocator
 from core.images import image_tag
-from core.labels import ALIVE as DASK_ALIVE
-from core.labels import LABEL_DEPLOYMENT, LABEL_GPUS, LABEL_OWNER, LABEL_SERVER, worker_gpu_owner_from_labels
-from core.labels import LABEL_ROLE as LABEL_DASK_ROLE
+from core.labels import LABEL_DEPLOYMENT, LABEL_GPUS
 from core.network import NetworkPlan
-from core.profiles import PROFILES_DIR, ProfileSet, loaded_profile_sets, profiles_in
+from core.profiles import ProfileSet, loaded_profile_sets, profiles_in
 from core.text import printable
 from core.units import format_memory
 from spawner.clusters import server_stopped
@@ -44,130 +43,19 @@ from spawner.container import (
 )
 from spawner.dask_env import dask_environment
 from spawner.form import form_view, render_form
+from spawner.gpu_owners import live_gpu_owners
 from spawner.metrics import RUNNING, SPAWN_DURATION
 from spawner.options import OptionsError, Selection, parse_form, resolve_selection
+from spawner.readiness import wait_for_listening
+from spawner.refusals import forget_refused
+from spawner.settings import SpawnerSettings
 
 
-class TitanDockerSpawner(DockerSpawner):
+class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
     """Spawns each server in a Docker container sized by the profile the user picked."""
 
-    profiles_dir = Unicode(
-        str(PROFILES_DIR),
-        config=True,
-        help="""Directory of profile YAML files (every *.yaml in it, by name), validated against
-        profiles/schema.json at start-up. Default: the repository's profiles/.
-        Example: c.TitanDockerSpawner.profiles_dir = "/etc/titan/profiles"
-        """,
-    )
-
-    deployment = Unicode(
-        "titan",
-        config=True,
-        help="""Name of this Titan deployment. Containers get the label titan.deployment=<name>
-        and the name prefix <name>-, so two deployments (or a test run) on one engine never
-        touch each other's containers. Default: "titan".
-        """,
-    )
-
-    home_volume_template = Unicode(
-        "titan-home-{username}",  # jupyterhub_config.py gives <deployment>-home-{username} (titan.homes)
-        config=True,
-        help="""Docker volume holding a user's home (/home/jovyan). One per user, mounted by
-        every server of that user, kept when servers stop. {username} is the escaped user name.
-        Default: "titan-home-{username}".
-        """,
-    )
-
-    network_pool = Unicode(
-        "10.213.0.0/16",
-        config=True,
-        help="""IPv4 range that users' networks are cut from (titan.yaml network.pool): each user's
-        servers and Dask containers share a network of their own, created at their first start on the
-        first free subnet of the range, and removed when their last container is gone.
-        Default "10.213.0.0/16". Example: "172.30.0.0/16".
-        """,
-    )
-
-    network_subnet_prefix = Integer(
-        24,
-        config=True,
-        help="""Prefix length of each user's network (titan.yaml network.subnet_prefix).
-        Default 24 (254 containers a user).
-        """,
-    )
-
-    host_cpus = Float(
-        0.0,
-        config=True,
-        help="""CPUs this host offers servers; profiles needing more are shown disabled.
-        Default 0: read from the Docker engine (docker info NCPU).
-        """,
-    )
-
-    host_memory = Integer(
-        0,
-        config=True,
-        help="""Bytes of memory this host offers servers; profiles needing more are shown
-        disabled. Default 0: read from the Docker engine (docker info MemTotal).
-        """,
-    )
-
-    gpu_db_url = Unicode(
-        "sqlite:///titan-gpu.sqlite",
-        config=True,
-        help="""Database (any sqlalchemy URL) recording which GPU each server holds, so a hub
-        restart rebuilds the same picture. jupyterhub_config.py puts it in state/.
-        Default: sqlite:///titan-gpu.sqlite in the hub's working directory.
-        """,
-    )
-
-    gpu_inventory_xml = Unicode(
-        "",
-        config=True,
-        help="""Read the host's GPUs from this `nvidia-smi -q -x` file instead of asking the driver
-        (NVML, then nvidia-smi). For hosts where the hub cannot see the driver, and for tests.
-        Default "": discover.
-        """,
-    )
-
-    dask_gateway = Dict(
-        config=True,
-        help="""Where servers reach Titan's Dask Gateway: {"address", "proxy_address", "public_address",
-        "control_url", "control_token"} (gateway.hub.spawner_link builds it from titan.yaml). Servers get
-        DASK_GATEWAY__* variables from it, and stopping a server stops its clusters.
-        Default {}: no gateway.
-        """,
-    )
-
-    titan_service_url = Unicode(
-        "",
-        config=True,
-        help="""Where servers reach the Titan service (autosave, share links) directly, on the Titan address:
-        given to them as TITAN_SERVICE_URL. jupyterhub_config.py sets it when the service runs.
-        Default "": not given. Example: "http://10.213.0.1:8020/services/titan/"
-        """,
-    )
-
-    idle_timeout = Float(
-        0.0,
-        config=True,
-        help="""Seconds a server may stay idle (no kernel or terminal left, no activity) before it stops
-        itself, for profiles without their own ``idle_timeout``. The server's jupyter_server does it
-        (kernel and terminal culling, then ``shutdown_no_activity_timeout``); the hub notices at its next
-        poll and stops the server's Dask clusters. 0: servers never stop themselves.
-        Default 0; jupyterhub_config.py sets culling.timeout from titan.yaml. Example: 7200
-        """,
-    )
-
-    idle_shutdown = Bool(
-        True,
-        config=True,
-        help="""Whether servers stop themselves when idle (after their profile's ``idle_timeout``, else
-        ``idle_timeout`` above). False: no server stops itself, whatever the profiles say.
-        Default True; jupyterhub_config.py sets culling.enabled from titan.yaml.
-        """,
-    )
-
+    _shared_engine: ClassVar[ContainerEngine | None] = None
+    _engine: ContainerEngine | None = None
     _engine_capacity: ClassVar[tuple[float, int] | None] = None
 
     _selection: Selection | None = None
@@ -213,6 +101,23 @@ class TitanDockerSpawner(DockerSpawner):
     def _default_apply_user_options(self) -> Any:
         return TitanDockerSpawner._apply_profile
 
+    # ---- the engine -----------------------------------------------------------------------
+
+    @property
+    def engine(self) -> ContainerEngine:
+        """The engine for Titan's own calls (networks, listings, the image check): one per hub
+        process, the engine ``DOCKER_HOST`` names. DockerSpawner's create and start keep its client."""
+        if self._engine is not None:
+            return self._engine
+        if TitanDockerSpawner._shared_engine is None:
+            TitanDockerSpawner._shared_engine = DockerEngine()
+        return TitanDockerSpawner._shared_engine
+
+    @engine.setter
+    def engine(self, engine: ContainerEngine) -> None:
+        """This spawner's own engine (tests give a FakeEngine)."""
+        self._engine = engine
+
     # ---- profiles and capacity ----------------------------------------------------------
 
     @property
@@ -222,8 +127,8 @@ class TitanDockerSpawner(DockerSpawner):
 
     async def host_capacity(self) -> HostCapacity:
         if TitanDockerSpawner._engine_capacity is None:
-            info = await self.docker("info")
-            TitanDockerSpawner._engine_capacity = (float(info["NCPU"]), int(info["MemTotal"]))
+            info = await self.engine.info()
+            TitanDockerSpawner._engine_capacity = (info.cpus, info.memory)
         cpus, memory = TitanDockerSpawner._engine_capacity
         allocator = await self.gpus()
         types = list(self.profile_set.gpu_types)
@@ -238,9 +143,7 @@ class TitanDockerSpawner(DockerSpawner):
         allocator, fresh = gpu_allocator(self.gpu_db_url, self.gpu_inventory_xml, self.profile_set.gpu_types,
                                          self.log)
         if fresh:
-            found = await self.docker("containers", all=True,
-                                      filters={"label": f"{LABEL_DEPLOYMENT}={self.deployment}"})
-            allocator.reconcile(live_gpu_owners(found))
+            allocator.reconcile(live_gpu_owners(await self.engine.list_containers({LABEL_DEPLOYMENT: self.deployment})))
         return allocator
 
     @property
@@ -279,25 +182,6 @@ class TitanDockerSpawner(DockerSpawner):
         ERROR, a user's mistyped option included; ours are refusals, already logged at INFO and
         answered 400 with the reason."""
         await self._apply_profile(user_options)
-
-    async def _forget_refused(self) -> None:
-        """A refused spawn leaves nothing stored: the options are dropped, and a named server that
-        never ran is deleted (as ``DELETE .../servers/<name>`` with ``remove``), so refusals take no
-        named-server slot. Runs once the hub has finished cleaning up the failed start."""
-        for _ in range(200):
-            if not (self._stop_pending or self._start_pending):
-                break
-            await asyncio.sleep(0.05)
-        user, orm_spawner = self.user, self.orm_spawner
-        if orm_spawner is None or self.active:
-            return
-        orm_spawner.user_options = {}
-        if self.name and not self.container_id and self.name in user.orm_spawners:
-            self.log.info("Forgetting %s: its only start was refused", self._log_name)
-            await user._delete_spawner(self)
-            user.db.delete(orm_spawner)
-            user.spawners.pop(self.name, None)
-        user.db.commit()
 
     # ---- progress -----------------------------------------------------------------------
 
@@ -365,18 +249,17 @@ class TitanDockerSpawner(DockerSpawner):
         """No registry: the image must have been built here. Say so clearly if it was not."""
         self._progress(10, f"Checking image {image}")
         try:
-            info = await self.docker("inspect_image", image)
-        except docker.errors.NotFound:
+            info = await self.engine.inspect_image(image)
+        except ImageMissing:
             raise web.HTTPError(
                 500, f"The image {image} is not built on this host. An admin builds it with "
                      f"`make images` (or `python -m images.build`)."
             ) from None
-        self._progress(25, f"Image {image} is present ({format_memory(int(info.get('Size', 0)))})")
+        self._progress(25, f"Image {image} is present ({format_memory(info.size)})")
 
     async def _ensure_network(self) -> None:
         plan = self.network_plan
-        await asyncio.wrap_future(self.executor.submit(networks.ensure_user_network, self.client, plan,
-                                                       self.user.name))
+        await networks.ensure_user_network(self.engine, plan, self.user.name)
 
     async def create_object(self) -> dict[str, Any]:
         self._progress(35, f"Preparing your network {self.network_name}")
@@ -384,8 +267,8 @@ class TitanDockerSpawner(DockerSpawner):
         self._progress(40, "Creating the container")
         try:
             obj: dict[str, Any] = await super().create_object()
-        except docker.errors.APIError as error:
-            if not networks.is_network_missing(error):
+        except Exception as error:
+            if not isinstance(translate(error), NetworkGone):
                 raise
             # The user's last other container went at this moment and took the network with it.
             await self._ensure_network()
@@ -432,30 +315,8 @@ class TitanDockerSpawner(DockerSpawner):
             raise
         what = f"the {selection.dashboard.app} dashboard" if selection.dashboard else "JupyterLab"
         self._progress(80, f"Container started; waiting for {what} on {ip}:{port}")
-        await self._wait_for_listening(ip, port)
+        await wait_for_listening(ip, port, float(self.http_timeout), self.poll)
         return ip, port
-
-    async def _wait_for_listening(self, ip: str, port: int) -> None:
-        """Return as soon as the server accepts connections (or its container exits).
-
-        JupyterHub's own readiness check backs off exponentially (0.2 s doubling to 5 s), so a
-        server that is up just after a check waits seconds to be noticed. A cheap connect every
-        0.1 s hands the hub a server that answers its first check.
-        """
-        deadline = asyncio.get_running_loop().time() + float(self.http_timeout)
-        checks = 0
-        while asyncio.get_running_loop().time() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), timeout=1)
-            except (TimeoutError, OSError):
-                checks += 1
-                if checks % 10 == 0 and await self.poll() is not None:
-                    return  # the container exited: the hub's own check reports it
-                await asyncio.sleep(0.1)
-                continue
-            writer.close()
-            await writer.wait_closed()
-            return
 
     async def poll(self) -> int | None:
         """DockerSpawner's poll; also keeps the running-servers metric true after a hub restart, and
@@ -478,8 +339,10 @@ class TitanDockerSpawner(DockerSpawner):
         return status
 
     async def _on_host_network(self) -> bool:
-        container = await self.get_object()
-        return bool(container) and (container.get("HostConfig") or {}).get("NetworkMode") == "host"
+        try:
+            return (await self.engine.inspect(self.object_name)).network_mode == "host"
+        except ContainerGone:
+            return False
 
     async def _release_resources(self) -> None:
         RUNNING.stopped(self.gpu_owner)
@@ -487,14 +350,14 @@ class TitanDockerSpawner(DockerSpawner):
         if released:
             self.log.info("Released GPUs of %s: %s", self._log_name, ", ".join(released))
         try:  # the user's network goes with their last container (the engine keeps one still in use)
-            await asyncio.wrap_future(self.executor.submit(networks.remove_if_unused, self.client,
-                                                           self.network_name))
-        except docker.errors.APIError as error:
+            await networks.remove_if_unused(self.engine, self.network_name)
+        except EngineError as error:
             self.log.warning("Could not remove network %s: %s", self.network_name, error)
 
     async def stop(self, now: bool = False) -> None:
         try:
-            await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log)
+            await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log,
+                                 self.engine)
             await super().stop(now=now)
         finally:
             await self._release_resources()
@@ -507,12 +370,13 @@ class TitanDockerSpawner(DockerSpawner):
         if self._refused:  # nothing started: nothing to clean up, nothing to keep
             self._refused = False
             self._cleaned_up = True
-            asyncio.ensure_future(self._forget_refused())
+            asyncio.ensure_future(forget_refused(self))
         if not self._cleaned_up:
             self.log.info("Server %s exited by itself: stopping its Dask clusters, freeing its resources",
                           self._log_name)
             try:
-                await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log)
+                await server_stopped(self.dask_gateway, self.deployment, self.user.name, self.name, self.log,
+                                 self.engine)
             finally:
                 await self._release_resources()
         self._cleaned_up = False  # for the next start
@@ -523,21 +387,3 @@ class TitanDockerSpawner(DockerSpawner):
 
 
 RUNNING.known_profiles = lambda: sorted({p.slug for profiles in loaded_profile_sets() for p in profiles.profiles})
-
-
-def live_gpu_owners(containers: list[dict[str, Any]]) -> dict[str, list[str]]:
-    """Allocator owner → the uuids its ``titan.gpus`` label lists, for the containers that hold
-    GPUs now: running servers (``<user>/<server>``) and Dask workers the gateway has created or
-    started (``<user>/dask/<cluster>/<worker>``, as gateway.backend claims them)."""
-    live: dict[str, list[str]] = {}
-    for container in containers:
-        labels = container.get("Labels") or {}
-        state = container.get("State", "running")
-        if LABEL_SERVER in labels and not labels.get(LABEL_DASK_ROLE):
-            if state == "running":
-                live[f"{labels.get(LABEL_OWNER, '')}/{labels[LABEL_SERVER]}"] = parse_gpu_label(labels.get(LABEL_GPUS))
-            continue
-        owner = worker_gpu_owner_from_labels(labels)
-        if owner is not None and state in DASK_ALIVE and labels.get(LABEL_GPUS):
-            live[owner] = parse_gpu_label(labels[LABEL_GPUS])
-    return live

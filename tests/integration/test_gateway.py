@@ -25,7 +25,10 @@ import yaml
 from dask_gateway_server.tls import new_keypair
 from dask_gateway_server.utils import FrozenAttrDict
 
+from core.engine.docker import DockerEngine
+from core.engine.spec import ContainerSpec
 from gateway.backend import DockerBackend, DockerClusterConfig
+from gateway.tls import TlsFiles
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, containers, remove_deployment, start_hub, stop_hub
 from tests.integration.servers import dask_containers, new_user, run_in_server, server_container, spawn
@@ -151,35 +154,57 @@ class Injected(RuntimeError):
     pass
 
 
+class FailingEngine(DockerEngine):
+    """The real engine, whose ``stage`` (create or start) happens and then fails (the worst case
+    for the clean-up)."""
+
+    def __init__(self, stage: str) -> None:
+        super().__init__()
+        self.stage = stage
+
+    async def create(self, spec: ContainerSpec) -> str:
+        container_id = await super().create(spec)
+        if self.stage == "create":
+            raise Injected(self.stage)
+        return container_id
+
+    async def start(self, container_id: str) -> None:
+        await super().start(container_id)
+        if self.stage == "start":
+            raise Injected(self.stage)
+
+
+class FailingTls(TlsFiles):
+    """The TLS files are written, then the step fails."""
+
+    def write(self, cluster: str, cert: bytes, key: bytes) -> Path:
+        super().write(cluster, cert, key)
+        raise Injected("tls")
+
+
 @pytest.mark.asyncio
 @pytest.mark.parametrize("role", ["scheduler", "worker"])
-@pytest.mark.parametrize("stage", ["_write_tls", "_create", "_start", "later"])
+@pytest.mark.parametrize("stage", ["tls", "create", "start", "later"])
 async def test_a_failure_at_any_start_stage_leaves_no_container(built_images: dict[str, str], server: str,
                                                                 role: str, stage: str) -> None:
     """As dask-gateway's base class does: run ``do_start_*`` and, when it fails (or the object
     fails later), stop it from the last state it yielded."""
     deployment = "titantest-" + secrets.token_hex(3)
     backend = DockerBackend(deployment=deployment, api_url="http://127.0.0.1:1/api")
+    backend.engine = FailingEngine(stage)
+    if stage == "tls":
+        backend.tls_files = FailingTls(backend.tls_dir, backend.container_user, backend.log)
     cluster = _cluster(deployment, built_images["minimal"], server)
     worker = types.SimpleNamespace(name=uuid.uuid4().hex, cluster=cluster, state={})
-    original = getattr(backend, stage, None)
-
-    async def failing(*args: Any, **kwargs: Any) -> Any:
-        assert original is not None
-        await original(*args, **kwargs)  # the step happens, then fails (worst case for clean-up)
-        raise Injected(stage)
-
-    if original is not None:
-        setattr(backend, stage, failing)
     obj: Any = cluster if role == "scheduler" else worker
     start = backend.do_start_cluster(cluster) if role == "scheduler" else backend.do_start_worker(worker)
     try:
-        with pytest.raises(Injected) if original is not None else contextlib.nullcontext():
+        with pytest.raises(Injected) if stage != "later" else contextlib.nullcontext():
             async for state in start:
                 obj.state = state
-        if original is None:  # started fine; it fails later (a timeout, a dead scheduler)
+        if stage == "later":  # started fine; it fails later (a timeout, a dead scheduler)
             assert len(containers(deployment)) == 1
-        if stage in ("_write_tls", "_create"):
+        if stage in ("tls", "create"):
             assert obj.state == {}  # failed before its checkpoint: the clean-up finds it by label
         if role == "scheduler":
             await backend.do_stop_cluster(cluster)

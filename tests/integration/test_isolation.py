@@ -351,7 +351,8 @@ def test_two_deployments_on_one_engine_never_share_a_network(
         assert other.titan_address != hub.titan_address
         assert not set(networks(other.deployment)) & set(networks(hub.deployment))
         # Same user, other deployment: still no way in.
-        result = run_in_server(str(theirs[0]["Name"]).lstrip("/"), PROBE, targets=targets_of(mine[0], {}))
+        targets = targets_of(mine[0], {c["Id"]: c for c in mine})  # a server: its own namespace
+        result = run_in_server(str(theirs[0]["Name"]).lstrip("/"), PROBE, targets=targets)
         assert result["connected"] == []
     finally:
         stop_hub(other)

@@ -1,5 +1,6 @@
-"""The Docker backend's own logic with small doubles in place of Docker and the scheduler:
-limits checked atomically, scale and heartbeat clipping, stopping a server's clusters, reaping."""
+"""The Docker backend's own logic with FakeEngine (tests/fakes.py) in place of Docker and a small
+double of the scheduler: limits checked atomically, scale and heartbeat clipping, stopping a
+server's clusters, reaping."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from dask_gateway_server.backends.base import Backend, PublicException
 from dask_gateway_server.backends.db_base import DataManager, JobStatus
 from dask_gateway_server.models import User
 
+from core.engine.spec import Mount
 from gateway import routes
-from gateway.backend import DockerBackend, Origin
+from gateway.backend import DockerBackend
+from tests.fakes import FakeEngine
 
 GIB = 1024**3
 DASK = {
@@ -54,20 +57,33 @@ def forwarded(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     return sent
 
 
-def make_backend(profiles: Path) -> DockerBackend:
+SERVERS = [("alice", ""), ("alice", "lab"), ("alice", "other"), ("alice", "old"), ("bob", ""), ("bob", "lab"),
+           ("carol", "")]
+
+
+def serve(engine: FakeEngine, user: str, server: str) -> str:
+    """A running server of ``user`` (as the hub starts them), id ``cid-<user>-<server>``."""
+    container_id = f"cid-{user}-{server}"
+    engine.add_container(container_id, {"titan.deployment": "t", "titan.owner": user, "titan.server": server,
+                                        "titan.profile": "small"})
+    return container_id
+
+
+def make_backend(profiles: Path, engine: FakeEngine | None = None) -> DockerBackend:
     backend = DockerBackend(deployment="t", profiles_dir=str(profiles), api_url="http://127.0.0.1:1/api",
                             tls_dir=str(profiles / "tls"))
     backend.db = DataManager()
     backend.queue = Queue()  # type: ignore[assignment]
-
-    async def origin(username: str, server: str) -> Origin:
-        await asyncio.sleep(0.01)  # let concurrent requests interleave here
-        if server == "gone":
-            raise PublicException("your server 'gone' is not running")
-        return Origin(container_id=f"cid-{username}-{server}", image="titan/minimal:1", profile="small")
-
-    backend._origin = origin  # type: ignore[method-assign]
+    # Latency in every engine call lets concurrent requests interleave at the server's look-up.
+    backend.engine = engine = engine or FakeEngine(latency=0.01)
+    for user, server in SERVERS:
+        serve(engine, user, server)
     return backend
+
+
+def fake(backend: DockerBackend) -> FakeEngine:
+    assert isinstance(backend.engine, FakeEngine)
+    return backend.engine
 
 
 @pytest.mark.asyncio
@@ -89,7 +105,7 @@ async def test_new_cluster_config_comes_from_the_profile_data_and_the_server(pro
 @pytest.mark.parametrize(("options", "message"), [
     ({"worker_memory": "64G"}, "worker_memory='64G' is not offered"),
     ({"nope": 1}, "Unknown cluster option(s): nope"),
-    ({"server": "gone"}, "'gone' is not running"),
+    ({"server": "gone"}, "your server 'gone' is not running. Start it"),
 ])
 async def test_bad_requests_are_refused_and_create_nothing(profiles: Path, options: dict[str, Any],
                                                            message: str) -> None:
@@ -197,30 +213,20 @@ async def test_reaping_stops_clusters_whose_server_is_gone_and_removes_orphans(p
     alive = await running_cluster(backend, server="lab")
     orphaned = await running_cluster(backend, server="old")
     worker = backend.db.create_worker(alive)
-    listing = [
-        {"Id": "cid-alice-lab", "State": "running", "Labels": {"titan.server": "lab"}},
-        {"Id": "s1", "State": "running", "Labels": {"titan.dask.cluster": alive.name, "titan.dask.role": "scheduler"}},
-        {"Id": "w1", "State": "running", "Labels": {"titan.dask.cluster": alive.name, "titan.dask.role": "worker",
-                                                    "titan.dask.worker": worker.name}},
-        {"Id": "w2", "State": "running", "Labels": {"titan.dask.cluster": alive.name, "titan.dask.role": "worker",
-                                                    "titan.dask.worker": "unknown"}},
-        {"Id": "x1", "State": "exited", "Labels": {"titan.dask.cluster": "no-such-cluster",
-                                                   "titan.dask.role": "scheduler"}},
-    ]
-    removed: list[str] = []
-
-    async def containers(*labels: str) -> list[dict[str, Any]]:
-        return listing
-
-    async def remove(container_id: str) -> None:
-        removed.append(container_id)
-
-    backend._deployment_containers = containers  # type: ignore[method-assign]
-    backend._remove = remove  # type: ignore[method-assign]
+    engine = fake(backend)
+    engine.containers.pop("cid-alice-old")  # that server is gone
+    dask = {"titan.deployment": "t", "titan.dask.cluster": alive.name}
+    engine.add_container("s1", {**dask, "titan.dask.role": "scheduler"})
+    engine.add_container("w1", {**dask, "titan.dask.role": "worker", "titan.dask.worker": worker.name})
+    engine.add_container("w2", {**dask, "titan.dask.role": "worker", "titan.dask.worker": "unknown"})
+    engine.add_container("x1", {**dask, "titan.dask.cluster": "no-such-cluster", "titan.dask.role": "scheduler"},
+                         state="exited")
+    engine.add_container("y1", {"titan.deployment": "other", "titan.dask.cluster": "no-such-cluster"})
     await backend.reap()
     assert orphaned.target == JobStatus.STOPPED
     assert alive.target == JobStatus.RUNNING
-    assert sorted(removed) == ["w2", "x1"]
+    assert sorted(engine.removed) == ["w2", "x1"]  # not another deployment's, not the servers'
+    assert "y1" in engine.containers
 
 
 @pytest.mark.asyncio
@@ -231,14 +237,9 @@ async def test_retired_workers_go_once_their_container_exits_not_at_the_next_hea
     for worker, cid in ((retiring, "w1"), (busy, "w2"), (working, "w3")):
         backend.db.update_worker(worker, state={"container_id": cid}, status=JobStatus.RUNNING)
     backend.db.update_workers([(retiring, {"close_expected": True}), (busy, {"close_expected": True})])
-    states = {"w1": "exited", "w2": "running", "w3": "running"}
-    calls: list[tuple[str, ...]] = []
-
-    async def containers(*labels: str) -> list[dict[str, Any]]:
-        calls.append(labels)
-        return [{"Id": cid, "State": state, "Labels": {}} for cid, state in states.items()]
-
-    backend._deployment_containers = containers  # type: ignore[method-assign]
+    engine = fake(backend)
+    for cid, state in {"w1": "exited", "w2": "running", "w3": "running"}.items():
+        engine.add_container(cid, {"titan.deployment": "t", "titan.dask.cluster": cluster.name}, state=state)
     await backend.reap_closed_workers()
     # Only the retired worker whose container exited is stopped (what a heartbeat listing it as closed does).
     assert (retiring.target, busy.target, working.target) == (JobStatus.STOPPED, JobStatus.RUNNING,
@@ -247,9 +248,9 @@ async def test_retired_workers_go_once_their_container_exits_not_at_the_next_hea
     # No worker retiring: no Docker call at all.
     backend.db.update_workers([(busy, {"close_expected": False})])
     backend.db.update_worker(retiring, status=JobStatus.STOPPED)
-    calls.clear()
+    engine.calls.clear()
     await backend.reap_closed_workers()
-    assert calls == []
+    assert engine.calls == []
 
 
 @pytest.mark.asyncio
@@ -259,19 +260,18 @@ async def test_a_clusters_tls_files_go_with_it(profiles: Path, tmp_path: Path) -
     cluster = await running_cluster(backend)
     other = await running_cluster(backend)
 
-    async def nothing(*args: Any) -> list[dict[str, Any]]:
-        return []
-
-    backend._deployment_containers = nothing  # type: ignore[method-assign]
     backend.container_user = f"{os.geteuid()}:{os.getegid()}"
     for c in (cluster, other):
-        await backend._write_tls(c)
+        async for state in backend.do_start_cluster(c):
+            backend.db.update_cluster(c, state=state)
     root = tmp_path / "state" / "dask-tls"
     assert os.stat(root).st_mode & 0o777 == 0o700
     assert (root / cluster.name / "dask.pem").read_bytes() == cluster.tls_key
-    assert backend.scheduler_spec(cluster).host_config_kwargs()["binds"] == {
-        str(root / cluster.name): {"bind": "/run/dask-gateway", "mode": "ro"}}
+    spec = fake(backend).specs[cluster.state["container_id"]]
+    assert spec.mounts == (Mount(str(root / cluster.name), "/run/dask-gateway", read_only=True),)
+    assert cluster.tls_key not in str(spec).encode()  # the key is in a file, not in the spec
     await backend.do_stop_cluster(cluster)
+    assert cluster.state["container_id"] in fake(backend).removed
     assert sorted(p.name for p in root.iterdir()) == [other.name]
     # Left behind by a crash: the reaper removes the directories of clusters that are gone or stopped.
     (root / "gone").mkdir()

@@ -11,16 +11,10 @@ import dask.config
 import pytest
 from dask_gateway.utils import format_template
 
-from gateway.containers import (
-    TLS_CERT,
-    TLS_DIR,
-    TLS_KEY,
-    ContainerSpec,
-    container_labels,
-    container_name,
-    parse_user,
-    write_tls_files,
-)
+from core.engine.docker import create_arguments
+from core.engine.spec import ContainerSpec, Mount
+from gateway.containers import container_labels, container_name
+from gateway.tls import TLS_CERT, TLS_DIR, TLS_KEY, parse_user, write_tls_files
 from spawner.dask_env import dask_environment
 
 GIB = 1024**3
@@ -45,26 +39,26 @@ def test_labels_name_cluster_owner_and_server_but_not_the_server_label() -> None
 
 
 def test_container_spec_limits_memory_without_swap_and_cpu_as_a_quota() -> None:
-    spec = ContainerSpec(name="n", image="titan/minimal:1", command=["dask", "worker"], environment={"A": "1"},
+    spec = ContainerSpec(name="n", image="titan/minimal:1", command=("dask", "worker"), environment={"A": "1"},
                          labels={"l": "v"}, cores=0.5, memory=GIB, user="1000:1000",
                          network="titan-user-alice", processes=512)
-    host = spec.host_config_kwargs()
+    create, host = create_arguments(spec)
     assert host["network_mode"] == "titan-user-alice"
     assert host["pids_limit"] == 512 and host["cap_drop"] == ["ALL"]
     assert host["security_opt"] == ["no-new-privileges:true"]
     assert host["mem_limit"] == host["memswap_limit"] == GIB
     assert host["nano_cpus"] == 500_000_000
     assert "binds" not in host
-    create = spec.create_kwargs()
     assert create["user"] == "1000:1000" and create["command"] == ["dask", "worker"]
     assert "ports" not in create and "host_config" not in create
 
 
 def test_the_tls_directory_is_bind_mounted_read_only() -> None:
-    spec = ContainerSpec(name="n", image="i", command=[], environment={}, labels={}, cores=1, memory=GIB,
-                         user="1000:1000", network="n", tls_source="/state/dask-tls/c1")
-    assert spec.host_config_kwargs()["binds"] == {"/state/dask-tls/c1": {"bind": TLS_DIR, "mode": "ro"}}
-    assert "/state/dask-tls/c1" not in str(spec.create_kwargs())  # neither in the environment nor the labels
+    spec = ContainerSpec(name="n", image="i", memory=GIB, user="1000:1000", network="n",
+                         mounts=(Mount("/state/dask-tls/c1", TLS_DIR, read_only=True),))
+    create, host = create_arguments(spec)
+    assert host["binds"] == {"/state/dask-tls/c1": {"bind": TLS_DIR, "mode": "ro"}}
+    assert "/state/dask-tls/c1" not in str(create)  # neither in the environment nor the labels
 
 
 def test_parse_user() -> None:

@@ -2,8 +2,8 @@
 from the spawner's own allocator (a temporary sqlite file, the inventory from the real H100
 capture) before its container is created, and giving them back; the hub's reconcile keeps them.
 
-Docker is replaced by the small doubles test_gateway_backend.py uses: these tests stop at the
-container settings the backend hands the engine (the DeviceRequest, the ``titan.gpus`` label).
+Docker is replaced by FakeEngine (tests/fakes.py): these tests stop at the container spec the
+backend hands the engine (the GPUs, the ``titan.gpus`` label) and the Docker arguments made of it.
 """
 
 from __future__ import annotations
@@ -21,17 +21,20 @@ from dask_gateway_server.backends.db_base import DataManager, JobStatus
 from dask_gateway_server.models import User
 from traitlets.config import Config
 
+from core.engine.base import ContainerInfo
+from core.engine.docker import create_arguments
 from core.gpu import pool
 from core.gpu.allocator import GpuUnavailable
 from core.labels import parse_worker_gpu_owner, worker_gpu_owner, worker_gpu_owner_from_labels
 from core.profiles import ProfileError, load_profiles
 from core.settings import load_settings
 from gateway import routes
-from gateway.backend import DockerBackend, Origin
+from gateway.backend import DockerBackend
 from gateway.configure import GPU_DB_FILE, configure
-from gateway.containers import ContainerSpec
 from gateway.options import OptionsError, dask_settings, options_spec, parse_request, resolve_gpu_type
 from spawner import docker as spawner_docker
+from spawner.gpu_owners import live_gpu_owners
+from tests.fakes import FakeEngine
 from tests.unit.shipped import IMAGES, shipped_profiles
 
 FIXTURE_XML = Path(__file__).resolve().parents[1] / "fixtures" / "gpu" / "h100" / "nvidia-smi-q.xml"
@@ -141,39 +144,6 @@ class Queue:
         self.items.append(item)
 
 
-class FakeEngine:
-    """What the backend asks of Docker, recorded: created specs, removed ids, a failing step."""
-
-    def __init__(self) -> None:
-        self.created: list[ContainerSpec] = []
-        self.removed: list[str] = []
-        self.fail_start = False
-
-    def install(self, backend: DockerBackend) -> None:
-        async def create(spec: ContainerSpec) -> str:
-            self.created.append(spec)
-            return f"id-{len(self.created)}"
-
-        async def write_tls(cluster: Any) -> None:
-            return None
-
-        async def start(container_id: str) -> None:
-            if self.fail_start:
-                raise RuntimeError('could not select device driver "nvidia" with capabilities: [[gpu]]')
-
-        async def containers(*labels: str) -> list[dict[str, Any]]:
-            return []
-
-        async def remove(container_id: str) -> None:
-            self.removed.append(container_id)
-
-        backend._create = create  # type: ignore[method-assign]
-        backend._write_tls = write_tls  # type: ignore[method-assign]
-        backend._start = start  # type: ignore[method-assign]
-        backend._deployment_containers = containers  # type: ignore[method-assign]
-        backend._remove = remove  # type: ignore[method-assign]
-
-
 @pytest.fixture
 def engine() -> FakeEngine:
     return FakeEngine()
@@ -199,14 +169,12 @@ def backend(tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch)
                          gpu_inventory_xml=str(FIXTURE_XML), tls_dir=str(tmp_path / "tls"))
     made.db = DataManager()
     made.queue = Queue()  # type: ignore[assignment]
-
-    async def origin(username: str, server: str) -> Origin:
-        if server == "gpu":
-            return Origin(container_id="cid-gpu", image="titan/minimal:1", profile="gpu", gpus=(H100_UUID,))
-        return Origin(container_id=f"cid-{server}", image="titan/minimal:1", profile="small")
-
-    made._origin = origin  # type: ignore[method-assign]
-    engine.install(made)
+    made.engine = engine
+    for user in ("alice", "bob"):  # their running servers: "lab" (no GPU) and "gpu" (the H100)
+        server = {"titan.deployment": "t", "titan.owner": user, "titan.profile": "small"}
+        engine.add_container(f"cid-{user}-lab", {**server, "titan.server": "lab"})
+        engine.add_container(f"cid-{user}-gpu", {**server, "titan.server": "gpu", "titan.profile": "gpu",
+                                                 "titan.gpus": H100_UUID})
     return made
 
 
@@ -264,7 +232,8 @@ async def test_each_worker_claims_its_gpu_before_its_container_and_gives_it_back
     owner = f"alice/dask/{cluster.name}/{worker.name}"
     assert allocations(backend) == {H100_UUID: owner}
     spec = engine.created[-1]
-    assert spec.host_config_kwargs()["device_requests"] == [
+    assert spec.gpus == (H100_UUID,)
+    assert create_arguments(spec)[1]["device_requests"] == [
         {"driver": "nvidia", "device_ids": [H100_UUID], "capabilities": [["gpu"]]}]
     assert spec.labels["titan.gpus"] == H100_UUID
     assert worker_gpu_owner_from_labels(spec.labels) == owner  # the key the hub derives at a restart
@@ -280,13 +249,13 @@ async def test_each_worker_claims_its_gpu_before_its_container_and_gives_it_back
 
     await backend.do_stop_worker(worker)
     assert allocations(backend) == {}
-    assert engine.removed == ["id-1"]
+    assert engine.removed == ["id-1"] and "id-1" not in engine.containers
 
 
 @pytest.mark.asyncio
 async def test_a_worker_that_fails_to_start_gives_its_gpu_back(backend: DockerBackend, engine: FakeEngine) -> None:
     cluster = await gpu_cluster(backend, server="lab")
-    engine.fail_start = True
+    engine.fail("start", RuntimeError('could not select device driver "nvidia" with capabilities: [[gpu]]'))
     worker = backend.db.create_worker(cluster)
     held: list[dict[str, str]] = []
 
@@ -353,13 +322,13 @@ async def test_the_gateway_frees_gpus_of_workers_that_are_gone_and_nothing_else(
     assert allocator is not None
     cluster = await gpu_cluster(backend, server="lab")
     worker = await start_worker(backend, cluster)
-    await backend.reap_gpus()
+    await backend.worker_gpus.reap(backend.db)
     assert allocations(backend) == {H100_UUID: f"alice/dask/{cluster.name}/{worker.name}"}  # active: kept
     backend.db.update_worker(worker, status=JobStatus.FAILED)
-    await backend.reap_gpus()
+    await backend.worker_gpus.reap(backend.db)
     assert allocations(backend) == {}
     allocator.allocate("H100", 1, "carol/dask")  # a server named "dask" is the hub's business
-    await backend.reap_gpus()
+    await backend.worker_gpus.reap(backend.db)
     assert allocations(backend) == {H100_UUID: "carol/dask"}
 
 
@@ -373,19 +342,13 @@ async def test_a_hub_restart_keeps_the_gpu_of_a_live_dask_worker(
     await start_worker(backend, cluster)
     held = allocations(backend)
     spec = engine.created[-1]
-    listing = [
-        {"Id": "srv", "State": "running", "Labels": {"titan.deployment": "t", "titan.owner": "alice",
-                                                      "titan.server": "lab", "titan.profile": "small"}},
-        {"Id": "w", "State": state, "Labels": dict(spec.labels)},
-        {"Id": "s", "State": "running", "Labels": {**spec.labels, "titan.dask.role": "scheduler"}},
-    ]
-
-    async def docker(method: str, *args: Any, **kwargs: Any) -> Any:
-        assert method == "containers"
-        return listing
-
+    hub_engine = FakeEngine()
+    hub_engine.add_container("srv", {"titan.deployment": "t", "titan.owner": "alice", "titan.server": "lab",
+                                     "titan.profile": "small"})
+    hub_engine.add_container("w", spec.labels, state=state)
+    hub_engine.add_container("s", {**spec.labels, "titan.dask.role": "scheduler"})
     hub = types.SimpleNamespace(gpu_db_url=backend.gpu_db_url, gpu_inventory_xml=backend.gpu_inventory_xml,
-                                profile_set=backend.profile_set(), log=logging.getLogger("hub"), docker=docker,
+                                profile_set=backend.profile_set(), log=logging.getLogger("hub"), engine=hub_engine,
                                 deployment="t")
     monkeypatch.setattr(pool, "_allocators", {})  # a new hub process: its allocator reconciles at first use
     allocator = await spawner_docker.TitanDockerSpawner.gpus(hub)  # type: ignore[arg-type]
@@ -396,18 +359,18 @@ def test_live_gpu_owners_lists_running_servers_and_live_workers() -> None:
     worker = {"titan.owner": "alice", "titan.dask.cluster": "c", "titan.dask.role": "worker",
               "titan.dask.worker": "w", "titan.dask.server": "lab"}
     listing = [
-        {"State": "running", "Labels": {"titan.owner": "bob", "titan.server": "", "titan.gpus": "GPU-1"}},
-        {"State": "exited", "Labels": {"titan.owner": "bob", "titan.server": "old", "titan.gpus": "GPU-2"}},
-        {"State": "running", "Labels": {**worker, "titan.gpus": "GPU-3,GPU-4"}},
-        {"State": "running", "Labels": {**worker, "titan.dask.worker": "v"}},  # no GPU
+        ContainerInfo("1", "a", "i", "running", {"titan.owner": "bob", "titan.server": "", "titan.gpus": "GPU-1"}),
+        ContainerInfo("2", "b", "i", "exited", {"titan.owner": "bob", "titan.server": "old", "titan.gpus": "GPU-2"}),
+        ContainerInfo("3", "c", "i", "running", {**worker, "titan.gpus": "GPU-3,GPU-4"}),
+        ContainerInfo("4", "d", "i", "running", {**worker, "titan.dask.worker": "v"}),  # no GPU
     ]
-    assert spawner_docker.live_gpu_owners(listing) == {"bob/": ["GPU-1"], "alice/dask/c/w": ["GPU-3", "GPU-4"]}
+    assert live_gpu_owners(listing) == {"bob/": ["GPU-1"], "alice/dask/c/w": ["GPU-3", "GPU-4"]}
 
 
 def test_gpu_calls_do_not_block_when_no_database_is_configured(tmp_path: Path) -> None:
     plain = DockerBackend(deployment="t", api_url="http://127.0.0.1:1/api")
     assert plain.gpus() is None
-    asyncio.run(plain.reap_gpus())
+    asyncio.run(plain.worker_gpus.reap(DataManager()))
 
 
 def test_the_gateway_uses_the_spawners_gpu_database_and_inventory(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from core.profiles import ProfileError, load_profiles, profile_files
 from gateway.limits import Limits
-from gateway.options import DaskSettings, OptionsError, dask_settings, options_spec, parse_request
+from gateway.options import FIELDS, DaskSettings, OptionsError, dask_settings, options_spec, parse_request
 from tests.unit.shipped import IMAGES, shipped_profiles
 
 GIB = 1024**3
@@ -131,3 +131,14 @@ def test_the_spec_clients_see_offers_the_same_choices(settings: DaskSettings) ->
     for cores in spec["worker_cores"]["spec"]["options"]:
         for memory in spec["worker_memory"]["spec"]["options"]:
             parse_request(settings, {"worker_cores": cores, "worker_memory": memory}, 600)
+
+
+def test_the_form_and_the_parser_come_from_one_table() -> None:
+    settings = dask_settings({"worker_gpus": {"choices": [0, 1]}}, ["T4"])
+    shown = [f["field"] for f in options_spec(settings, 3600).get_specification()]
+    assert shown == list(FIELDS)  # every option is shown, in the table's order
+    defaults = {f["field"]: f["default"] for f in options_spec(settings, 3600).get_specification()}
+    parsed = parse_request(settings, defaults, 3600)  # what the form sends untouched is accepted
+    assert parsed == parse_request(settings, {}, 3600)
+    plain = [f["field"] for f in options_spec(dask_settings({}, ["T4"]), 0).get_specification()]
+    assert plain == [f for f in FIELDS if not f.startswith("worker_gpu")]

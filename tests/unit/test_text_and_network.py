@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from core.engine import NetworkInfo
 from core.network import NetworkError, NetworkPlan, engine_subnets, free_subnet, gateway_address, host_routes
 from core.text import printable, quoted_names
 from gateway.dashboards import Viewer, may_view, token_from_header
@@ -45,8 +46,8 @@ def test_network_plan_names_and_bad_settings() -> None:
 
 
 def test_engine_subnets_and_gateway_come_from_the_engines_answers() -> None:
-    networks = [{"IPAM": {"Config": [{"Subnet": "172.17.0.0/16", "Gateway": "172.17.0.1"}]}},
-                {"IPAM": {"Config": [{"Subnet": "fd00::/64"}]}}, {"IPAM": {"Config": None}}]
+    networks = [NetworkInfo("1", "bridge", subnets=("172.17.0.0/16",), gateway="172.17.0.1"),
+                NetworkInfo("2", "v6", subnets=("fd00::/64",)), NetworkInfo("3", "none")]
     assert engine_subnets(networks) == [ipaddress.IPv4Network("172.17.0.0/16")]
     assert gateway_address(networks[0]) == "172.17.0.1"
 

@@ -1,0 +1,27 @@
+"""How Titan runs containers: one interface (:mod:`core.engine.base`), one description of a
+container (:mod:`core.engine.spec`), and the Docker engine behind it (:mod:`core.engine.docker`).
+
+The spawner, the Dask gateway and the per-user networks all go through a ``ContainerEngine``;
+a Swarm engine will be a second implementation of the same interface."""
+
+from core.engine.base import (
+    ContainerEngine,
+    ContainerGone,
+    ContainerInfo,
+    EngineError,
+    EngineInfo,
+    ImageInfo,
+    ImageMissing,
+    NetworkExists,
+    NetworkGone,
+    NetworkInfo,
+    NetworkInUse,
+    SubnetTaken,
+)
+from core.engine.spec import HARDENING, ContainerSpec, Hardening, Mount
+
+__all__ = [
+    "HARDENING", "ContainerEngine", "ContainerGone", "ContainerInfo", "ContainerSpec", "EngineError", "EngineInfo",
+    "Hardening", "ImageInfo", "ImageMissing", "Mount", "NetworkExists", "NetworkGone", "NetworkInUse",
+    "NetworkInfo", "SubnetTaken",
+]

@@ -1,0 +1,59 @@
+"""What Titan asks of a container, in the engine's neutral terms: :class:`ContainerSpec`.
+
+Builders (gateway.containers, the gateway backend) fill one in; an engine (core.engine.docker)
+turns it into its own API's arguments. Nothing here talks to an engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Hardening:
+    """Restrictions every container of Titan gets."""
+
+    cap_drop: tuple[str, ...] = ("ALL",)  # capabilities dropped ("ALL": none is left)
+    no_new_privileges: bool = True  # no gaining privileges through setuid binaries
+
+
+#: Hardening every container of Titan gets (servers and Dask containers alike): no capability at all
+#: (the images run as jovyan, uid 1000, and a JupyterLab server, a kernel or a Dask worker needs
+#: none) and no gaining privileges through setuid binaries. The process-count limit is per spec.
+HARDENING = Hardening()
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host directory (``kind="bind"``) or a named volume (``kind="volume"``) in the container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+    kind: str = "bind"
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """One container: what runs, as whom, where, and within which limits."""
+
+    name: str
+    image: str
+    command: tuple[str, ...] = ()  # () keeps the image's command
+    environment: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    cores: float = 1.0  # a CPU quota; may be fractional
+    memory: int = 0  # bytes, swap included (no swap on top); 0: no limit
+    processes: int = 4096  # process and thread limit of the container
+    user: str = ""  # "uid:gid"; "": the image's user
+    network: str = ""  # the network to join, or "container:<id>" for another container's namespace
+    mounts: tuple[Mount, ...] = ()
+    gpus: tuple[str, ...] = ()  # uuids of the GPUs the container gets, exactly those
+    init: bool = True  # an init process reaps zombies and forwards signals
+    hardening: Hardening = HARDENING
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "command", tuple(self.command))
+        object.__setattr__(self, "mounts", tuple(self.mounts))
+        object.__setattr__(self, "gpus", tuple(self.gpus))
