@@ -10,7 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db import Base, utcnow
 
-KINDS = ("report", "dashboard")
 MODES = ("users", "team", "public")
 
 

@@ -26,7 +26,8 @@ from tornado import httpclient, httputil, web, websocket
 
 from service.metrics import record_report_view
 from service.sharing.access import Viewer
-from service.sharing.manager import LinkGone, LinkNotFound, ShareManager
+from service.sharing.errors import AnswersSharingErrors, NotFound, RateLimited, SharingError
+from service.sharing.manager import ShareManager
 from service.sharing.ratelimit import GuessLimiter
 from service.sharing.storage import LINK_ID
 
@@ -38,16 +39,8 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy
 RECHECK_SECONDS = 5.0
 
 
-class _Base(web.RequestHandler):
-    def initialize(self, manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str) -> None:
-        self.manager = manager
-        self.limiter = limiter
-        self.hub_url = hub_url.rstrip("/")
-        self.token = token
-
-    def set_default_headers(self) -> None:
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("X-Content-Type-Options", "nosniff")
+class _Plain(web.RequestHandler):
+    """Errors as one line of plain text: this origin serves no pages of its own."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -56,27 +49,37 @@ class _Base(web.RequestHandler):
         self.finish(f"{status_code}: {message}\n")
 
 
+class _Base(AnswersSharingErrors, _Plain):
+    def initialize(self, manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str) -> None:
+        self.manager = manager
+        self.limiter = limiter
+        self.hub_url = hub_url.rstrip("/")
+        self.token = token
+
+    @property
+    def client(self) -> str:
+        return f"public-ip:{self.request.remote_ip}"
+
+    def refused(self, error: SharingError) -> None:
+        if isinstance(error, NotFound):
+            self.limiter.miss(self.client)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+
 class PublicLinkHandler(_Base):
     """``/d/<id>``: open a public dashboard without logging in."""
 
     async def get(self, link_id: str) -> None:
-        client = f"public-ip:{self.request.remote_ip}"
-        wait = self.limiter.retry_after(client)
+        wait = self.limiter.retry_after(self.client)
         if wait:
-            self.set_status(429)
-            self.set_header("Retry-After", str(wait))
-            self.finish("429: too many unknown links were tried\n")
-            return
-        found = self.manager.snapshot(link_id) if LINK_ID.match(link_id) else None
-        if found is None or found.kind != "dashboard" or found.access.mode != "public":
-            self.limiter.miss(client)
-            raise web.HTTPError(404, "there is no such public dashboard")
-        try:
-            opened = await self.manager.open(link_id, "dashboard", Viewer(None), _no_groups)
-        except LinkGone as error:
-            raise web.HTTPError(410, str(error)) from None
-        except (LinkNotFound, PermissionError):
-            raise web.HTTPError(404, "there is no such public dashboard") from None
+            raise RateLimited(wait)
+        found = self.manager.links.snapshot(link_id) if LINK_ID.match(link_id) else None
+        if found is None or found.kind != "dashboard" or self.manager.needs_login(link_id):
+            raise NotFound("there is no such public dashboard")
+        opened = await self.manager.open(link_id, "dashboard", Viewer(None), _no_groups)
         record_report_view("dashboard")
         self.redirect(opened.redirect)
 
@@ -98,7 +101,7 @@ class PublicServerProxy(_Base, websocket.WebSocketHandler):
     def prepare(self) -> None:
         self._tasks = []
         owner, server = self.path_args[0], self.path_args[1]
-        if self.manager.public_dashboard(owner, server) is None:
+        if self.manager.links.public_dashboard(owner, server) is None:
             raise web.HTTPError(404, "this server has no public dashboard")
         if self.request.method not in ("GET", "HEAD", "POST"):
             raise web.HTTPError(405)
@@ -188,7 +191,7 @@ class PublicServerProxy(_Base, websocket.WebSocketHandler):
         owner, server = self.path_args[0], self.path_args[1]
         while True:
             await asyncio.sleep(RECHECK_SECONDS)
-            if self.manager.public_dashboard(owner, server) is None:
+            if self.manager.links.public_dashboard(owner, server) is None:
                 self.close(1008, "the link ended")
                 return
 
