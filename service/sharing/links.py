@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from service.db import Database
 from service.sharing.access import Access, Viewer, access_of, listed_for, parse_access, parse_expiry
 from service.sharing.errors import Forbidden, Invalid, NotFound
@@ -145,7 +147,7 @@ class Links:
             return self.model(self.owned_row(session, link_id, owner))
 
     @staticmethod
-    def owned_row(session: Any, link_id: str, owner: str) -> ShareLink:
+    def owned_row(session: Session, link_id: str, owner: str) -> ShareLink:
         row = session.get(ShareLink, link_id)
         if row is None:
             raise NotFound()
@@ -153,7 +155,7 @@ class Links:
             raise Forbidden("only the owner can see or change this link")
         return row
 
-    def active_owned_row(self, session: Any, link_id: str, owner: str) -> ShareLink:
+    def active_owned_row(self, session: Session, link_id: str, owner: str) -> ShareLink:
         row = self.owned_row(session, link_id, owner)
         state = row.state(self.clock())
         if state != "active":

@@ -103,7 +103,7 @@ class PublicServerProxy(_Base, websocket.WebSocketHandler):
 
     @property
     def _is_websocket(self) -> bool:
-        return self.request.headers.get("Upgrade", "").lower() == "websocket"
+        return bool(self.request.headers.get("Upgrade", "").lower() == "websocket")
 
     def prepare(self) -> None:
         owner, server = self.path_args[0], self.path_args[1]

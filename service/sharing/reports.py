@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from sqlalchemy.orm import Session
 
 from service.sharing.errors import Gone, Invalid
 from service.sharing.links import SharingConfig
@@ -38,7 +39,7 @@ class Reports:
             return await asyncio.to_thread(render_report, data, name=relative, hide_code=hide_code,
                                            static_url=self.config.static_url)
 
-    def add_version(self, session: Any, row: ShareLink, rendered: Rendered) -> None:
+    def add_version(self, session: Session, row: ShareLink, rendered: Rendered) -> None:
         """Store a new version and serve it; versions older than ``versions_kept`` go."""
         row.version = (row.version or 0) + 1
         self.store.write(row.id, row.version, rendered.html)
