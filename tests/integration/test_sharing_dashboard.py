@@ -5,6 +5,7 @@ revoking and expiry end access at once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -17,7 +18,7 @@ import requests
 
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, running_hub
-from tests.integration.test_dashboard import visit
+from tests.integration.test_dashboard import kernel_id_of, kernel_message, kernel_socket, replies, visit
 from tests.integration.test_sharing import Api, home_of
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -161,7 +162,18 @@ def test_a_public_dashboard_is_served_on_its_own_origin_and_nothing_else_is(publ
     # on the hub's own origin the same dashboard needs a login
     landed = visitor.get(f"{hub.url}/user/alice/{link['server']}/", timeout=60)
     assert "/hub/login" in landed.url and "Dashboard says" not in landed.text
-    # revoking ends it on the public origin at once
-    assert owner.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+    # the kernel's websocket goes both ways through the origin (core.relay), and closes once the link ends
+    kernel = kernel_id_of(page.text)
+
+    async def kernel_socket_then_revoke() -> tuple[list[str], list[str], str]:
+        conn = await kernel_socket(f"{server}api/kernels/{kernel}/channels", visitor, origin)
+        conn.write_message(kernel_message("kernel_info_request", {}))
+        info = await replies(conn, 10)
+        state = owner.call("DELETE", f"/links/{link['id']}").json()["state"]  # revoking ends it at once
+        return info, await replies(conn, 20), state
+
+    info, after, state = asyncio.run(kernel_socket_then_revoke())
+    assert "kernel_info_reply" in info, info
+    assert state == "revoked" and after and after[-1] == "<closed>", (state, after)
     assert visitor.get(server, timeout=60).status_code == 404
     assert visitor.get(link["public_url"], timeout=60).status_code == 410
