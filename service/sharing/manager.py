@@ -165,3 +165,6 @@ class ShareManager:
         if viewer.name and viewer.name != owner:
             await self.dashboards.share_with(owner, found.server, viewer.name)
         return Opened(link_id, kind, redirect=self.dashboards.url(owner, found.server))
+
+
+__all__ = ["Opened", "ShareManager", "SharingConfig"]  # SharingConfig lives in links; the service imports it here
