@@ -118,6 +118,31 @@ def test_an_expired_dashboard_link_ends_its_server_and_shares(hub: Hub, alice: A
     assert open_link(hub, carol, link).status_code == 410
 
 
+def test_starting_a_dashboard_that_runs_already_is_no_error(hub: Hub, alice: Api) -> None:
+    """The hub answers 400 to starting a running server; the service reads the server's model to
+    tell that from a real refusal (never the message text)."""
+    from service.hub import HubClient as ServiceHubClient
+    from service.sharing.dashboards import Dashboards
+    from service.sharing.errors import Invalid
+    from service.sharing.links import SharingConfig
+    from service.sharing.models import ShareLink
+
+    link = publish(alice, access={"mode": "team"})
+    wait_for(lambda: (s := server_model(hub, link)) and s.get("ready"), TIMEOUT, "the dashboard server")
+    client = ServiceHubClient(f"{hub.url}/hub/api", (hub.root / "state" / "admin-token").read_text().strip())
+    dashboards = Dashboards(SharingConfig(), client)
+    row = ShareLink(id=link["id"], owner="alice", server=link["server"], app="voila", path="dash.ipynb",
+                    profile="small", image="datascience")
+    again = hub.admin.api("POST", f"/users/alice/servers/{link['server']}", json={})
+    assert again.status_code == 400, again.text  # the hub's answer to a running server
+    asyncio.run(dashboards.start(row))  # no error: the server is running
+    with pytest.raises(Invalid, match="could not start"):  # a 400 for a server that is not running is a refusal
+        asyncio.run(dashboards.start(ShareLink(id="x" * 32, owner="alice", server="dash-nosuch", app="voila",
+                                               path="dash.ipynb", profile="small", image="minimal")))
+    hub.admin.api("DELETE", "/users/alice/servers/dash-nosuch", json={"remove": True})
+    assert alice.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+
+
 def test_bad_dashboard_requests_are_400(alice: Api) -> None:
     for body, message in (({"app": "jupyterlab"}, "app must be one of"),
                           ({"path": "app.py"}, "not a notebook"),
