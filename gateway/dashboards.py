@@ -11,7 +11,8 @@ rest to ``<gate>/titan/dashboards/<name>/...``. The gate
 - answers 401 to an anonymous API client, 403 to anyone but the owner and hub admins, 404 to an
   unknown or stopped cluster;
 - relays HTTP and websockets (the dashboard's plots) to the scheduler's dashboard, which listens on
-  its owner's own network, out of every other user's reach.
+  its owner's own network, out of every other user's reach (``core.relay``; the caller's
+  ``Authorization`` and cookies stay here, and no cookie comes back).
 
 Sessions live in memory (a gateway restart sends a browser through the hub's login again, which
 it does not notice) and last ``SESSION_SECONDS``.
@@ -19,7 +20,6 @@ it does not notice) and last ``SESSION_SECONDS``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -31,6 +31,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from aiohttp import web
 from dask_gateway_server.backends.db_base import DataManager
+
+from core.relay import AiohttpChannel, AiohttpSink, Relay, UpstreamUnavailable, forward_headers, pump
 
 
 class Clusters(Protocol):
@@ -50,11 +52,10 @@ SESSION_SECONDS = 900.0
 STATE_SECONDS = 600.0
 MAX_SESSIONS = 10_000
 TOKEN_SCHEMES = frozenset({"token", "bearer", "jupyterhub"})
-HOP_HEADERS = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-                         "trailer", "transfer-encoding", "upgrade", "host", "content-length",
-                         "content-encoding"})
 #: Request headers never passed to a scheduler: the caller's credentials stay here.
 PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
+#: Response headers never passed back: a scheduler sets no cookie on the gate's path.
+PRIVATE_RESPONSE_HEADERS = frozenset({"set-cookie"})
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class DashboardGate:
         self.sessions: dict[str, tuple[Viewer, float]] = {}
         self.pending: dict[str, tuple[str, float]] = {}  # OAuth state → (where to go back, expiry)
         self._http: aiohttp.ClientSession | None = None
+        self.relay = Relay(request_timeout=None, connect_timeout=10)
 
     @property
     def http(self) -> aiohttp.ClientSession:
@@ -119,6 +121,7 @@ class DashboardGate:
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
+        await self.relay.close()
 
     # ---- who is asking ------------------------------------------------------------------
 
@@ -237,53 +240,26 @@ class DashboardGate:
             return await self._relay_websocket(request, target)
         return await self._relay_http(request, target)
 
-    def _forwarded_headers(self, request: web.Request) -> dict[str, str]:
-        return {k: v for k, v in request.headers.items()
-                if k.lower() not in HOP_HEADERS and k.lower() not in PRIVATE_HEADERS}
-
     async def _relay_http(self, request: web.Request, target: str) -> web.StreamResponse:
         body = await request.read() if request.can_read_body else None
+        sink = AiohttpSink(request)
         try:
-            upstream = await self.http.request(request.method, target, headers=self._forwarded_headers(request),
-                                               data=body, allow_redirects=False)
-        except aiohttp.ClientError:
+            await self.relay.http(request.method, target, forward_headers(request.headers.items(), PRIVATE_HEADERS),
+                                  body, sink, drop=PRIVATE_RESPONSE_HEADERS)
+        except UpstreamUnavailable:
             raise web.HTTPBadGateway(text="The cluster's dashboard does not answer.") from None
-        async with upstream:
-            response = web.StreamResponse(status=upstream.status)
-            for key, value in upstream.headers.items():
-                if key.lower() not in HOP_HEADERS and key.lower() != "set-cookie":
-                    response.headers.add(key, value)
-            await response.prepare(request)
-            async for chunk in upstream.content.iter_chunked(64 * 1024):
-                await response.write(chunk)
-            await response.write_eof()
-            return response
+        return sink.response
 
     async def _relay_websocket(self, request: web.Request, target: str) -> web.StreamResponse:
         client = web.WebSocketResponse()
         await client.prepare(request)
         url = "ws" + target[len("http"):] if target.startswith("http") else target
         try:
-            upstream = await self.http.ws_connect(url, headers={"Origin": "/".join(target.split("/", 3)[:3])})
-        except aiohttp.ClientError:
+            upstream = await self.relay.websocket(url, [("Origin", "/".join(target.split("/", 3)[:3]))])
+        except UpstreamUnavailable:
             await client.close(code=1011, message=b"dashboard unavailable")
             return client
-
-        async def pump(source: Any, sink: Any) -> None:
-            async for message in source:
-                if message.type == aiohttp.WSMsgType.TEXT:
-                    await sink.send_str(message.data)
-                elif message.type == aiohttp.WSMsgType.BINARY:
-                    await sink.send_bytes(message.data)
-                else:
-                    break
-
-        async with upstream:
-            tasks = [asyncio.ensure_future(pump(client, upstream)), asyncio.ensure_future(pump(upstream, client))]
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                task.cancel()
-        await client.close()
+        await pump(AiohttpChannel(client), AiohttpChannel(upstream))
         return client
 
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from tornado.ioloop import PeriodicCallback
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from core.timeutil import utcnow
 from service.hub import ActiveServers, HubError
 
 Server = tuple[str, str]  # (user, server name; "" the default server)
@@ -74,7 +75,7 @@ class HubWatcher(LoggingConfigurable):
         clones, its final autosave snapshot, its usage record). titan.yaml service.check_interval. Default 10.""",
     ).tag(config=True)
 
-    def __init__(self, hub: ActiveServersSource, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    def __init__(self, hub: ActiveServersSource, clock: Callable[[], datetime] = utcnow,
                  **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.hub = hub

@@ -1,6 +1,6 @@
 """Who may open a link: parsing the publisher's access request and deciding for one viewer.
 
-Pure functions on plain data; every error is a ``LinkError`` whose message a user can act on.
+Pure functions on plain data; every error is an ``errors.Invalid`` whose message a user can act on.
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from service.sharing.errors import Invalid
 from service.sharing.models import MODES
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:+-]{0,254}$")  # JupyterHub user and group names (org:team too)
 MAX_NAMES = 200
 MAX_EXPIRY = timedelta(days=3650)
-
-
-class LinkError(ValueError):
-    """Bad input for a link; the message is shown to the user (HTTP 400)."""
 
 
 @dataclass(frozen=True)
@@ -40,14 +37,14 @@ def _names(value: Any, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise LinkError(f"access.{what} must be a list of names")
+        raise Invalid(f"access.{what} must be a list of names")
     if len(value) > MAX_NAMES:
-        raise LinkError(f"access.{what} may name at most {MAX_NAMES}")
+        raise Invalid(f"access.{what} may name at most {MAX_NAMES}")
     names = []
     for item in value:
         item = item.strip()
         if not NAME.match(item):
-            raise LinkError(f"access.{what}: {item[:60]!r} is not a valid name")
+            raise Invalid(f"access.{what}: {item[:60]!r} is not a valid name")
         if item not in names:
             names.append(item)
     return tuple(names)
@@ -58,15 +55,15 @@ def parse_access(value: Any, public_allowed: bool) -> Access:
     if value is None:
         return Access()
     if not isinstance(value, Mapping):
-        raise LinkError("access must be an object like {\"mode\": \"users\", \"users\": [\"ada\"]}")
+        raise Invalid("access must be an object like {\"mode\": \"users\", \"users\": [\"ada\"]}")
     unknown = set(value) - {"mode", "users", "groups"}
     if unknown:
-        raise LinkError(f"access has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+        raise Invalid(f"access has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     mode = value.get("mode", "users")
     if mode not in MODES:
-        raise LinkError(f"access.mode must be one of {', '.join(MODES)}")
+        raise Invalid(f"access.mode must be one of {', '.join(MODES)}")
     if mode == "public" and not public_allowed:
-        raise LinkError("public links are turned off on this hub; an admin can enable sharing.public_links")
+        raise Invalid("public links are turned off on this hub; an admin can enable sharing.public_links")
     return Access(mode=mode, users=_names(value.get("users"), "users"), groups=_names(value.get("groups"), "groups"))
 
 
@@ -77,23 +74,23 @@ def parse_expiry(value: Any, now: datetime) -> datetime | None:
     if isinstance(value, Mapping) and set(value) == {"in_seconds"}:
         seconds = value["in_seconds"]
         if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-            raise LinkError("expires.in_seconds must be a positive number")
+            raise Invalid("expires.in_seconds must be a positive number")
         if seconds > MAX_EXPIRY.total_seconds():
-            raise LinkError("a link may expire at most ten years from now")
+            raise Invalid("a link may expire at most ten years from now")
         return now + timedelta(seconds=float(seconds))
     if not isinstance(value, str):
-        raise LinkError("expires_at must be an ISO 8601 time such as 2030-01-31T18:00:00Z, or null for never")
+        raise Invalid("expires_at must be an ISO 8601 time such as 2030-01-31T18:00:00Z, or null for never")
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise LinkError(f"expires_at {value[:40]!r} is not an ISO 8601 time such as 2030-01-31T18:00:00Z") from None
+        raise Invalid(f"expires_at {value[:40]!r} is not an ISO 8601 time such as 2030-01-31T18:00:00Z") from None
     if when.tzinfo is None:
-        raise LinkError("expires_at needs a time zone, for example 2030-01-31T18:00:00Z")
+        raise Invalid("expires_at needs a time zone, for example 2030-01-31T18:00:00Z")
     when = when.astimezone(UTC)
     if when <= now:
-        raise LinkError("expires_at is in the past")
+        raise Invalid("expires_at is in the past")
     if when - now > MAX_EXPIRY:
-        raise LinkError("a link may expire at most ten years from now")
+        raise Invalid("a link may expire at most ten years from now")
     return when
 
 

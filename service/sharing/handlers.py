@@ -1,15 +1,16 @@
 """Share links over HTTP: the viewer's routes (``r/<id>`` reports, ``d/<id>`` dashboards, which
 may be public), the owner's JSON API (``api/links``) and the "My links" / "Shared with me" pages.
 
-Errors a user caused are 400 with a message; another user's link is 403; an unknown link is 404
-and counts against the client's guess budget (429 once spent); a revoked or expired link is 410.
+Bodies are checked against the published schemas (``validation``) before the manager sees them.
+Refusals are ``errors.SharingError``s, answered by ``errors.http_error`` like everywhere in sharing:
+bad input 400 with a message; another user's link 403; an unknown link 404, counted against the
+client's guess budget (429 once spent); a revoked or expired link 410; the hub failing 502.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from jupyterhub.utils import url_path_join
@@ -18,15 +19,31 @@ from tornado.web import HTTPError, RequestHandler, StaticFileHandler
 from core.dashboards import DEFAULT_APP
 from service.handlers import APIHandler, PageHandler
 from service.metrics import record_report_view
-from service.sharing.access import LinkError, Viewer
-from service.sharing.manager import LinkGone, LinkNotFound, NotOwner, ShareManager
+from service.sharing.access import Viewer
+from service.sharing.errors import (
+    AnswersSharingErrors,
+    HubUnavailable,
+    Invalid,
+    NotFound,
+    RateLimited,
+    SharingError,
+    http_error,
+)
+from service.sharing.manager import ShareManager
 from service.sharing.render import STATIC, lab_static_dir, mathjax_dir, report_headers
 from service.sharing.storage import LINK_ID
+from service.sharing.validation import validate
 
 
-class _SharingMixin:
+class _SharingMixin(AnswersSharingErrors):
+    """Sharing's handlers: the manager, the guess budget, and its errors answered by ``errors.http_error``."""
+
     settings: Any
     request: Any
+
+    if TYPE_CHECKING:
+        @property
+        def user_name(self) -> str: ...
 
     @property
     def sharing(self) -> ShareManager:
@@ -43,41 +60,20 @@ class _SharingMixin:
         limiter = self.settings["titan"].guess_limiter
         wait = max(limiter.retry_after(key) for key in self.client_keys(user))
         if wait:
-            self.retry_after = wait
-            raise HTTPError(429, f"too many unknown links were tried; wait {wait} seconds")
+            raise RateLimited(wait)
 
-    retry_after = 0
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        if status_code == 429 and self.retry_after:  # send_error cleared the headers set before
-            self.set_header("Retry-After", str(self.retry_after))  # type: ignore[attr-defined]
-        super().write_error(status_code, **kwargs)  # type: ignore[misc]
-
-    def missed(self, user: str | None) -> None:
-        limiter = self.settings["titan"].guess_limiter
-        for key in self.client_keys(user):
-            limiter.miss(key)
+    def refused(self, error: SharingError) -> None:
+        if isinstance(error, NotFound):
+            limiter = self.settings["titan"].guess_limiter
+            for key in self.client_keys(self.user_name or None):
+                limiter.miss(key)
 
     async def groups_of(self, name: str) -> list[str]:
-        status, body = await self.settings["titan"].hub.request("GET", f"/users/{quote(name, safe='')}")
+        try:
+            status, body = await self.settings["titan"].hub.request("GET", f"/users/{quote(name, safe='')}")
+        except ConnectionError as error:
+            raise HubUnavailable(str(error)) from None
         return list((body or {}).get("groups") or []) if status == 200 else []
-
-
-async def _call(handler: Any, action: Callable[[], Awaitable[Any]]) -> Any:
-    """Run a manager action, turning its errors into HTTP answers."""
-    try:
-        return await action()
-    except LinkError as error:
-        raise HTTPError(400, str(error)) from None
-    except LinkNotFound:
-        handler.missed(handler.user_name)
-        raise HTTPError(404, "no such link") from None
-    except NotOwner as error:
-        raise HTTPError(403, str(error)) from None
-    except LinkGone as error:
-        raise HTTPError(410, str(error)) from None
-    except (RuntimeError, ConnectionError) as error:
-        raise HTTPError(502, str(error)) from None
 
 
 # ---- the viewer ----------------------------------------------------------------------------------
@@ -100,24 +96,13 @@ class ViewHandler(_SharingMixin, PageHandler):
     async def get(self, link_id: str) -> None:
         name = self.user_name or None
         self.check_guess_budget(name)
-        if not LINK_ID.match(link_id) or self.sharing.snapshot(link_id) is None:
-            self.missed(name)
-            raise HTTPError(404, "There is no such link. Check that you copied all of it.")
+        if not LINK_ID.match(link_id) or self.sharing.links.snapshot(link_id) is None:
+            raise NotFound()
         if name is None and self.sharing.needs_login(link_id):
             self.redirect(self.get_login_url())
             return
         viewer = Viewer(name, frozenset(), bool(self.current_user and self.current_user.get("admin")))
-        try:
-            opened = await self.sharing.open(link_id, self.kind, viewer, self.groups_of)
-        except LinkNotFound:
-            self.missed(name)
-            raise HTTPError(404, "There is no such link. Check that you copied all of it.") from None
-        except PermissionError as error:
-            raise HTTPError(403, str(error)) from None
-        except LinkGone as error:
-            raise HTTPError(410, str(error)) from None
-        except (RuntimeError, ConnectionError, LinkError) as error:
-            raise HTTPError(502, str(error)) from None
+        opened = await self.sharing.open(link_id, self.kind, viewer, self.groups_of)
         record_report_view(self.kind)
         if opened.redirect:
             self.redirect(opened.redirect)
@@ -145,46 +130,39 @@ class SharingStaticHandler(StaticFileHandler):
 
 class LinksAPIHandler(_SharingMixin, APIHandler):
     def get(self) -> None:
-        self.finish(json.dumps({"links": self.sharing.owned(self.user_name)}))
+        self.finish(json.dumps({"links": self.sharing.links.owned(self.user_name)}))
 
     async def post(self) -> None:
-        body = self.body()
-        model = await _call(self, lambda: self.sharing.publish(self.user_name, body))
+        model = await self.sharing.publish(self.user_name, validate(self.body(), "LinkPublish"))
         self.set_status(201)
         self.finish(json.dumps(model))
 
 
 class LinkAPIHandler(_SharingMixin, APIHandler):
-    async def get(self, link_id: str) -> None:
+    def get(self, link_id: str) -> None:
         self.check_guess_budget(self.user_name)
-        self.finish(json.dumps(await _call(self, self._get(link_id))))
-
-    def _get(self, link_id: str) -> Callable[[], Awaitable[Any]]:
-        async def get() -> Any:
-            return self.sharing.get_owned(link_id, self.user_name)
-        return get
+        self.finish(json.dumps(self.sharing.links.get_owned(link_id, self.user_name)))
 
     async def patch(self, link_id: str) -> None:
         self.check_guess_budget(self.user_name)
-        body = self.body()
-        self.finish(json.dumps(await _call(self, lambda: self.sharing.update(link_id, self.user_name, body))))
+        request = validate(self.body(), "LinkUpdate")
+        self.finish(json.dumps(await self.sharing.update(link_id, self.user_name, request)))
 
     async def delete(self, link_id: str) -> None:
         self.check_guess_budget(self.user_name)
-        self.finish(json.dumps(await _call(self, lambda: self.sharing.revoke(link_id, self.user_name))))
+        self.finish(json.dumps(await self.sharing.revoke(link_id, self.user_name)))
 
 
 class RepublishAPIHandler(_SharingMixin, APIHandler):
     async def post(self, link_id: str) -> None:
         self.check_guess_budget(self.user_name)
-        self.finish(json.dumps(await _call(self, lambda: self.sharing.republish(link_id, self.user_name))))
+        self.finish(json.dumps(await self.sharing.republish(link_id, self.user_name)))
 
 
 class SharedAPIHandler(_SharingMixin, APIHandler):
     async def get(self) -> None:
         groups = frozenset(await self.groups_of(self.user_name))
-        links = await self.sharing.shared_with(Viewer(self.user_name, groups))
-        self.finish(json.dumps({"links": links}))
+        self.finish(json.dumps({"links": self.sharing.links.shared_with(Viewer(self.user_name, groups))}))
 
 
 # ---- pages ---------------------------------------------------------------------------------------
@@ -195,7 +173,7 @@ def _names(text: str) -> list[str]:
 
 
 def form_request(arguments: dict[str, list[bytes]], publish: bool) -> dict[str, Any]:
-    """The publish / change form as an API request (validated by the manager like any request)."""
+    """The publish / change form as an API request (validated against the schemas like any request)."""
     def one(key: str) -> str:
         values = arguments.get(key) or [b""]
         return values[-1].decode("utf-8", errors="replace").strip()
@@ -210,7 +188,7 @@ def form_request(arguments: dict[str, list[bytes]], publish: bool) -> dict[str, 
         try:
             request["expires_at"] = {"in_seconds": int(preset)}
         except ValueError:
-            raise LinkError("choose when the link expires from the list") from None
+            raise Invalid("choose when the link expires from the list") from None
     else:
         request["expires_at"] = None
     if publish:
@@ -230,15 +208,16 @@ class LinksPage(_SharingMixin, PageHandler):
     def get(self, error: str = "", status: int = 200) -> None:
         self.set_status(status)
         base = f"{self.request.protocol}://{self.request.host}"
-        self.render_page("links.html", links=self.sharing.owned(self.user_name), error=error, base=base,
+        self.render_page("links.html", links=self.sharing.links.owned(self.user_name), error=error, base=base,
                          public_links=self.sharing.config.public_links)
 
     async def post(self) -> None:
         try:
-            request = form_request(self.request.body_arguments, publish=True)
-            await _call(self, lambda: self.sharing.publish(self.user_name, request))
-        except (LinkError, HTTPError) as error:
-            self.get(error=_message(error), status=_status(error))
+            request = validate(form_request(self.request.body_arguments, publish=True), "LinkPublish")
+            await self.sharing.publish(self.user_name, request)
+        except SharingError as error:
+            answer = http_error(error)
+            self.get(error=answer.log_message or "", status=answer.status_code)
             return
         self.redirect(url_path_join(self.settings["prefix"], "links"))
 
@@ -248,16 +227,17 @@ class LinkActionPage(_SharingMixin, PageHandler):
         self.check_guess_budget(self.user_name)
         try:
             if action == "revoke":
-                await _call(self, lambda: self.sharing.revoke(link_id, self.user_name))
+                await self.sharing.revoke(link_id, self.user_name)
             elif action == "republish":
-                await _call(self, lambda: self.sharing.republish(link_id, self.user_name))
+                await self.sharing.republish(link_id, self.user_name)
             else:
-                request = form_request(self.request.body_arguments, publish=False)
-                await _call(self, lambda: self.sharing.update(link_id, self.user_name, request))
-        except (LinkError, HTTPError) as error:
-            if isinstance(error, HTTPError) and error.status_code in (403, 404, 429):
-                raise
-            LinksPage.get(self, error=_message(error), status=_status(error))
+                request = validate(form_request(self.request.body_arguments, publish=False), "LinkUpdate")
+                await self.sharing.update(link_id, self.user_name, request)
+        except SharingError as error:
+            answer = http_error(error)
+            if answer.status_code in (403, 404, 429):
+                raise  # the error page, as for any other link
+            LinksPage.get(self, error=answer.log_message or "", status=answer.status_code)
             return
         self.redirect(url_path_join(self.settings["prefix"], "links"))
 
@@ -265,15 +245,7 @@ class LinkActionPage(_SharingMixin, PageHandler):
 class SharedPage(_SharingMixin, PageHandler):
     async def get(self) -> None:
         groups = frozenset(await self.groups_of(self.user_name))
-        self.render_page("shared.html", links=await self.sharing.shared_with(Viewer(self.user_name, groups)))
-
-
-def _message(error: Exception) -> str:
-    return (error.log_message or "") if isinstance(error, HTTPError) else str(error)
-
-
-def _status(error: Exception) -> int:
-    return error.status_code if isinstance(error, HTTPError) else 400
+        self.render_page("shared.html", links=self.sharing.links.shared_with(Viewer(self.user_name, groups)))
 
 
 def routes(prefix: str) -> list[tuple[str, type[RequestHandler], dict[str, Any]]]:

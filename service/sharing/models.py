@@ -11,7 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from core.timeutil import UTCDateTime, utcnow
 from service.base import Base
 
-KINDS = ("report", "dashboard")
 MODES = ("users", "team", "public")
 
 

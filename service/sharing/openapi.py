@@ -13,15 +13,17 @@ ACCESS = {
     "properties": {
         "mode": {"enum": ["users", "team", "public"], "default": "users",
                  "description": "users: the owner, the users and groups named; team: anyone who can log in; "
-                                "public: anyone with the link (reports only, where an admin enables it)"},
+                                "public: anyone with the link, where an admin enables it (dashboards: on their own "
+                                "origin)"},
         "users": {"type": "array", "maxItems": 200, "items": {"type": "string"}},
         "groups": {"type": "array", "maxItems": 200, "items": {"type": "string"}},
     },
 }
 EXPIRY = {"oneOf": [
-    {"type": "null", "description": "never"},
+    {"type": "null", "description": "null: never"},
     {"type": "string", "format": "date-time", "description": "an ISO 8601 time with a zone, in the future"},
     {"type": "object", "additionalProperties": False, "required": ["in_seconds"],
+     "description": "{\"in_seconds\": N}, N seconds from now",
      "properties": {"in_seconds": {"type": "number", "exclusiveMinimum": 0}}},
 ]}
 LINK = {
@@ -54,8 +56,10 @@ PUBLISH = {
         "title": {"type": "string", "maxLength": 200},
         "hide_code": {"type": "boolean", "default": False},
         "app": {"enum": list(APP_SUFFIXES), "default": DEFAULT_APP},
-        "profile": {"type": "string", "description": "dashboards: the profile the server runs with"},
-        "image": {"type": "string", "description": "dashboards: the profile's environment choice (datascience)"},
+        "profile": {"type": "string", "maxLength": 255,
+                    "description": "dashboards: the profile the server runs with"},
+        "image": {"type": "string", "maxLength": 255,
+                  "description": "dashboards: the profile's environment choice (datascience)"},
         "access": ACCESS, "expires_at": EXPIRY,
     },
 }

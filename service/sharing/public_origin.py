@@ -22,32 +22,27 @@ import logging
 from typing import Any
 from urllib.parse import quote
 
-from tornado import httpclient, httputil, web, websocket
+from aiohttp import ClientWebSocketResponse
+from tornado import web, websocket
 
+from core.relay import AiohttpChannel, Relay, TornadoChannel, TornadoSink, UpstreamUnavailable, forward_headers, pump
 from service.metrics import record_report_view
 from service.sharing.access import Viewer
-from service.sharing.manager import LinkGone, LinkNotFound, ShareManager
+from service.sharing.errors import AnswersSharingErrors, NotFound, RateLimited, SharingError
+from service.sharing.manager import ShareManager
 from service.sharing.ratelimit import GuessLimiter
 from service.sharing.storage import LINK_ID
 
 log = logging.getLogger("titan.sharing.public")
 
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
-                        "transfer-encoding", "upgrade", "content-length", "set-cookie", "cookie", "authorization",
-                        "host", "origin", "referer"})
+#: Never relayed, in either direction: the visitor's cookies, credentials and origin stay here, and
+#: cookies the server sets never come back.
+PRIVATE = frozenset({"set-cookie", "cookie", "authorization", "origin", "referer"})
 RECHECK_SECONDS = 5.0
 
 
-class _Base(web.RequestHandler):
-    def initialize(self, manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str) -> None:
-        self.manager = manager
-        self.limiter = limiter
-        self.hub_url = hub_url.rstrip("/")
-        self.token = token
-
-    def set_default_headers(self) -> None:
-        self.set_header("Referrer-Policy", "no-referrer")
-        self.set_header("X-Content-Type-Options", "nosniff")
+class _Plain(web.RequestHandler):
+    """Errors as one line of plain text: this origin serves no pages of its own."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -56,27 +51,39 @@ class _Base(web.RequestHandler):
         self.finish(f"{status_code}: {message}\n")
 
 
+class _Base(AnswersSharingErrors, _Plain):
+    def initialize(self, manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str,
+                   relay: Relay) -> None:
+        self.manager = manager
+        self.limiter = limiter
+        self.hub_url = hub_url.rstrip("/")
+        self.token = token
+        self.relay = relay
+
+    @property
+    def client(self) -> str:
+        return f"public-ip:{self.request.remote_ip}"
+
+    def refused(self, error: SharingError) -> None:
+        if isinstance(error, NotFound):
+            self.limiter.miss(self.client)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+
 class PublicLinkHandler(_Base):
     """``/d/<id>``: open a public dashboard without logging in."""
 
     async def get(self, link_id: str) -> None:
-        client = f"public-ip:{self.request.remote_ip}"
-        wait = self.limiter.retry_after(client)
+        wait = self.limiter.retry_after(self.client)
         if wait:
-            self.set_status(429)
-            self.set_header("Retry-After", str(wait))
-            self.finish("429: too many unknown links were tried\n")
-            return
-        found = self.manager.snapshot(link_id) if LINK_ID.match(link_id) else None
-        if found is None or found.kind != "dashboard" or found.access.mode != "public":
-            self.limiter.miss(client)
-            raise web.HTTPError(404, "there is no such public dashboard")
-        try:
-            opened = await self.manager.open(link_id, "dashboard", Viewer(None), _no_groups)
-        except LinkGone as error:
-            raise web.HTTPError(410, str(error)) from None
-        except (LinkNotFound, PermissionError):
-            raise web.HTTPError(404, "there is no such public dashboard") from None
+            raise RateLimited(wait)
+        found = self.manager.links.snapshot(link_id) if LINK_ID.match(link_id) else None
+        if found is None or found.kind != "dashboard" or self.manager.needs_login(link_id):
+            raise NotFound("there is no such public dashboard")
+        opened = await self.manager.open(link_id, "dashboard", Viewer(None), _no_groups)
         record_report_view("dashboard")
         self.redirect(opened.redirect)
 
@@ -86,19 +93,21 @@ async def _no_groups(name: str) -> list[str]:
 
 
 class PublicServerProxy(_Base, websocket.WebSocketHandler):
-    """``/user/<owner>/<server>/...`` of an active public dashboard, through the hub's proxy."""
+    """``/user/<owner>/<server>/...`` of an active public dashboard, through the hub's proxy
+    (``core.relay``; this class only says what goes up and what comes back)."""
 
-    _upstream: websocket.WebSocketClientConnection | None = None
-    _tasks: list[asyncio.Task[None]]
+    _upstream: ClientWebSocketResponse | None = None
+    _channel: TornadoChannel | None = None
+    _pumping: asyncio.Task[None] | None = None
+    _rechecking: asyncio.Task[None] | None = None
 
     @property
     def _is_websocket(self) -> bool:
-        return self.request.headers.get("Upgrade", "").lower() == "websocket"
+        return bool(self.request.headers.get("Upgrade", "").lower() == "websocket")
 
     def prepare(self) -> None:
-        self._tasks = []
         owner, server = self.path_args[0], self.path_args[1]
-        if self.manager.public_dashboard(owner, server) is None:
+        if self.manager.links.public_dashboard(owner, server) is None:
             raise web.HTTPError(404, "this server has no public dashboard")
         if self.request.method not in ("GET", "HEAD", "POST"):
             raise web.HTTPError(405)
@@ -109,14 +118,10 @@ class PublicServerProxy(_Base, websocket.WebSocketHandler):
         url = f"{base}/user/{quote(owner, safe='')}/{quote(server, safe='')}/{quote(rest, safe='/%:@!$&()*+,;=-._~')}"
         return url + (f"?{self.request.query}" if self.request.query else "")
 
-    def _forward_headers(self) -> httputil.HTTPHeaders:
-        headers = httputil.HTTPHeaders()
-        for name, value in self.request.headers.get_all():
-            lower = name.lower()
-            if lower not in HOP_BY_HOP and not lower.startswith(("sec-websocket", "x-forwarded")):
-                headers.add(name, value)
-        headers["Authorization"] = f"token {self.token}"
-        return headers
+    def _forward_headers(self) -> list[tuple[str, str]]:
+        """The visitor's headers without their cookies, credentials and origin; the service's token."""
+        headers = forward_headers(self.request.headers.get_all(), PRIVATE, ("sec-websocket", "x-forwarded"))
+        return [*headers, ("Authorization", f"token {self.token}")]
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         if self._is_websocket:
@@ -133,32 +138,19 @@ class PublicServerProxy(_Base, websocket.WebSocketHandler):
 
     async def _forward(self) -> None:
         method = self.request.method or "GET"
-        request = httpclient.HTTPRequest(self._upstream_url("http"), method=method, headers=self._forward_headers(),
-                                         body=self.request.body if method == "POST" else None,
-                                         follow_redirects=False, decompress_response=False, request_timeout=300,
-                                         allow_nonstandard_methods=True)
-        response = await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
-        if response.code == 599:
-            raise web.HTTPError(502, "the dashboard did not answer")
-        self.set_status(response.code, response.reason)
-        for name in ("Content-Type", "Server", "Date"):
-            self.clear_header(name)
-        for name, value in response.headers.get_all():
-            if name.lower() not in HOP_BY_HOP:
-                self.add_header(name, value)
-        if response.body and response.code not in (204, 304) and method != "HEAD":
-            self.write(response.body)
-        self.finish()
+        try:
+            await self.relay.http(method, self._upstream_url("http"), self._forward_headers(),
+                                  self.request.body if method == "POST" else None, TornadoSink(self), drop=PRIVATE)
+        except UpstreamUnavailable:
+            raise web.HTTPError(502, "the dashboard did not answer") from None
 
     async def _open_upstream(self) -> None:
         offered = self.request.headers.get("Sec-WebSocket-Protocol", "")
         subprotocols = [p.strip() for p in offered.split(",") if p.strip()]
         try:
-            self._upstream = await websocket.websocket_connect(
-                httpclient.HTTPRequest(self._upstream_url("ws"), headers=self._forward_headers(), connect_timeout=30,
-                                       request_timeout=30),
-                subprotocols=subprotocols or None, max_message_size=100 * 1024 * 1024)
-        except (OSError, httpclient.HTTPClientError) as error:
+            self._upstream = await self.relay.websocket(self._upstream_url("ws"), self._forward_headers(),
+                                                        subprotocols)
+        except UpstreamUnavailable as error:
             log.warning("The public dashboard refused a websocket on %s: %s", self.request.path, error)
             raise web.HTTPError(502, "the dashboard refused the connection") from None
 
@@ -166,44 +158,34 @@ class PublicServerProxy(_Base, websocket.WebSocketHandler):
         return True  # public: anyone may open it; nothing of the visitor's is forwarded
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return self._upstream.selected_subprotocol if self._upstream is not None else None
+        return self._upstream.protocol if self._upstream is not None else None
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        self._tasks = [asyncio.ensure_future(self._relay()), asyncio.ensure_future(self._recheck())]
-
-    async def _relay(self) -> None:
         assert self._upstream is not None
-        while True:
-            message = await self._upstream.read_message()
-            if message is None:
-                self.close()
-                return
-            try:
-                await self.write_message(message, binary=isinstance(message, bytes))
-            except websocket.WebSocketClosedError:
-                return
+        self._channel = TornadoChannel(self)
+        self._pumping = asyncio.ensure_future(pump(self._channel, AiohttpChannel(self._upstream)))
+        self._rechecking = asyncio.ensure_future(self._recheck())
 
     async def _recheck(self) -> None:
         """Close the socket as soon as the link is revoked, expires or stops being public."""
         owner, server = self.path_args[0], self.path_args[1]
         while True:
             await asyncio.sleep(RECHECK_SECONDS)
-            if self.manager.public_dashboard(owner, server) is None:
+            if self.manager.links.public_dashboard(owner, server) is None:
                 self.close(1008, "the link ended")
                 return
 
     async def on_message(self, message: str | bytes) -> None:
-        if self._upstream is not None:
-            try:
-                await self._upstream.write_message(message, binary=isinstance(message, bytes))
-            except websocket.WebSocketClosedError:
-                self.close()
+        if self._channel is not None:
+            await self._channel.put(message)
 
     def on_close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._upstream is not None:
-            self._upstream.close()
+        if self._channel is not None:
+            self._channel.closed()  # the pump reads the end, and closes the upstream
+        elif self._upstream is not None:
+            asyncio.ensure_future(self._upstream.close())
+        if self._rechecking is not None:
+            self._rechecking.cancel()
 
 
 class NotHere(_Base):
@@ -212,7 +194,8 @@ class NotHere(_Base):
 
 
 def make_public_app(manager: ShareManager, limiter: GuessLimiter, hub_url: str, token: str) -> web.Application:
-    args = {"manager": manager, "limiter": limiter, "hub_url": hub_url, "token": token}
+    args = {"manager": manager, "limiter": limiter, "hub_url": hub_url, "token": token,
+            "relay": Relay(request_timeout=300, connect_timeout=30)}
     return web.Application([
         (r"/d/([^/]{1,100})", PublicLinkHandler, args),
         (r"/user/([^/]+)/([^/]+)/(.*)", PublicServerProxy, args),

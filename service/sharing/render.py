@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from service.sharing.access import LinkError
+from service.sharing.errors import Invalid
 
 TEMPLATES = Path(__file__).resolve().parent / "nbconvert"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -43,17 +43,17 @@ def mathjax_dir() -> Path:
 def clean_relative_path(value: object, suffixes: tuple[str, ...] = SUFFIXES) -> str:
     """A path relative to the home directory, as typed by a user: no absolute path, no ``..``."""
     if not isinstance(value, str) or not value.strip():
-        raise LinkError("give the notebook's path in your home directory, for example work/report.ipynb")
+        raise Invalid("give the notebook's path in your home directory, for example work/report.ipynb")
     text = value.strip()
     if len(text) > 1024 or any(ord(c) < 32 for c in text):
-        raise LinkError("the notebook path is too long or has control characters")
+        raise Invalid("the notebook path is too long or has control characters")
     if text.startswith("~/"):
         text = text[2:]
     path = PurePosixPath(text)
     if path.is_absolute() or ".." in path.parts:
-        raise LinkError("the notebook path must be relative to your home directory, without '..'")
+        raise Invalid("the notebook path must be relative to your home directory, without '..'")
     if path.suffix not in suffixes:
-        raise LinkError(f"{text!r} is not a notebook ({' or '.join(suffixes)})")
+        raise Invalid(f"{text!r} is not a notebook ({' or '.join(suffixes)})")
     return str(path)
 
 
@@ -63,20 +63,20 @@ def open_in_home(home: Path, relative: str, max_bytes: int) -> bytes:
     root = home.resolve()
     target = (root / relative).resolve()
     if not target.is_relative_to(root):
-        raise LinkError(f"{relative!r} points outside your home directory")
+        raise Invalid(f"{relative!r} points outside your home directory")
     try:
         fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        raise LinkError(f"{relative!r} does not exist in your home directory") from None
+        raise Invalid(f"{relative!r} does not exist in your home directory") from None
     except OSError as error:
-        raise LinkError(f"{relative!r} cannot be read: {error.strerror}") from None
+        raise Invalid(f"{relative!r} cannot be read: {error.strerror}") from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
-        raise LinkError(f"{relative!r} is not a file")
+        raise Invalid(f"{relative!r} is not a file")
     with os.fdopen(fd, "rb") as handle:
         if info.st_size > max_bytes:
-            raise LinkError(f"{relative!r} is {info.st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
+            raise Invalid(f"{relative!r} is {info.st_size / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.0f} MB")
         return handle.read(max_bytes + 1)
 
 
@@ -140,7 +140,7 @@ def render_report(data: bytes, *, name: str, hide_code: bool, static_url: str) -
     try:
         notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
     except (UnicodeDecodeError, ValueError, nbformat.reader.NotJSONError) as error:
-        raise LinkError(f"{name!r} is not a valid notebook: {str(error)[:200]}") from None
+        raise Invalid(f"{name!r} is not a valid notebook: {str(error)[:200]}") from None
     exporter = HTMLExporter(
         template_name="titan_report", extra_template_basedirs=[str(TEMPLATES)], sanitize_html=True,
         filters={"clean_html": clean_html},

@@ -205,9 +205,14 @@ def test_nobody_changes_or_revokes_another_users_link(hub: Hub, alice: Api, bob:
     ({"path": "work/report.ipynb", "colour": "red"}, "unknown fields"),
     ({"path": "work/report.ipynb", "kind": "pdf"}, "kind must be"),
     ({"path": "work/report.ipynb", "hide_code": "yes"}, "hide_code must be"),
-    ({"path": 7}, "give the notebook's path"),
+    ({"path": 7}, "path must be text"),
+    ({"path": "work/report.ipynb", "title": ["a"]}, "title must be text"),
+    ({"path": "work/report.ipynb", "access": {"mode": "team", "who": []}}, "access has unknown keys: who"),
+    ({"path": "work/report.ipynb", "expires_at": {"in_seconds": "soon"}}, "expires_at.in_seconds must be a number"),
+    ({"path": "work/report.ipynb", "expires_at": 5}, "expires_at must be one of"),
+    ([{"path": "work/report.ipynb"}], "must be a JSON object"),
 ])
-def test_bad_input_is_a_400_with_a_message(alice: Api, body: dict[str, Any], message: str) -> None:
+def test_bad_input_is_a_400_with_a_message(alice: Api, body: Any, message: str) -> None:
     response = alice.call("POST", "/links", json=body)
     assert response.status_code == 400, response.text
     assert message in response.json()["message"]

@@ -5,6 +5,7 @@ revoking and expiry end access at once."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import time
@@ -17,7 +18,7 @@ import requests
 
 from tests.helpers import free_port, wait_for
 from tests.integration.hub import Hub, running_hub
-from tests.integration.test_dashboard import visit
+from tests.integration.test_dashboard import kernel_id_of, kernel_message, kernel_socket, replies, visit
 from tests.integration.test_sharing import Api, home_of
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -117,6 +118,31 @@ def test_an_expired_dashboard_link_ends_its_server_and_shares(hub: Hub, alice: A
     assert open_link(hub, carol, link).status_code == 410
 
 
+def test_starting_a_dashboard_that_runs_already_is_no_error(hub: Hub, alice: Api) -> None:
+    """The hub answers 400 to starting a running server; the service reads the server's model to
+    tell that from a real refusal (never the message text)."""
+    from service.hub import HubClient as ServiceHubClient
+    from service.sharing.dashboards import Dashboards
+    from service.sharing.errors import Invalid
+    from service.sharing.links import SharingConfig
+    from service.sharing.models import ShareLink
+
+    link = publish(alice, access={"mode": "team"})
+    wait_for(lambda: (s := server_model(hub, link)) and s.get("ready"), TIMEOUT, "the dashboard server")
+    client = ServiceHubClient(f"{hub.url}/hub/api", (hub.root / "state" / "admin-token").read_text().strip())
+    dashboards = Dashboards(SharingConfig(), client)
+    row = ShareLink(id=link["id"], owner="alice", server=link["server"], app="voila", path="dash.ipynb",
+                    profile="small", image="datascience")
+    again = hub.admin.api("POST", f"/users/alice/servers/{link['server']}", json={})
+    assert again.status_code == 400, again.text  # the hub's answer to a running server
+    asyncio.run(dashboards.start(row))  # no error: the server is running
+    with pytest.raises(Invalid, match="could not start"):  # a 400 for a server that is not running is a refusal
+        asyncio.run(dashboards.start(ShareLink(id="x" * 32, owner="alice", server="dash-nosuch", app="voila",
+                                               path="dash.ipynb", profile="small", image="minimal")))
+    hub.admin.api("DELETE", "/users/alice/servers/dash-nosuch", json={"remove": True})
+    assert alice.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+
+
 def test_bad_dashboard_requests_are_400(alice: Api) -> None:
     for body, message in (({"app": "jupyterlab"}, "app must be one of"),
                           ({"path": "app.py"}, "not a notebook"),
@@ -161,7 +187,18 @@ def test_a_public_dashboard_is_served_on_its_own_origin_and_nothing_else_is(publ
     # on the hub's own origin the same dashboard needs a login
     landed = visitor.get(f"{hub.url}/user/alice/{link['server']}/", timeout=60)
     assert "/hub/login" in landed.url and "Dashboard says" not in landed.text
-    # revoking ends it on the public origin at once
-    assert owner.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+    # the kernel's websocket goes both ways through the origin (core.relay), and closes once the link ends
+    kernel = kernel_id_of(page.text)
+
+    async def kernel_socket_then_revoke() -> tuple[list[str], list[str], str]:
+        conn = await kernel_socket(f"{server}api/kernels/{kernel}/channels", visitor, origin)
+        conn.write_message(kernel_message("kernel_info_request", {}))
+        info = await replies(conn, 10)
+        state = owner.call("DELETE", f"/links/{link['id']}").json()["state"]  # revoking ends it at once
+        return info, await replies(conn, 20), state
+
+    info, after, state = asyncio.run(kernel_socket_then_revoke())
+    assert "kernel_info_reply" in info, info
+    assert state == "revoked" and after and after[-1] == "<closed>", (state, after)
     assert visitor.get(server, timeout=60).status_code == 404
     assert visitor.get(link["public_url"], timeout=60).status_code == 410

@@ -62,7 +62,7 @@ def test_the_service_is_assembled_from_its_config_file(service_env: Path) -> Non
     assert app.hub.api_url == "http://10.213.0.1:8081/hub/api"
     assert app.operations.gateway_url == "http://127.0.0.1:8111"
     # one hub client and one Docker client, shared by every part
-    assert app.autosave.hub is app.hub and app.operations.hub is app.hub and app.sharing.hub is app.hub
+    assert app.autosave.hub is app.hub and app.operations.hub is app.hub and app.sharing.dashboards.hub is app.hub
     assert app.watcher.hub is app.hub
 
 

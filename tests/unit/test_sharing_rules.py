@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from service.sharing.access import Access, LinkError, Viewer, listed_for, may_view, parse_access, parse_expiry
-from service.sharing.manager import dashboard_server_name
+from service.sharing.access import Access, Viewer, listed_for, may_view, parse_access, parse_expiry
+from service.sharing.dashboards import dashboard_server_name
+from service.sharing.errors import Invalid
 from service.sharing.ratelimit import GuessLimiter
 from service.sharing.render import clean_html, clean_relative_path, open_in_home, report_headers
 from service.sharing.storage import ReportStore
@@ -34,7 +35,7 @@ def test_access_defaults_to_named_users_only() -> None:
     ({"who": []}, "unknown keys"),
 ])
 def test_bad_access_is_refused_with_a_reason(value: object, message: str) -> None:
-    with pytest.raises(LinkError, match=message):
+    with pytest.raises(Invalid, match=message):
         parse_access(value, public_allowed=False)
 
 
@@ -62,13 +63,13 @@ def test_expiry_forms() -> None:
     for bad, message in (("2026-11-28T11:00:00Z", "in the past"), ("2026-12-01T00:00", "time zone"),
                          ({"in_seconds": 0}, "positive"), ({"in_seconds": True}, "positive"),
                          ({"in_seconds": 10**12}, "ten years"), ("tomorrow", "ISO 8601"), (5, "ISO 8601")):
-        with pytest.raises(LinkError, match=message):
+        with pytest.raises(Invalid, match=message):
             parse_expiry(bad, NOW)
 
 
 @pytest.mark.parametrize("path", ["../x.ipynb", "/etc/x.ipynb", "a/../../x.ipynb", "x.py", "", "a\x00.ipynb", 3])
 def test_bad_notebook_paths(path: object) -> None:
-    with pytest.raises(LinkError):
+    with pytest.raises(Invalid):
         clean_relative_path(path)
 
 
@@ -84,13 +85,13 @@ def test_a_symlink_out_of_the_home_is_refused(tmp_path: Path) -> None:
     secret.write_text("{}")
     os.symlink(secret, home / "link.ipynb")
     (home / "ok.ipynb").write_text("{}")
-    with pytest.raises(LinkError, match="outside your home"):
+    with pytest.raises(Invalid, match="outside your home"):
         open_in_home(home, "link.ipynb", 1000)
     assert open_in_home(home, "ok.ipynb", 1000) == b"{}"
-    with pytest.raises(LinkError, match="limit"):
+    with pytest.raises(Invalid, match="limit"):
         open_in_home(home, "ok.ipynb", 1)
     (home / "dir.ipynb").mkdir()
-    with pytest.raises(LinkError, match="not a file"):
+    with pytest.raises(Invalid, match="not a file"):
         open_in_home(home, "dir.ipynb", 1000)
 
 
