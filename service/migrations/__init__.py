@@ -56,7 +56,7 @@ def upgrade(engine: sa.Engine) -> None:
         tables = set(sa.inspect(connection).get_table_names())
         if before is None and tables:
             log.info("The service's database was made before migrations (%d tables): brought to r0001 and "
-                     "stamped", len(tables))
+                     "stamped, then upgraded", len(tables))
         command.upgrade(alembic_config(connection), "head")
         after = MigrationContext.configure(connection).get_current_revision()
     if after != before:

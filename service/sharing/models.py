@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.timeutil import UTCDateTime, utcnow
@@ -82,7 +82,6 @@ class ReportVersion(Base):
     size: Mapped[int] = mapped_column(Integer, default=0)
     render_seconds: Mapped[float] = mapped_column(default=0.0)
     sha256: Mapped[str] = mapped_column(String(64), default="")
-    note: Mapped[str] = mapped_column(Text, default="")
     link: Mapped[ShareLink] = relationship(back_populates="versions")
 
     def model(self) -> dict[str, Any]:

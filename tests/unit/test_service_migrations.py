@@ -30,12 +30,12 @@ def differences(engine: sa.Engine) -> list[Any]:
 
 def test_a_new_database_is_built_by_the_migrations_as_the_orm_declares_it(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'new.sqlite'}")
-    assert migrations.current(db.engine) == migrations.head() == "r0001"
+    assert migrations.current(db.engine) == migrations.head() == "r0002"
     assert differences(db.engine) == []
     tables = set(sa.inspect(db.engine).get_table_names())
     assert tables == set(Base.metadata.tables) | {"alembic_version"}
     Database(f"sqlite:///{tmp_path / 'new.sqlite'}")  # a second start changes nothing
-    assert migrations.current(db.engine) == "r0001"
+    assert migrations.current(db.engine) == migrations.head() == "r0002"
 
 
 def rows(engine: sa.Engine) -> dict[str, list[tuple[Any, ...]]]:
@@ -72,7 +72,7 @@ def test_a_database_made_before_migrations_is_stamped_and_keeps_every_row(tmp_pa
     assert migrations.current(engine) is None
 
     db = Database(url)
-    assert migrations.current(db.engine) == "r0001"
+    assert migrations.current(db.engine) == migrations.head() == "r0002"
     assert rows(db.engine) == before
     assert differences(db.engine) == []
     with db.session() as session:
@@ -89,8 +89,39 @@ def test_a_database_from_before_output_stripping_gets_the_column(tmp_path: Path)
     Base.metadata.create_all(engine, tables=[t for n, t in Base.metadata.tables.items() if n != "autosave_users"])
 
     db = Database(url)
-    assert migrations.current(db.engine) == "r0001"
+    assert migrations.current(db.engine) == migrations.head() == "r0002"
     with db.session() as session:
         bob = session.get(AutosaveUser, "bob")
         assert bob is not None and bob.interval == 600 and bob.strip_outputs is False
+    assert differences(db.engine) == []
+
+
+def test_r0002_drops_the_unused_report_note_and_keeps_every_version(tmp_path: Path) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'r0001.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        command.upgrade(migrations.alembic_config(connection), "r0001")
+        columns = {c["name"]: c for c in sa.inspect(connection).get_columns("share_links")}
+        link = {name: ("" if not column["nullable"] else None) for name, column in columns.items()}
+        link.update({"id": "L1", "owner": "alice", "kind": "report", "mode": "team", "version": 1, "views": 0,
+                     "created": T0.replace(tzinfo=None)})
+        for name, column in columns.items():  # any other NOT NULL column of r0001: a value of its type
+            if link[name] == "" and isinstance(column["type"], (sa.Integer, sa.Float, sa.Boolean)):
+                link[name] = 0
+            elif link[name] == "" and isinstance(column["type"], sa.DateTime):
+                link[name] = T0.replace(tzinfo=None)
+        connection.execute(sa.table("share_links", *(sa.column(n) for n in link)).insert().values(**link))
+        connection.execute(sa.text(
+            "INSERT INTO report_versions (link_id, version, created, size, render_seconds, sha256, note) "
+            "VALUES ('L1', 1, '2026-12-01 09:00:00', 42, 0.5, 'ab12', '')"))
+    assert migrations.current(engine) == "r0001"
+
+    db = Database(url)
+    assert migrations.current(db.engine) == "r0002"
+    assert "note" not in {c["name"] for c in sa.inspect(db.engine).get_columns("report_versions")}
+    with db.engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT link_id, version, size, sha256 FROM report_versions")).all()
+    assert [tuple(row) for row in kept] == [("L1", 1, 42, "ab12")]
     assert differences(db.engine) == []
