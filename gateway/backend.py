@@ -29,7 +29,7 @@ from dask_gateway_server.backends.db_base import Cluster, DBBackendBase, JobStat
 from dask_gateway_server.models import User
 from dask_gateway_server.options import Options
 from dask_gateway_server.traitlets import Type
-from traitlets import default
+from traitlets import TraitError, default
 
 from core.engine.base import ContainerEngine, ContainerInfo
 from core.engine.docker import DockerEngine
@@ -270,7 +270,7 @@ class DockerBackend(DBBackendBase, BackendSettings):
             raise PublicException(decision.message)
         try:
             config = self.cluster_config_class(parent=self, **decision.config)
-        except Exception as error:  # a trait refused a value: tell the user which
+        except TraitError as error:  # a trait refused a value: tell the user which
             raise PublicException(str(error)) from None
         cluster = self.db.create_cluster(user.name, decision.request.as_dict(), config.to_dict())
         self.log.info("Created cluster %s for %s (server %r, image %s)", cluster.name, user.name,

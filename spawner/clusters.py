@@ -14,9 +14,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from core.engine.base import ContainerEngine
+from core.engine.base import ContainerEngine, EngineError
 from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ORIGIN, LABEL_OWNER
 
 REQUEST_TIMEOUT = 30.0
@@ -49,11 +49,11 @@ async def server_stopped(gateway: Mapping[str, Any], deployment: str, user: str,
                 log.info("Stopped the Dask clusters of %s/%s: %s", user, server, ", ".join(stopped))
             return
         log.warning("The Dask gateway answered %d to stopping the clusters of %s/%s", response.code, user, server)
-    except Exception as error:
+    except (OSError, HTTPClientError, ValueError) as error:  # no connection, a timeout, a body that is not JSON
         log.warning("The Dask gateway is not reachable (%s) to stop the clusters of %s/%s", error, user, server)
     try:
         removed = await remove_cluster_containers(engine, deployment, user, server)
         if removed:
             log.info("Removed %d Dask container(s) of %s/%s directly", removed, user, server)
-    except Exception:
+    except EngineError:
         log.warning("Removing the Dask containers of %s/%s failed", user, server, exc_info=True)
