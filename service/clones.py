@@ -15,10 +15,11 @@ from sqlalchemy import select
 from traitlets import Float
 from traitlets.config import LoggingConfigurable
 
+from core.timeutil import utcnow
 from service.autosave import PushOutcome
 from service.autosave.clone import clone_into, default_path
 from service.autosave.steps import STEP_ERRORS, safe_error
-from service.db import CloneRepo, utcnow
+from service.db import CloneRepo
 from service.engine import Autosave
 from service.watcher import ServerChange
 

@@ -8,7 +8,7 @@ from alembic import context
 
 import service.sharing.models  # noqa: F401  (every table on Base.metadata, for autogenerate)
 import service.usage.models  # noqa: F401
-from service.db import Base
+from service.base import Base
 
 target_metadata = Base.metadata
 

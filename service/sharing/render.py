@@ -138,10 +138,10 @@ def render_report(data: bytes, *, name: str, hide_code: bool, static_url: str) -
 
     started = time.perf_counter()
     try:
-        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)
+        notebook = nbformat.reads(data.decode("utf-8"), as_version=4)  # type: ignore[no-untyped-call]
     except (UnicodeDecodeError, ValueError, nbformat.reader.NotJSONError) as error:
         raise Invalid(f"{name!r} is not a valid notebook: {str(error)[:200]}") from None
-    exporter = HTMLExporter(
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
         template_name="titan_report", extra_template_basedirs=[str(TEMPLATES)], sanitize_html=True,
         filters={"clean_html": clean_html},
         exclude_input=hide_code, exclude_input_prompt=hide_code, exclude_output_prompt=hide_code,

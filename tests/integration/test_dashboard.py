@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,13 @@ class Setup:
         response = requests.delete(self.url(f"/hub/api/shares/{self.alice}/{server}"),
                                    headers={"Authorization": f"token {self.admin_token}"}, timeout=30)
         assert response.status_code == 204, response.text
+
+
+def body_has(driver: Any, text: str) -> bool:
+    """WebDriverWait's condition: the page's body shows ``text``."""
+    from selenium.webdriver.common.by import By
+
+    return text in driver.find_element(By.TAG_NAME, "body").text
 
 
 def dashboard_options(app: str, path: str, profile: str = "small", image: str = "datascience") -> dict[str, Any]:
@@ -357,7 +365,7 @@ def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
                 driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
             # the page replaces its body while it loads: a stale element means "not yet"
             WebDriverWait(driver, TIMEOUT, ignored_exceptions=(StaleElementReferenceException,)).until(
-                lambda d, text=text: text in d.find_element(By.TAG_NAME, "body").text)
+                partial(body_has, text=text))
             time.sleep(2)  # let the page's websockets connect
             assert driver.save_screenshot(str(ARTIFACTS / f"dashboard-{server}.png"))
             # Nothing the page asked of the server was refused or failed, and every websocket opened.

@@ -183,7 +183,8 @@ def test_kernels_listen_on_their_containers_loopback_only(hub: Hub, alice: dict[
     try:
         def kernel_ports() -> list[tuple[str, int]]:
             return [socket for socket in listening(alice["container"]) if socket not in before]
-        found = wait_for(lambda: len(kernel_ports()) >= 5 and kernel_ports(), 60, "the kernel's ports")
+        found: list[tuple[str, int]] = wait_for(lambda: kernel_ports() if len(kernel_ports()) >= 5 else None, 60,
+                                                "the kernel's ports")
         assert {host for host, _ in found} == {"127.0.0.1"}, found
     finally:
         requests.delete(f"{url}/{kernel.json()['id']}", headers={"Authorization": f"token {token}"}, timeout=30)
@@ -276,8 +277,9 @@ def test_nothing_of_the_deployment_listens_on_every_interface(hub: Hub) -> None:
     import psutil
 
     pids = {hub.process.pid, *(c.pid for c in psutil.Process(hub.process.pid).children(recursive=True))}
-    wide = [(c.laddr.ip, c.laddr.port, c.pid) for c in psutil.net_connections("tcp")
-            if c.status == psutil.CONN_LISTEN and c.pid in pids and c.laddr.ip in ("0.0.0.0", "::")]
+    listening = [(c.laddr, c.pid) for c in psutil.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+    wide = [(address[0], address[1], pid) for address, pid in listening
+            if pid in pids and address and address[0] in ("0.0.0.0", "::")]
     assert wide == []
 
 

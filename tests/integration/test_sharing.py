@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -325,9 +326,9 @@ def test_the_api_never_answers_500_to_fuzzed_input(hub: Hub, alice: Api) -> None
         check(alice.call("PATCH", f"/links/{link['id']}", json=body), {200, 400})
 
     @fuzz
-    @given(link_id=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80))
+    @given(link_id=st.text(alphabet=st.characters(exclude_categories=["Cs"]), min_size=1, max_size=80))
     def lookup(link_id: str) -> None:
-        response = alice.call("GET", f"/links/{requests.utils.quote(link_id, safe='')}")
+        response = alice.call("GET", f"/links/{urllib.parse.quote(link_id, safe='')}")
         seen.add(response.status_code)
         assert response.status_code in {403, 404, 405, 429}, (link_id, response.status_code, response.text[:200])
 

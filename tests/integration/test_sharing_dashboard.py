@@ -129,7 +129,8 @@ def test_starting_a_dashboard_that_runs_already_is_no_error(hub: Hub, alice: Api
 
     link = publish(alice, access={"mode": "team"})
     wait_for(lambda: (s := server_model(hub, link)) and s.get("ready"), TIMEOUT, "the dashboard server")
-    client = ServiceHubClient(f"{hub.url}/hub/api", (hub.root / "state" / "admin-token").read_text().strip())
+    client = ServiceHubClient(api_url=f"{hub.url}/hub/api",
+                              api_token=(hub.root / "state" / "admin-token").read_text().strip())
     dashboards = Dashboards(SharingConfig(), client)
     row = ShareLink(id=link["id"], owner="alice", server=link["server"], app="voila", path="dash.ipynb",
                     profile="small", image="datascience")

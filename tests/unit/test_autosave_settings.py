@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,6 +25,7 @@ def test_json_settings_are_validated() -> None:
     assert parsed.clone == [{"url": "https://github.com/o/data.git", "path": "data"},
                             {"url": "https://github.com/o/x", "path": "w/x"}]
     assert parsed.strip_outputs is True
+    bad: Any
     for bad in ({"repositories": ["../etc"]}, {"repositories": ["/etc"]}, {"interval": "soon"}, {"enabled": "yes"},
                 {"surprise": 1}, {"repositories": [{"path": "x", "remote": "a b"}]}, [],
                 {"clone": ["ssh://github.com/o/x"]}, {"clone": ["https://ghp_x@github.com/o/x"]},
@@ -115,7 +117,7 @@ def test_openapi_document_lists_every_route(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setenv("JUPYTERHUB_API_TOKEN", "unused")
     app = TitanService()
-    app.db = app.autosave = None  # make_web_app only builds routes
+    app.db = app.autosave = None  # type: ignore[assignment]  # make_web_app only builds routes
     documented = {re.sub(r"\{[^}]+\}", "X", path) for path in doc["paths"]}
     routed = {re.sub(r"\([^)]*\)", "X", spec.matcher.regex.pattern.rstrip("$"))
               .removeprefix("/services/titan/api") for spec in app.make_web_app().default_router.rules[0]

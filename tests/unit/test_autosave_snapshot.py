@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,7 +186,7 @@ def _notebook(outputs: bool) -> str:
     """A notebook as Jupyter writes it (nbformat 4.5 layout; nbformat itself takes seconds to import)."""
     import json
 
-    cell = {"cell_type": "code", "execution_count": 3 if outputs else None, "id": "c2", "metadata": {},
+    cell: dict[str, Any] = {"cell_type": "code", "execution_count": 3 if outputs else None, "id": "c2", "metadata": {},
             "outputs": [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}] if outputs else [],
             "source": ["print(42)"]}
     notebook = {"cells": [{"cell_type": "markdown", "id": "c1", "metadata": {}, "source": ["# Title"]}, cell],

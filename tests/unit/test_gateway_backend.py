@@ -73,7 +73,7 @@ def make_backend(profiles: Path, engine: FakeEngine | None = None) -> DockerBack
     backend = DockerBackend(deployment="t", profiles_dir=str(profiles), api_url="http://127.0.0.1:1/api",
                             tls_dir=str(profiles / "tls"))
     backend.db = DataManager()
-    backend.queue = Queue()  # type: ignore[assignment]
+    backend.queue = Queue()
     # Latency in every engine call lets concurrent requests interleave at the server's look-up.
     backend.engine = engine = engine or FakeEngine(latency=0.01)
     for user, server in SERVERS:
@@ -98,7 +98,7 @@ async def test_new_cluster_config_comes_from_the_profile_data_and_the_server(pro
     assert config.user_limits == {"max_clusters": 2, "max_cores": 4.0, "max_memory": 8 * GIB, "max_workers": 3}
     assert cluster.options == {"server": "lab", "worker_cores": 1.0, "worker_memory": "512M", "idle_timeout": 0.0,
                                "worker_gpus": 0, "worker_gpu_type": ""}
-    assert backend.queue.items == [cluster]  # type: ignore[attr-defined]
+    assert backend.queue.items == [cluster]
 
 
 @pytest.mark.asyncio
@@ -244,7 +244,7 @@ async def test_retired_workers_go_once_their_container_exits_not_at_the_next_hea
     # Only the retired worker whose container exited is stopped (what a heartbeat listing it as closed does).
     assert (retiring.target, busy.target, working.target) == (JobStatus.STOPPED, JobStatus.RUNNING,
                                                                JobStatus.RUNNING)
-    assert backend.queue.items[-1] is retiring  # type: ignore[attr-defined]
+    assert backend.queue.items[-1] is retiring
     # No worker retiring: no Docker call at all.
     backend.db.update_workers([(busy, {"close_expected": False})])
     backend.db.update_worker(retiring, status=JobStatus.STOPPED)

@@ -168,7 +168,7 @@ def backend(tmp_path: Path, engine: FakeEngine, monkeypatch: pytest.MonkeyPatch)
                          gpu_db_url=f"sqlite:///{tmp_path / 'gpu-allocations.sqlite'}",
                          gpu_inventory_xml=str(FIXTURE_XML), tls_dir=str(tmp_path / "tls"))
     made.db = DataManager()
-    made.queue = Queue()  # type: ignore[assignment]
+    made.queue = Queue()
     made.engine = engine
     for user in ("alice", "bob"):  # their running servers: "lab" (no GPU) and "gpu" (the H100)
         server = {"titan.deployment": "t", "titan.owner": user, "titan.profile": "small"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from gateway.limits import (
@@ -32,7 +34,8 @@ def test_limits_parse_memory_and_fill_missing_keys_from_the_base() -> None:
 
 
 def test_group_overrides_take_the_most_generous_value_of_each_limit() -> None:
-    groups = {"big": {"max_clusters": 5, "max_memory": "32G"}, "wide": {"max_clusters": 3, "max_workers": 20}}
+    groups: dict[str, dict[str, Any]] = {"big": {"max_clusters": 5, "max_memory": "32G"},
+                                         "wide": {"max_clusters": 3, "max_workers": 20}}
     assert limits_for(BASE, groups, []) == BASE
     assert limits_for(BASE, groups, ["other"]) == BASE
     assert limits_for(BASE, groups, ["big"]) == Limits(5, 4, 32 * GIB, 4)

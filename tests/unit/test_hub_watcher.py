@@ -45,7 +45,7 @@ class TinyHub:
 class _Handler(RequestHandler):
     @property
     def hub(self) -> TinyHub:
-        return self.settings["hub"]  # type: ignore[no-any-return]
+        return self.settings["hub"]
 
     def prepare(self) -> None:
         self.hub.requests.append((self.request.method or "", self.request.uri or ""))

@@ -5,6 +5,7 @@ part that owns it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from traitlets import TraitType
@@ -85,7 +86,7 @@ def test_the_hub_starts_the_service_with_its_config_file_and_no_settings_flags(s
 
 def test_every_setting_of_the_service_has_a_real_help_string() -> None:
     for part in [TitanService, *TitanService.classes]:
-        assert issubclass(part, Configurable)
-        traits: dict[str, TraitType] = part.class_own_traits(config=True)  # type: ignore[type-arg]
+        assert isinstance(part, type) and issubclass(part, Configurable)
+        traits: dict[str, TraitType[Any, Any]] = part.class_own_traits(config=True)
         for name, trait in traits.items():
             assert len(trait.help.split()) >= 5, f"{part.__name__}.{name} has no real help string"

@@ -16,7 +16,8 @@ from alembic.migration import MigrationContext
 import service.sharing.models
 import service.usage.models
 from service import migrations
-from service.db import AutosaveRepo, AutosaveUser, Base, CloneRepo, Database
+from service.base import Base
+from service.db import AutosaveRepo, AutosaveUser, CloneRepo, Database
 
 assert service.sharing.models and service.usage.models  # every table on Base.metadata
 
@@ -104,7 +105,7 @@ def test_r0002_drops_the_unused_report_note_and_keeps_every_version(tmp_path: Pa
     with engine.begin() as connection:
         command.upgrade(migrations.alembic_config(connection), "r0001")
         columns = {c["name"]: c for c in sa.inspect(connection).get_columns("share_links")}
-        link = {name: ("" if not column["nullable"] else None) for name, column in columns.items()}
+        link: dict[str, Any] = {name: ("" if not column["nullable"] else None) for name, column in columns.items()}
         link.update({"id": "L1", "owner": "alice", "kind": "report", "mode": "team", "version": 1, "views": 0,
                      "created": T0.replace(tzinfo=None)})
         for name, column in columns.items():  # any other NOT NULL column of r0001: a value of its type
