@@ -188,7 +188,7 @@ def test_gateway_options_give_each_group_its_limits(every_feature: tuple[Path, P
 
 
 def test_gateway_and_culling_disabled(tmp_path: Path) -> None:
-    settings = write_settings(tmp_path, extra="autosave: {enabled: false}\n")
+    settings = write_settings(tmp_path, extra="service: {enabled: false}\n")
     text = settings.read_text().replace("gateway: {idle_timeout: 900}", "gateway: {enabled: false}")
     settings.write_text(text.replace("culling: {timeout: 3h, every: 120}", "culling: {enabled: false}"))
     assert export(tmp_path / "out", "--settings", str(settings), "--profiles", str(PROFILES_DIR)) == 0
