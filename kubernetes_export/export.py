@@ -47,6 +47,7 @@ def build(deployment: Deployment, options: ExportOptions) -> dict[str, str]:
         files[GATEWAY_VALUES] = to_yaml(gateway, HEADER)
     if deployment.settings.service["enabled"]:
         files[report.SERVICE_SCRIPT] = titan_service.run_script(deployment, options)
+        files[titan_service.DOCKERFILE] = titan_service.dockerfile()
     files[REPORT] = report.report(deployment, options, checks)
     if not options.include_secrets:
         for name, text in files.items():

@@ -126,8 +126,11 @@ def _stays(deployment: Deployment, options: ExportOptions) -> list[str]:
             "The Titan service (git autosave, share links, published reports and dashboards) works on the old "
             "host's Docker volumes and engine, so it stays there, as an external service of the new hub "
             f"(values.yaml: hub.services.titan, url {options.titan_service_url}, and its role in hub.loadRoles). "
-            f"Run `{SERVICE_SCRIPT}` on the old host (under systemd, for instance): it reads the service's API "
-            "token from the chart's `hub` Secret with kubectl and starts the service on "
+            f"Run `{SERVICE_SCRIPT}` on the old host (under systemd, for instance): it builds the service's "
+            "image from `titan-service.Dockerfile` if missing (`docker build --network host -f "
+            "titan-service.Dockerfile -t titan/service <Titan repository>`), reads the service's API "
+            "token from the chart's `hub` Secret with kubectl and runs the container (Docker socket, "
+            "/var/lib/docker/volumes and the state dir mounted) publishing "
             f"port {deployment.settings.service['port']}. Autosave and sharing of servers that run in the "
             "cluster need the homes reachable from the old host; until then the service keeps serving what "
             "was saved and published before the move.", ""]

@@ -18,6 +18,7 @@ from kubernetes_export.hub_values import context
 from kubernetes_export.options import ExportOptions
 from kubernetes_export.report import HUB_DOCKERFILE, SERVICE_SCRIPT
 from kubernetes_export.source import load_deployment
+from kubernetes_export.titan_service import DOCKERFILE as SERVICE_DOCKERFILE
 from tests.unit.k8s_export_fixtures import CLIENT_ID, CLIENT_SECRET, write_profiles, write_settings
 
 
@@ -57,7 +58,7 @@ def overrides(values: Any) -> dict[str, Any]:
 def test_shipped_profiles_round_trip(shipped: tuple[Path, Path]) -> None:
     out, settings = shipped
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [VALUES, GATEWAY_VALUES, REPORT, HUB_DOCKERFILE, SERVICE_SCRIPT])
+        [VALUES, GATEWAY_VALUES, REPORT, HUB_DOCKERFILE, SERVICE_SCRIPT, SERVICE_DOCKERFILE])
     values = read(out)
     deployment = load_deployment(settings, PROFILES_DIR)
     assert [p["slug"] for p in values["singleuser"]["profileList"]] == [p.slug for p in deployment.profiles.profiles]
@@ -108,9 +109,20 @@ def test_report_says_what_to_push_and_label(shipped: tuple[Path, Path]) -> None:
     assert "FROM quay.io/jupyterhub/k8s-hub:4.4.0" in (out / HUB_DOCKERFILE).read_text()
     script = (out / SERVICE_SCRIPT).read_text()
     assert "get secret hub -o jsonpath='{.data.hub\\.services\\.titan\\.apiToken}'" in script
+    # The container: built if missing, the socket, the volumes and the state dir at their host paths.
+    state = str(load_deployment(settings, PROFILES_DIR).settings.state_dir)
+    assert f"docker build --network host -f \"$(dirname \"$0\")/{SERVICE_DOCKERFILE}\"" in script
+    assert "-v /var/run/docker.sock:/var/run/docker.sock" in script
+    assert "-v /var/lib/docker/volumes:/var/lib/docker/volumes" in script
+    assert f"-v {state}:{state}" in script and f"-v {settings}:/etc/titan/titan.yaml:ro" in script
+    assert 'TITAN_SERVICE_PUBLISH:-8020:8020' in script and "--network host" not in script.split("docker run")[1]
+    assert "-e JUPYTERHUB_API_TOKEN " in script and "JUPYTERHUB_API_TOKEN=" not in script.split("docker run")[1]
     # The service's own configuration file reads titan.yaml (its port 8020); no gateway on the old host.
-    assert "/service/config.py" in script and "--Operations.gateway_url=" in script
-    assert "TITAN_SETTINGS=" in script and "TITAN_ADDRESS=0.0.0.0" in script
+    dockerfile = (out / SERVICE_DOCKERFILE).read_text()
+    assert "FROM titan/base:" in dockerfile and "jupyterlab" not in dockerfile.lower()
+    assert "/opt/titan/service/config.py" in dockerfile and "--Operations.gateway_url=" in dockerfile
+    assert "TITAN_SETTINGS=/etc/titan/titan.yaml" in dockerfile and "TITAN_ADDRESS=0.0.0.0" in dockerfile
+    assert "titan-service.Dockerfile" in report
     assert read(out)["hub"]["services"]["titan"]["url"] == "http://OLD-TITAN-HOST:8020"
 
 
