@@ -16,6 +16,7 @@ import pytest
 
 from core.profiles import PROFILES_DIR
 from core.settings import REPO_ROOT
+from images.build import default_ca_bundle, serve_file_on_loopback
 from kubernetes_export.__main__ import main
 from kubernetes_export.titan_service import DOCKERFILE, SETTINGS_IN_CONTAINER
 from tests.unit.k8s_export_fixtures import write_settings
@@ -35,8 +36,9 @@ def test_service_image_builds_and_serves(built_images: dict[str, str], tmp_path:
     state.mkdir()
     started = time.monotonic()
     try:
-        subprocess.run(["docker", "build", "--network", "host", "-q", "-f", str(out / DOCKERFILE), "-t", tag,
-                        str(REPO_ROOT)], check=True, timeout=600)
+        with serve_file_on_loopback(default_ca_bundle()) as ca_url:
+            subprocess.run(["docker", "build", "--network", "host", "-q", "--build-arg", f"TITAN_CA_URL={ca_url}",
+                            "-f", str(out / DOCKERFILE), "-t", tag, str(REPO_ROOT)], check=True, timeout=600)
         build_s = time.monotonic() - started
         size = int(subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", tag], check=True,
                                   capture_output=True, text=True).stdout)
