@@ -46,7 +46,9 @@ def test_service_image_builds_and_serves(built_images: dict[str, str], tmp_path:
         no_lab = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint",
                                  "/opt/venv/bin/python", tag, "-c", "import jupyterlab"], capture_output=True)
         assert no_lab.returncode != 0, "JupyterLab in the service image"
-        subprocess.run(["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{PORT}:8020",
+        # A network of its own: the default bridge is not there on every engine that runs these tests.
+        subprocess.run(["docker", "network", "create", name], check=True, capture_output=True)
+        subprocess.run(["docker", "run", "-d", "--name", name, "--network", name, "-p", f"127.0.0.1:{PORT}:8020",
                         "-e", "JUPYTERHUB_API_TOKEN=test-token", "-e", "JUPYTERHUB_API_URL=http://127.0.0.1:1/hub/api",
                         "-e", "JUPYTERHUB_SERVICE_PREFIX=/services/titan/", "-e", f"TITAN_STATE_DIR={state}",
                         "-v", "/var/run/docker.sock:/var/run/docker.sock",
@@ -70,4 +72,5 @@ def test_service_image_builds_and_serves(built_images: dict[str, str], tmp_path:
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(["docker", "network", "rm", name], capture_output=True)
         shutil.rmtree(state, ignore_errors=True)
