@@ -92,8 +92,9 @@ def run_script(deployment: Deployment, options: ExportOptions) -> str:
         "set -euo pipefail",
         f"IMAGE=\"${{TITAN_SERVICE_IMAGE:-{IMAGE}}}\"",
         "if ! docker image inspect \"$IMAGE\" >/dev/null 2>&1; then",
-        f"  docker build --network host -f \"$(dirname \"$0\")/{DOCKERFILE}\" -t \"$IMAGE\" "
-        f"{shlex.quote(str(REPO_ROOT))}",
+        "  # TITAN_CA_URL: where the build fetches an extra CA bundle (a TLS-intercepting network), if any.",
+        f"  docker build --network host --build-arg TITAN_CA_URL=\"${{TITAN_CA_URL:-}}\" "
+        f"-f \"$(dirname \"$0\")/{DOCKERFILE}\" -t \"$IMAGE\" {shlex.quote(str(REPO_ROOT))}",
         "fi",
         "# The API token the chart generated for the service (never written to a file here).",
         f"JUPYTERHUB_API_TOKEN=\"$(kubectl --namespace {shlex.quote(options.namespace)} get secret hub "
@@ -101,8 +102,12 @@ def run_script(deployment: Deployment, options: ExportOptions) -> str:
         "export JUPYTERHUB_API_TOKEN",
         f"# The address the Kubernetes hub reaches (--titan-service-url): {publish_host or 'all addresses'}.",
         f"PUBLISH=\"${{TITAN_SERVICE_PUBLISH:-{publish}}}\"",
-        "# The new hub's API at hub.public_url of titan.yaml: change it if the cluster's hub has another address.",
-        "exec docker run --rm --name titan-service \\",
+        "# TITAN_SERVICE_NETWORK: a Docker network to run on (default: the engine's default bridge).",
+        "NETWORK=()",
+        "if [ -n \"${TITAN_SERVICE_NETWORK:-}\" ]; then NETWORK=(--network \"$TITAN_SERVICE_NETWORK\"); fi",
+        "# JUPYTERHUB_API_URL: the new hub's API at hub.public_url of titan.yaml (change it if the cluster's",
+        "# hub has another address).",
+        "exec docker run --rm --name \"${TITAN_SERVICE_CONTAINER:-titan-service}\" \"${NETWORK[@]}\" \\",
         "  -e JUPYTERHUB_API_TOKEN \\",
         *(f"  -e {key}={shlex.quote(value)} \\" for key, value in env.items()),
         "  -p \"$PUBLISH\" \\",

@@ -111,12 +111,17 @@ def test_report_says_what_to_push_and_label(shipped: tuple[Path, Path]) -> None:
     assert "get secret hub -o jsonpath='{.data.hub\\.services\\.titan\\.apiToken}'" in script
     # The container: built if missing, the socket, the volumes and the state dir at their host paths.
     state = str(load_deployment(settings, PROFILES_DIR).settings.state_dir)
-    assert f"docker build --network host -f \"$(dirname \"$0\")/{SERVICE_DOCKERFILE}\"" in script
+    assert (f"docker build --network host --build-arg TITAN_CA_URL=\"${{TITAN_CA_URL:-}}\" "
+            f"-f \"$(dirname \"$0\")/{SERVICE_DOCKERFILE}\"") in script
     assert "-v /var/run/docker.sock:/var/run/docker.sock" in script
     assert "-v /var/lib/docker/volumes:/var/lib/docker/volumes" in script
     assert f"-v {state}:{state}" in script and f"-v {settings}:/etc/titan/titan.yaml:ro" in script
     assert 'TITAN_SERVICE_PUBLISH:-8020:8020' in script and "--network host" not in script.split("docker run")[1]
     assert "-e JUPYTERHUB_API_TOKEN " in script and "JUPYTERHUB_API_TOKEN=" not in script.split("docker run")[1]
+    # One command: every line of the `docker run` but the last continues it (a comment there would end it).
+    run_lines = script.split("exec docker run", 1)[1].splitlines()
+    assert all(line.endswith(" \\") for line in run_lines[:-1]) and run_lines[-1] == '  "$IMAGE"'
+    assert not any(line.lstrip().startswith("#") for line in run_lines)
     # The service's own configuration file reads titan.yaml (its port 8020); no gateway on the old host.
     dockerfile = (out / SERVICE_DOCKERFILE).read_text()
     assert "FROM titan/base:" in dockerfile and "jupyterlab" not in dockerfile.lower()
