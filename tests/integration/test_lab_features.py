@@ -1,0 +1,200 @@
+"""What a JupyterLab user expects in Titan's images, on a real hub and real servers: widgets that work
+in a Voila dashboard for its viewer, the Dask sidebar making and scaling clusters through Titan's
+gateway, the server's memory against the profile's limit, the git panel, and pages that ask no
+host but the hub's. Headless Debian chromium; screenshots in test-artifacts/."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+
+from core.units import parse_memory
+from tests.helpers import wait_for
+from tests.integration.browser import ARTIFACTS, chromium, dev_login
+from tests.integration.hub import Hub, containers, dump_containers, exec_in, remove_deployment, start_hub, stop_hub
+
+pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
+
+TIMEOUT = 180
+ADMIN = "labadmin"
+SLIDER_START = 5
+WIDGETS_NOTEBOOK = {
+    "cells": [{"cell_type": "code", "execution_count": None, "id": "w1", "metadata": {}, "outputs": [],
+               "source": [
+                   "import ipywidgets as widgets\n",
+                   f"slider = widgets.IntSlider(value={SLIDER_START}, min=0, max=20, description='n')\n",
+                   "label = widgets.Label(value=f'double is {2 * slider.value}')\n",
+                   "slider.observe(lambda change: setattr(label, 'value', f'double is {2 * change.new}'), "
+                   "names='value')\n",
+                   "widgets.VBox([slider, label])\n"]}],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+@dataclass
+class Lab:
+    hub: Hub
+    alice: str
+    bob: str
+    alice_token: str
+    admin_token: str
+
+    def user_api(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
+        headers = {"Authorization": f"token {token or self.alice_token}"}
+        return requests.request(method, f"{self.hub.url}/user/{self.alice}/{path}", headers=headers,
+                                timeout=TIMEOUT, **kwargs)
+
+
+def server_container(hub: Hub, user: str, server: str) -> str:
+    found = [c["Name"].lstrip("/") for c in containers(hub.deployment)
+             if (c["Config"]["Labels"].get("titan.owner"), c["Config"]["Labels"].get("titan.server")) == (user, server)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str],
+        request: pytest.FixtureRequest) -> Iterator[Lab]:
+    hub = start_hub(tmp_path_factory.mktemp("labhub"), {"hub": {"admin_users": [ADMIN]},
+                                                        "service": {"enabled": False}})
+    failed_before = request.session.testsfailed
+    try:
+        suffix = secrets.token_hex(2)
+        alice, bob = f"alice{suffix}", f"bob{suffix}"
+        for name in (ADMIN, alice, bob):
+            hub.admin.create_user(name)
+        hub.admin.spawn(alice, "", {"profile": "small", "image": "datascience"}, timeout=TIMEOUT)
+        yield Lab(hub=hub, alice=alice, bob=bob, alice_token=hub.admin.user_token(alice),
+                  admin_token=hub.admin.user_token(ADMIN))
+    finally:
+        if request.session.testsfailed > failed_before:
+            print("\n".join(dump_containers(hub.deployment)))
+            print("--- hub log ---\n" + hub.log_tail(120))
+        stop_hub(hub)
+        remove_deployment(hub.deployment)
+
+
+def foreign_requests(driver: Any, hub_url: str) -> list[str]:
+    """Every resource the page loaded (or tried to) from a host other than the hub's."""
+    entries = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    hub_host = urlsplit(hub_url).netloc
+    return [url for url in entries if urlsplit(url).scheme in ("http", "https", "ws", "wss")
+            and urlsplit(url).netloc != hub_host]
+
+
+def test_the_server_reports_its_memory_against_the_profiles_limit(lab: Lab) -> None:
+    metrics = wait_for(lambda: (r := lab.user_api("GET", "api/metrics/v1")).status_code == 200 and r.json(),
+                       60, "the resource-usage metrics")
+    assert metrics["limits"]["memory"]["rss"] == parse_memory("2G")  # the small profile's limit
+    assert 0 < metrics["rss"] < parse_memory("2G")
+    assert metrics["limits"]["memory"]["warn"] is False  # an idle server is no warning
+    assert metrics["limits"]["cpu"] == {"cpu": 1.0} and metrics["cpu_count"] >= 1  # the profile's 1 CPU
+    assert metrics["cpu_percent"] >= 0
+    # Nobody else reads it: bob's token is refused by alice's server.
+    bob_token = lab.hub.admin.user_token(lab.bob)
+    assert lab.user_api("GET", "api/metrics/v1", token=bob_token).status_code == 403
+
+
+def test_lab_loads_the_git_dask_widgets_and_resource_extensions(lab: Lab) -> None:
+    page = lab.user_api("GET", "lab")
+    assert page.status_code == 200
+    config = json.loads(page.text.split('id="jupyter-config-data"', 1)[1].split(">", 1)[1].split("</script>", 1)[0])
+    names = {extension["name"] for extension in config["federated_extensions"]}
+    assert {"@jupyterlab/git", "dask-labextension", "@jupyter-widgets/jupyterlab-manager",
+            "@jupyter-server/resource-usage"} <= names, sorted(names)
+    settings = lab.user_api("GET", "git/settings", params={"version": "0.55.0"})
+    assert settings.status_code == 200 and "gitVersion" in settings.json(), settings.text[:300]
+
+
+def test_the_dask_sidebar_makes_scales_and_closes_a_gateway_cluster(lab: Lab) -> None:
+    assert lab.user_api("GET", "dask/clusters").json() == []
+    created = lab.user_api("PUT", "dask/clusters")
+    assert created.status_code == 200, created.text[:500]
+    cluster = created.json()
+    try:
+        # A Titan gateway cluster: its dashboard through the gateway's authenticated route.
+        assert f"{lab.hub.url}/services/dask-gateway/clusters/" in cluster["dashboard_link"], cluster
+        assert [c["id"] for c in lab.user_api("GET", "dask/clusters").json()] == [cluster["id"]]
+        scaled = lab.user_api("PATCH", f"dask/clusters/{cluster['id']}", data=json.dumps({"workers": 2}))
+        assert scaled.status_code == 200, scaled.text[:500]
+        wait_for(lambda: lab.user_api("GET", f"dask/clusters/{cluster['id']}").json()["workers"] == 2, 120,
+                 "two workers")
+        # The gateway's own list (alice's token) shows the same cluster, as the owner's.
+        gateway = requests.get(f"{lab.hub.url}/services/dask-gateway/api/v1/clusters/",
+                               headers={"Authorization": f"jupyterhub {lab.alice_token}"}, timeout=60).json()
+        assert len(gateway) == 1, gateway
+        # Bob's token cannot reach alice's sidebar.
+        bob_token = lab.hub.admin.user_token(lab.bob)
+        assert lab.user_api("GET", "dask/clusters", token=bob_token).status_code == 403
+    finally:
+        closed = lab.user_api("DELETE", f"dask/clusters/{cluster['id']}")
+    assert closed.status_code == 204, closed.text[:300]
+    wait_for(lambda: not requests.get(f"{lab.hub.url}/services/dask-gateway/api/v1/clusters/",
+                                      headers={"Authorization": f"jupyterhub {lab.alice_token}"}, timeout=60).json(),
+             60, "the cluster to be gone")
+
+
+def test_lab_in_a_browser_shows_memory_git_and_dask(lab: Lab) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with chromium(TIMEOUT) as driver:
+        dev_login(driver, lab.hub.url, lab.alice)
+        driver.get(f"{lab.hub.url}/user/{lab.alice}/lab")
+        # jupyter-resource-usage's status bar item: "Mem: <used> / <limit> MB" (the profile's 2 GiB).
+        memory = WebDriverWait(driver, TIMEOUT).until(
+            lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, ".jp-StatusBar-Widget")
+                            if "Mem" in e.text and "/" in e.text), None))
+        assert "2048" in memory.replace(",", "") or "2.00 GB" in memory or "2 GB" in memory, memory
+        tabs: list[str] = WebDriverWait(driver, TIMEOUT).until(
+            lambda d: [t.get_attribute("title") or "" for t in d.find_elements(By.CSS_SELECTOR, ".lm-TabBar-tab")])
+        assert any("Git" in t for t in tabs) and any("Dask" in t for t in tabs), tabs
+        time.sleep(2)
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "lab-status-bar.png"))
+        assert "Jupyter news" not in driver.find_element(By.TAG_NAME, "body").text  # no news feed offered
+        assert foreign_requests(driver, lab.hub.url) == []
+
+
+def test_a_widget_dashboard_answers_its_viewer(lab: Lab) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    lab_container = server_container(lab.hub, lab.alice, "")
+    written = exec_in(lab_container, "python3", "-c",
+                      "import json, sys; open('/home/jovyan/widgets.ipynb', 'w').write(sys.argv[1])",
+                      json.dumps(WIDGETS_NOTEBOOK))
+    assert written.returncode == 0, written.stderr
+    lab.hub.admin.spawn(lab.alice, "wid1", {"profile": "small", "image": "datascience",
+                                            "dashboard": {"app": "voila", "path": "widgets.ipynb"}}, timeout=TIMEOUT)
+    shared = requests.post(f"{lab.hub.url}/hub/api/shares/{lab.alice}/wid1", json={"user": lab.bob},
+                           headers={"Authorization": f"token {lab.admin_token}"}, timeout=30)
+    assert shared.status_code == 200, shared.text
+    with chromium(TIMEOUT) as driver:
+        dev_login(driver, lab.hub.url, lab.bob)
+        driver.get(f"{lab.hub.url}/user/{lab.alice}/wid1/")
+        if "/hub/api/oauth2/authorize" in driver.current_url:
+            driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+        label = f"double is {2 * SLIDER_START}"
+        WebDriverWait(driver, TIMEOUT).until(lambda d: label in d.find_element(By.TAG_NAME, "body").text)
+        handle = WebDriverWait(driver, 30).until(
+            lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .noUi-handle")), None))
+        handle.click()
+        handle.send_keys(Keys.ARROW_RIGHT)
+        moved = f"double is {2 * (SLIDER_START + 1)}"
+        WebDriverWait(driver, 30).until(lambda d: moved in d.find_element(By.TAG_NAME, "body").text)
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "voila-widgets.png"))
+        assert foreign_requests(driver, lab.hub.url) == []
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert any("fontawesome/css/all.min.css" in url for url in loaded), loaded
