@@ -43,7 +43,9 @@ def parse_range(start: str | None, end: str | None, now: datetime) -> tuple[date
     upper = _parse_bound(end, "end", end=True) if end else now
     lower = _parse_bound(start, "start", end=False) if start else upper - timedelta(days=DEFAULT_DAYS)
     if lower >= upper:
-        raise RangeError(f"start ({lower.date().isoformat()}) must be before end ({upper.date().isoformat()})")
+        shown_start = start.strip() if start else lower.date().isoformat()
+        shown_end = end.strip() if end else upper.date().isoformat()  # as typed: the end day is included
+        raise RangeError(f"start ({shown_start}) must be before end ({shown_end})")
     return lower, upper
 
 
