@@ -25,7 +25,9 @@ class Request:
 
 
 def enable_network_log(driver: Any) -> None:
+    """Log every request: with the cache off, a page's sub-resources are fetched (and logged) on each visit."""
     driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setCacheDisabled", {"cacheDisabled": True})
 
 
 def requests_seen(driver: Any) -> list[Request]:
