@@ -35,6 +35,8 @@ from service import metrics
 from service.handlers import APIHandler, PageHandler
 from service.hub import HubClient, HubError
 from service.usage import RangeError, Report, parse_range, usage_report
+from service.usage.chart import usage_charts
+from service.usage.daily import MAX_DAYS
 from service.usage.recorder import DaskContainer, parse_time
 
 
@@ -181,7 +183,8 @@ class _OpsPage(_Operations, PageHandler):
         end_day = (report.end - _ONE_MICROSECOND).date()
         query = {"start": report.start.date().isoformat(), "end": end_day.isoformat()}
         return {"report": report, "start": query["start"], "end": query["end"],
-                "csv_query": urlencode({**query, "format": "csv"})}
+                "csv_query": urlencode({**query, "format": "csv"}), "charts": usage_charts(report),
+                "max_days": MAX_DAYS}
 
 
 class UsagePage(_OpsPage):

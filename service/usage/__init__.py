@@ -2,7 +2,8 @@
 
 ``models`` holds the tables (in the service's database), ``recorder`` turns what the hub (through
 the hub watcher) and the Docker engine (``service.dockerhost``) say runs into start/stop intervals,
-``report`` sums them over a date range.
+``report`` sums them over a date range (``daily`` splits them by UTC day), ``chart`` lays the days
+out as bar charts for the usage pages.
 """
 
 from service.usage.models import DaskSession, ServerSession

@@ -1,5 +1,7 @@
 """Usage over a date range: server hours by user and profile, Dask core-hours and memory-hours
-(GiB × hours) by user. A run still going counts up to ``now``; runs are clipped to the range."""
+(GiB × hours) by user, and both per UTC day by profile (the charts). A run still going counts up
+to ``now``; runs are clipped to the range. A Dask container's profile is that of the server its
+cluster came from (the user's server of that name running when the container started)."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ from sqlalchemy import or_, select
 
 from core.timeutil import as_utc
 from service.db import Database
+from service.usage.daily import hours_by_day
 from service.usage.models import DaskSession, ServerSession
 
 GIB = 1024**3
 DEFAULT_DAYS = 30
+NO_SERVER = "(no server)"  # the profile of Dask use whose server is not on record
 CSV_COLUMNS = ("user", "kind", "profile", "server_hours", "dask_core_hours", "dask_memory_gib_hours")
 
 
@@ -43,7 +47,9 @@ def parse_range(start: str | None, end: str | None, now: datetime) -> tuple[date
     upper = _parse_bound(end, "end", end=True) if end else now
     lower = _parse_bound(start, "start", end=False) if start else upper - timedelta(days=DEFAULT_DAYS)
     if lower >= upper:
-        raise RangeError(f"start ({lower.date().isoformat()}) must be before end ({upper.date().isoformat()})")
+        shown_start = start.strip() if start else lower.date().isoformat()
+        shown_end = end.strip() if end else upper.date().isoformat()  # as typed: the end day is included
+        raise RangeError(f"start ({shown_start}) must be before end ({shown_end})")
     return lower, upper
 
 
@@ -59,6 +65,8 @@ class Report:
     end: datetime
     servers: dict[tuple[str, str], float] = field(default_factory=dict)  # (user, profile) → hours
     dask: dict[str, tuple[float, float]] = field(default_factory=dict)  # user → (core-hours, GiB-hours)
+    server_days: dict[tuple[date, str], float] = field(default_factory=dict)  # (UTC day, profile) → hours
+    dask_days: dict[tuple[date, str], float] = field(default_factory=dict)  # (UTC day, profile) → core-hours
 
     def users(self) -> list[str]:
         return sorted({user for user, _ in self.servers} | set(self.dask))
@@ -105,6 +113,7 @@ def _csv_safe(value: Any) -> Any:
 def usage_report(db: Database, start: datetime, end: datetime, now: datetime, user: str | None = None) -> Report:
     """Usage in [start, end) for everyone, or for ``user`` only."""
     report = Report(start=start, end=end)
+    runs: dict[tuple[str, str], list[tuple[datetime, datetime, str]]] = {}  # (user, server) → its runs
     with db.session() as session:
         query = select(ServerSession).where(ServerSession.started < end,
                                             or_(ServerSession.stopped.is_(None), ServerSession.stopped > start))
@@ -112,11 +121,13 @@ def usage_report(db: Database, start: datetime, end: datetime, now: datetime, us
             query = query.where(ServerSession.user_name == user)
         for run in session.scalars(query):
             stop = run.stopped if run.stopped is not None else now
+            runs.setdefault((run.user_name, run.server_name), []).append((run.started, stop, run.profile))
             hours = overlap_hours(run.started, stop, start, end)
             if hours <= 0:
                 continue
             key = (run.user_name, run.profile)
             report.servers[key] = report.servers.get(key, 0.0) + hours
+            _add_days(report.server_days, run.profile, run.started, stop, start, end, 1.0)
         dask_query = select(DaskSession).where(DaskSession.started < end,
                                                or_(DaskSession.stopped.is_(None), DaskSession.stopped > start))
         if user is not None:
@@ -129,4 +140,20 @@ def usage_report(db: Database, start: datetime, end: datetime, now: datetime, us
             cores, memory = report.dask.get(container.user_name, (0.0, 0.0))
             report.dask[container.user_name] = (cores + hours * container.cores,
                                                  memory + hours * container.memory / GIB)
+            profile = _profile_at(runs.get((container.user_name, container.server_name), []), container.started)
+            _add_days(report.dask_days, profile, container.started, stop, start, end, container.cores)
     return report
+
+
+def _add_days(into: dict[tuple[date, str], float], profile: str, started: datetime, stopped: datetime,
+              lower: datetime, upper: datetime, weight: float) -> None:
+    for day, hours in hours_by_day(started, stopped, lower, upper):
+        into[(day, profile)] = into.get((day, profile), 0.0) + hours * weight
+
+
+def _profile_at(runs: list[tuple[datetime, datetime, str]], moment: datetime) -> str:
+    """The profile of the run going at ``moment``, else of the last one started before it."""
+    before = sorted((run for run in runs if run[0] <= moment), key=lambda run: run[0])
+    going = [run for run in before if moment <= run[1]]
+    chosen = going or before
+    return chosen[-1][2] if chosen else NO_SERVER
