@@ -14,6 +14,7 @@ from core.network import titan_address
 from core.settings import REPO_ROOT, load_settings
 from core.state import ensure_state_dir, secret_file
 from core.supervise import supervised
+from spawner.consent import hub_no_confirm_clients
 from titan import admin_api as titan_admin_api
 from titan import culling as titan_culling
 from titan import hublog as titan_hublog
@@ -93,6 +94,9 @@ c.TitanDockerSpawner.host_cpus = settings.host_cpus
 c.TitanDockerSpawner.host_memory = settings.host_memory
 c.TitanDockerSpawner.gpu_db_url = f"sqlite:///{state / 'gpu-allocations.sqlite'}"
 c.TitanDockerSpawner.gpu_inventory_xml = settings.gpu_inventory_xml
+# A dashboard's viewers go straight to it, with no "Authorize access" page (spawner/consent.py);
+# every other server, a shared JupyterLab too, still asks.
+c.JupyterHub.tornado_settings = {"oauth_no_confirm_list": hub_no_confirm_clients()}
 
 # ---- services -------------------------------------------------------------------------
 # titan-admin: the token automation (bench/, Ansible checks) uses; least privilege. It creates users

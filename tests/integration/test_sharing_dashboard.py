@@ -24,6 +24,7 @@ from tests.integration.test_sharing import Api, home_of
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
 TIMEOUT = 180
+SHARE_ADMIN = "shareadmin"  # a hub admin: shares a server the hub's way (the automation token may not)
 
 
 def dashboard_notebook() -> str:
@@ -36,7 +37,8 @@ def dashboard_notebook() -> str:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
-    with running_hub(tmp_path_factory.mktemp("dashlinks"), {"service": {"check_interval": 2}}) as running:
+    with running_hub(tmp_path_factory.mktemp("dashlinks"), {"service": {"check_interval": 2},
+                                                            "hub": {"admin_users": [SHARE_ADMIN]}}) as running:
         yield running
 
 
@@ -141,6 +143,35 @@ def test_starting_a_dashboard_that_runs_already_is_no_error(hub: Hub, alice: Api
         asyncio.run(dashboards.start(ShareLink(id="x" * 32, owner="alice", server="dash-nosuch", app="voila",
                                                path="dash.ipynb", profile="small", image="minimal")))
     hub.admin.api("DELETE", "/users/alice/servers/dash-nosuch", json={"remove": True})
+    assert alice.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
+
+
+def consent_asked(response: requests.Response) -> bool:
+    """Whether the hub showed its "Authorize access" page on the way (it is a form of scopes)."""
+    return any("/hub/api/oauth2/authorize" in r.url and r.status_code == 200 and 'name="scopes"' in r.text
+               for r in (*response.history, response))
+
+
+def test_a_viewer_goes_straight_to_the_dashboard_but_a_shared_lab_still_asks(hub: Hub, alice: Api) -> None:
+    link = publish(alice, access={"mode": "users", "users": ["carol"]})
+    wait_for(lambda: (s := server_model(hub, link)) and s.get("ready"), TIMEOUT, "the dashboard server")
+    carol = hub.login("carol")
+    page = carol.get(f"{hub.url}{link['url']}", timeout=TIMEOUT)  # no consent step answered here
+    assert shown(page), (page.status_code, page.url, page.text[:400])
+    assert not consent_asked(page)
+    # The boundary: a JupyterLab server shared with her the hub's way still asks her first.
+    hub.admin.spawn("alice", "lab2", {"profile": "small"}, timeout=TIMEOUT)
+    try:
+        hub.admin.create_user(SHARE_ADMIN)
+        admin = requests.Session()
+        admin.headers["Authorization"] = f"token {hub.admin.user_token(SHARE_ADMIN)}"
+        shared = admin.post(f"{hub.url}/hub/api/shares/alice/lab2", json={"user": "carol"}, timeout=60)
+        assert shared.status_code == 200, shared.text
+        lab = carol.get(f"{hub.url}/user/alice/lab2/lab", timeout=TIMEOUT)
+        assert consent_asked(lab), (lab.status_code, lab.url)
+        assert "/user/alice/lab2/" not in lab.url
+    finally:
+        hub.admin.api("DELETE", "/users/alice/servers/lab2", json={"remove": True})
     assert alice.call("DELETE", f"/links/{link['id']}").json()["state"] == "revoked"
 
 
