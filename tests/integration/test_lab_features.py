@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +142,25 @@ def test_the_dask_sidebar_makes_scales_and_closes_a_gateway_cluster(lab: Lab) ->
     wait_for(lambda: not requests.get(f"{lab.hub.url}/services/dask-gateway/api/v1/clusters/",
                                       headers={"Authorization": f"jupyterhub {lab.alice_token}"}, timeout=60).json(),
              60, "the cluster to be gone")
+
+
+def test_the_dask_sidebar_lists_a_cluster_made_from_a_notebook(lab: Lab) -> None:
+    made = exec_in(server_container(lab.hub, lab.alice, ""), "python3", "-c",
+                   "from dask_gateway import GatewayCluster\n"
+                   "cluster = GatewayCluster(shutdown_on_close=False)\n"
+                   "print(cluster.name)", user="jovyan")
+    assert made.returncode == 0, made.stderr[-2000:]
+    name = made.stdout.strip().splitlines()[-1]
+    sidebar_id = str(uuid.UUID(hex=name))  # the sidebar's routes take UUID-shaped ids
+    listed = wait_for(lambda: [c for c in lab.user_api("GET", "dask/clusters").json() if c["id"] == sidebar_id],
+                      60, "the notebook's cluster in the sidebar")
+    assert f"/services/dask-gateway/clusters/{name}/" in listed[0]["dashboard_link"], listed
+    # Shutting it down from the sidebar shuts the cluster down, not only the sidebar's connection.
+    assert lab.user_api("DELETE", f"dask/clusters/{sidebar_id}").status_code == 204
+    wait_for(lambda: not requests.get(f"{lab.hub.url}/services/dask-gateway/api/v1/clusters/",
+                                      headers={"Authorization": f"jupyterhub {lab.alice_token}"}, timeout=60).json(),
+             60, "the cluster to be gone")
+    assert lab.user_api("GET", "dask/clusters").json() == []
 
 
 def test_lab_in_a_browser_shows_memory_git_and_dask(lab: Lab) -> None:
