@@ -29,7 +29,7 @@ import requests
 from tornado import httpclient, websocket
 
 from tests.helpers import wait_for
-from tests.integration.browser import ARTIFACTS, chromium
+from tests.integration.browser import ARTIFACTS, chromium, foreign_requests
 from tests.integration.hub import Hub, containers, dump_containers, exec_in, remove_deployment, start_hub, stop_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -368,9 +368,11 @@ def test_a_browser_renders_both_dashboards(voila: Setup, panel: Setup) -> None:
                 partial(body_has, text=text))
             time.sleep(2)  # let the page's websockets connect
             assert driver.save_screenshot(str(ARTIFACTS / f"dashboard-{server}.png"))
+            # Nothing but the hub's host was asked for anything (Voila's Font Awesome comes from Voila).
+            assert foreign_requests(driver, setup.hub.url) == [], server
             # Nothing the page asked of the server was refused or failed, and every websocket opened.
-            # (The pages also log errors of their own, the same without titan-dashboard: a CDN font this
-            # offline machine cannot reach, the pyviz extension's "Comm not found", Bokeh's 404 favicon.)
+            # (The pages also log errors of their own, the same without titan-dashboard: the pyviz
+            # extension's "Comm not found", Bokeh's 404 favicon.)
             severe = [e.get("message", "") for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
             refused = [m for m in severe if "WebSocket" in m or (setup.hub.url in m and re.search(
                 r"status of (40[13]|5\d\d)", m))]

@@ -12,14 +12,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from core.units import parse_memory
 from tests.helpers import wait_for
-from tests.integration.browser import ARTIFACTS, chromium, dev_login
+from tests.integration.browser import ARTIFACTS, chromium, dev_login, foreign_requests
 from tests.integration.hub import Hub, containers, dump_containers, exec_in, remove_deployment, start_hub, stop_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
@@ -82,14 +81,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str],
             print("--- hub log ---\n" + hub.log_tail(120))
         stop_hub(hub)
         remove_deployment(hub.deployment)
-
-
-def foreign_requests(driver: Any, hub_url: str) -> list[str]:
-    """Every resource the page loaded (or tried to) from a host other than the hub's."""
-    entries = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    hub_host = urlsplit(hub_url).netloc
-    return [url for url in entries if urlsplit(url).scheme in ("http", "https", "ws", "wss")
-            and urlsplit(url).netloc != hub_host]
 
 
 def test_the_server_reports_its_memory_against_the_profiles_limit(lab: Lab) -> None:
