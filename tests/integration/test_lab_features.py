@@ -19,7 +19,7 @@ import requests
 from core.units import parse_memory
 from tests.helpers import wait_for
 from tests.integration.browser import ARTIFACTS, chromium, dev_login, foreign_requests
-from tests.integration.hub import Hub, containers, dump_containers, exec_in, remove_deployment, start_hub, stop_hub
+from tests.integration.hub import Hub, containers, exec_in, running_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 
@@ -62,25 +62,22 @@ def server_container(hub: Hub, user: str, server: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str],
-        request: pytest.FixtureRequest) -> Iterator[Lab]:
-    hub = start_hub(tmp_path_factory.mktemp("labhub"), {"hub": {"admin_users": [ADMIN]},
-                                                        "service": {"enabled": False}})
-    failed_before = request.session.testsfailed
-    try:
-        suffix = secrets.token_hex(2)
-        alice, bob = f"alice{suffix}", f"bob{suffix}"
-        for name in (ADMIN, alice, bob):
-            hub.admin.create_user(name)
-        hub.admin.spawn(alice, "", {"profile": "small", "image": "datascience"}, timeout=TIMEOUT)
-        yield Lab(hub=hub, alice=alice, bob=bob, alice_token=hub.admin.user_token(alice),
-                  admin_token=hub.admin.user_token(ADMIN))
-    finally:
-        if request.session.testsfailed > failed_before:
-            print("\n".join(dump_containers(hub.deployment)))
-            print("--- hub log ---\n" + hub.log_tail(120))
-        stop_hub(hub)
-        remove_deployment(hub.deployment)
+def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
+    """The module's hub (its containers' logs are printed when a test fails: conftest.dump_on_failure)."""
+    with running_hub(tmp_path_factory.mktemp("labhub"), {"hub": {"admin_users": [ADMIN]},
+                                                         "service": {"enabled": False}}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def lab(hub: Hub) -> Lab:
+    suffix = secrets.token_hex(2)
+    alice, bob = f"alice{suffix}", f"bob{suffix}"
+    for name in (ADMIN, alice, bob):
+        hub.admin.create_user(name)
+    hub.admin.spawn(alice, "", {"profile": "small", "image": "datascience"}, timeout=TIMEOUT)
+    return Lab(hub=hub, alice=alice, bob=bob, alice_token=hub.admin.user_token(alice),
+               admin_token=hub.admin.user_token(ADMIN))
 
 
 def test_the_server_reports_its_memory_against_the_profiles_limit(lab: Lab) -> None:
