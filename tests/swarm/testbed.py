@@ -91,6 +91,8 @@ def choose_subnet(recorded: Sequence[str]) -> ipaddress.IPv4Network:
 class Testbed:
     """N dockerds in N network namespaces forming one swarm (node 1 the manager)."""
 
+    __test__ = False  # not a test class, whatever pytest thinks of its name
+
     def __init__(self, nodes: int = 3, labels: Mapping[int, Mapping[str, str]] | None = None,
                  resources: Mapping[int, Sequence[str]] | None = None, managers: int = 1,
                  base: Path = BASE, prefix: str = "") -> None:
