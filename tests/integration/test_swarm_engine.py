@@ -28,7 +28,8 @@ from core.engine.spec import ContainerSpec, Mount
 from core.engine.swarm import SwarmEngine, TaskStatus
 from core.images import image_tag
 from core.labels import NODE_POOL
-from tests.swarm.testbed import Testbed, can_run
+from tests.swarm.host import can_run
+from tests.swarm.testbed import Testbed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

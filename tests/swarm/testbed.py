@@ -38,54 +38,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.swarm.host import (
+    TestbedError,
+    alive,
+    can_run,
+    choose_subnet,
+    cmdline,
+    pids_mentioning,
+    rmdir,
+    send,
+    sh,
+)
+
 BASE = Path(os.environ.get("TITAN_SWARM_TESTBED_ROOT") or Path(tempfile.gettempdir()) / "titan-swarm-testbed")
-CANDIDATES = [ipaddress.IPv4Network(f"10.{b}.0.0/16") for b in range(232, 240)]
 CGROUPS = Path("/sys/fs/cgroup")
-
-
-class TestbedError(RuntimeError):
-    """The test bed could not be built (the message says which step and shows the engine's log)."""
-
-
-def sh(*args: str, timeout: float = 30, check: bool = True, stdin: Any = None) -> str:
-    """Run a command (never a shell); its stdout. Bounded by ``timeout``."""
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=stdin)
-    if check and done.returncode != 0:
-        raise TestbedError(f"{' '.join(args)}: exit {done.returncode}: {done.stderr.strip()[-500:]}")
-    return done.stdout
-
-
-def can_run() -> str:
-    """"" when a test bed can be built here, else why not."""
-    if os.geteuid() != 0:
-        return "the swarm test bed needs root (network namespaces, dockerd)"
-    for tool in ("dockerd", "docker", "ip", "nsenter", "unshare", "runc"):
-        if shutil.which(tool) is None:
-            return f"the swarm test bed needs {tool}, which is not installed"
-    return ""
-
-
-def used_networks() -> list[ipaddress.IPv4Network]:
-    """Every IPv4 network the root namespace routes or has an address on."""
-    found: list[ipaddress.IPv4Network] = []
-    for line in sh("ip", "-4", "-o", "route", "show", "table", "all").splitlines():
-        words = line.split()
-        dest = words[1] if words and words[0] in ("local", "broadcast", "unicast") else (words[0] if words else "")
-        if dest and dest != "default" and dest[0].isdigit():
-            found.append(ipaddress.IPv4Network(dest, strict=False))
-    for line in sh("ip", "-4", "-o", "addr").splitlines():
-        words = line.split()
-        if "inet" in words:
-            found.append(ipaddress.IPv4Interface(words[words.index("inet") + 1]).network)
-    return found
-
-
-def choose_subnet(recorded: Sequence[str]) -> ipaddress.IPv4Network:
-    taken = used_networks() + [ipaddress.IPv4Network(s) for s in recorded]
-    for candidate in CANDIDATES:
-        if not any(candidate.overlaps(t) for t in taken):
-            return candidate
-    raise TestbedError("every subnet of 10.232.0.0/16 .. 10.239.0.0/16 is in use")
 
 
 class Testbed:
@@ -338,11 +304,11 @@ class Testbed:
         d = self.node_dir(i)
         pid = self._engine_pid(i)
         if pid:
-            _signal(pid, signal.SIGTERM)
+            send(pid, signal.SIGTERM)
             deadline = time.monotonic() + 3  # a clean stop unmounts; the rest is killed below anyway
-            while _alive(pid) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            _signal(pid, signal.SIGKILL)
+            send(pid, signal.SIGKILL)
         if i in self._engines:
             try:
                 self._engines[i].wait(timeout=5)
@@ -355,15 +321,15 @@ class Testbed:
             for cid in sh("runc", "--root", str(runc_root), "list", "-q", check=False, timeout=10).split():
                 sh("runc", "--root", str(runc_root), "kill", cid, "KILL", check=False, timeout=10)
                 sh("runc", "--root", str(runc_root), "delete", "-f", cid, check=False, timeout=10)
-        for p in _pids_mentioning(str(d / "exec")):
-            _signal(p, signal.SIGKILL)
+        for p in pids_mentioning(str(d / "exec")):
+            send(p, signal.SIGKILL)
         deadline = time.monotonic() + 5
-        while _pids_mentioning(str(d / "exec")) and time.monotonic() < deadline:
+        while pids_mentioning(str(d / "exec")) and time.monotonic() < deadline:
             time.sleep(0.1)
         for controller in CGROUPS.glob(f"*/{self.namespace(i)}"):
             for sub in sorted((p for p in controller.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-                _rmdir(sub)
-            _rmdir(controller)
+                rmdir(sub)
+            rmdir(controller)
 
     def _engine_pid(self, i: int) -> int:
         if i in self._engines and self._engines[i].poll() is None:
@@ -372,7 +338,7 @@ class Testbed:
             pid = int((self.node_dir(i) / "docker.pid").read_text())
         except (OSError, ValueError):
             return 0
-        return pid if str(self.node_dir(i)) in _cmdline(pid) else 0
+        return pid if str(self.node_dir(i)) in cmdline(pid) else 0
 
     def leftovers(self) -> list[str]:
         """What of this test bed still exists (empty after :meth:`down`)."""
@@ -380,7 +346,7 @@ class Testbed:
             if Path("/run/netns").is_dir() else []
         found += [f"link {name}" for name in os.listdir("/sys/class/net") if name.startswith(self.prefix)]
         found += [f"cgroup {p}" for p in CGROUPS.glob(f"*/{self.prefix}-n*")]
-        found += [f"process {p}" for p in _pids_mentioning(str(self.dir))]
+        found += [f"process {p}" for p in pids_mentioning(str(self.dir))]
         found += [f"directory {self.dir}"] if self.dir.exists() else []
         return found
 
@@ -394,41 +360,6 @@ class Testbed:
         return "\n".join(lines)
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _pids_mentioning(text: str) -> list[int]:
-    me = os.getpid()
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and int(p.name) != me and text in _cmdline(int(p.name))]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return False
-    return "\nState:\tZ" not in status
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _rmdir(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.swarm.testbed", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -436,7 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--image", action="append", default=[], help="an image of the main engine to load into every node")
     down = sub.add_parser("down", help="remove test beds")
-    down.add_argument("prefix", nargs="*", help="which (default: every recorded test bed)")
+    down.add_argument("prefix", nargs="*", help="which (their prefixes, as up and status print them)")
+    down.add_argument("--all", action="store_true", help="every recorded test bed, another run's too")
     sub.add_parser("status", help="the recorded test beds and their nodes")
     args = parser.parse_args(argv)
     if args.command == "up":
@@ -451,8 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "status":
         print("\n".join(bed.status() for bed in beds) or "no test bed")
         return 0
+    if not args.prefix and not args.all:
+        parser.error("down: name the test beds (prefixes) or say --all")
     for bed in beds:
-        if not args.prefix or bed.prefix in args.prefix:
+        if args.all or bed.prefix in args.prefix:
             bed.down()
             left = bed.leftovers()
             print(f"{bed.prefix}: down in {bed.timings['down']:.1f} s" + (f"; LEFT: {left}" if left else ""))

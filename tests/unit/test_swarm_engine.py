@@ -152,7 +152,7 @@ def test_titan_yaml_names_the_engine(tmp_path: Path) -> None:
 def test_the_test_bed_picks_a_subnet_no_route_address_or_other_test_bed_uses() -> None:
     import shutil
 
-    from tests.swarm.testbed import CANDIDATES, choose_subnet, used_networks
+    from tests.swarm.host import CANDIDATES, choose_subnet, used_networks
 
     if shutil.which("ip") is None:
         pytest.skip("no ip command (iproute2) here")
