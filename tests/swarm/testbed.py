@@ -20,7 +20,6 @@ Use: ``with Testbed(nodes=3, labels={2: {"titan.pool": "big"}}) as bed: ...`` or
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import ipaddress
 import json
@@ -61,8 +60,12 @@ class Testbed:
 
     def __init__(self, nodes: int = 3, labels: Mapping[int, Mapping[str, str]] | None = None,
                  resources: Mapping[int, Sequence[str]] | None = None, managers: int = 1,
-                 base: Path = BASE, prefix: str = "") -> None:
+                 base: Path = BASE, prefix: str = "", firewall: bool = False) -> None:
         self.count = nodes
+        # firewall: each engine keeps its own iptables rules, forwarding and masquerade inside its node's
+        # namespace (as on a real host: docker_gwbridge's icc=false is enforced, containers reach the
+        # host side). Off: no rule anywhere, as the reference recipe.
+        self.firewall = firewall
         self.labels = dict(labels or {})
         self.resources = dict(resources or {})  # node -> ["gpu=fake-a", ...] (named values: no bare numbers)
         self.managers = managers
@@ -213,7 +216,7 @@ class Testbed:
             "--", "sh", "-c", 'hostname "$0" && exec dockerd "$@"', ns,
             "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
             "--pidfile", str(d / "docker.pid"), "-H", self.socket(i),
-            "--iptables=false", "--ip-forward=false", "--ip-masq=false", "--bridge=none",
+            *([] if self.firewall else ["--iptables=false", "--ip-forward=false", "--ip-masq=false"]), "--bridge=none",
             "--cgroup-parent", f"/{ns}", "--storage-driver", "overlay2", "--shutdown-timeout", "2",
             "--default-address-pool", f"base={self._octets()}.{64 + i}.0/24,size=24",
             "--swarm-default-advertise-addr", self.address(i),
@@ -330,6 +333,7 @@ class Testbed:
             for sub in sorted((p for p in controller.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                 rmdir(sub)
             rmdir(controller)
+        shutil.rmtree(d, ignore_errors=True)  # its image layers: seconds, so one thread per node
 
     def _engine_pid(self, i: int) -> int:
         if i in self._engines and self._engines[i].poll() is None:
@@ -360,38 +364,7 @@ class Testbed:
         return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.swarm.testbed", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    up = sub.add_parser("up", help="build a test bed (prints its prefix and how to reach its nodes)")
-    up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--image", action="append", default=[], help="an image of the main engine to load into every node")
-    down = sub.add_parser("down", help="remove test beds")
-    down.add_argument("prefix", nargs="*", help="which (their prefixes, as up and status print them)")
-    down.add_argument("--all", action="store_true", help="every recorded test bed, another run's too")
-    sub.add_parser("status", help="the recorded test beds and their nodes")
-    args = parser.parse_args(argv)
-    if args.command == "up":
-        bed = Testbed(nodes=args.nodes).up()
-        print(f"up in {bed.timings['up']:.1f} s")
-        for step, seconds in bed.load_images(args.image).items():
-            print(f"{step}: {seconds:.1f} s")
-        print(bed.status())
-        print(f"manager: export DOCKER_HOST={bed.manager}\nremove: python -m tests.swarm.testbed down {bed.prefix}")
-        return 0
-    beds = [Testbed.load(d) for d in Testbed.recorded()]
-    if args.command == "status":
-        print("\n".join(bed.status() for bed in beds) or "no test bed")
-        return 0
-    if not args.prefix and not args.all:
-        parser.error("down: name the test beds (prefixes) or say --all")
-    for bed in beds:
-        if args.all or bed.prefix in args.prefix:
-            bed.down()
-            left = bed.leftovers()
-            print(f"{bed.prefix}: down in {bed.timings['down']:.1f} s" + (f"; LEFT: {left}" if left else ""))
-    return 0
-
-
 if __name__ == "__main__":
+    from tests.swarm.cli import main  # the command line lives there; this module stays the test bed
+
     sys.exit(main())
