@@ -10,7 +10,8 @@ overlay address and its docker_gwbridge address) and by its service name: a user
 connect across nodes; nobody else's connect, on the same node or another. The hub host reaches a
 server through a port the server publishes on its node (mode host); other users' containers reach
 that port too until the node's firewall admits only the hub host to the servers' ports: with the
-two rules Ansible will write, they do not, and the hub host still does.
+two rules Ansible will write, they do not, and the hub host still does. Every container reaches
+the hub host (the way a server calls the hub API).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -166,6 +168,32 @@ def test_the_hub_host_alone_reaches_a_server_on_its_nodes_published_port(bed: Te
         reached = other.probe([*targets, f"{gateway}:{PUBLISHED}"])
         assert not any(reached.values()), f"{other.name} reached alice's published server: {reached}"
     api.remove_service(service)
+
+
+def test_containers_on_every_node_reach_the_hub_host(bed: Testbed, containers: dict[str, Container]) -> None:
+    """A server calls the hub API: from its overlay through docker_gwbridge, masqueraded by its node."""
+    with socket.create_server((bed.host_address, 0)) as listener:
+        port = listener.getsockname()[1]
+        listener.settimeout(10)
+        stop = threading.Event()
+
+        def answer() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    continue
+                with connection:
+                    connection.sendall(b"hi")
+
+        server = threading.Thread(target=answer, daemon=True)
+        server.start()
+        try:
+            for container in containers.values():
+                target = f"{bed.host_address}:{port}"
+                assert container.probe([target]) == {target: True}, container.name
+        finally:
+            stop.set()
 
 
 def _hub_reaches(address: str, port: int, within: float = 10) -> bool:
