@@ -55,6 +55,9 @@ class ContainerSpec:
     # nodes' "gpu" resources, which Swarm picks and names in the container's DOCKER_RESOURCE_GPU).
     pool: str = ""
     resources: Mapping[str, int] = field(default_factory=dict)
+    # Swarm only: container ports published on the node the container lands on (host mode), each to
+    # the port given, or to one Swarm picks (0); how the hub reaches it there (docs/swarm-network.md).
+    publish: Mapping[int, int] = field(default_factory=dict)
     init: bool = True  # an init process reaps zombies and forwards signals
     hardening: Hardening = HARDENING
 

@@ -13,7 +13,8 @@ What Swarm adds, for the callers that know they are on Swarm:
 - :meth:`SwarmEngine.wait_running`: waits for the task to run, reporting each new state to a callback
   (progress for the user), and fails fast: :class:`~core.engine.base.Unplaceable` with Swarm's reason
   when no node can take it, ``ImageMissing`` when its node lacks the image, ``EngineError`` otherwise;
-- :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs.
+- :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs; :meth:`SwarmEngine.address_of`:
+  where the hub reaches a port the container publishes on its node.
 
 Networks are overlay networks, attachable (so the hub's and the gateway's helpers can join them), on
 the subnet Titan chose. Images are looked up on the manager's engine only: that each node has an
@@ -233,6 +234,14 @@ class SwarmEngine(DockerEngine):
         node = await self._swarm(f"node {node_id[:12]}", lambda api: api.inspect_node(node_id))
         return NodeAddress(node_id=node_id, hostname=str((node.get("Description") or {}).get("Hostname", "")),
                            address=str((node.get("Status") or {}).get("Addr", "")))
+
+    async def address_of(self, service_id: str, port: int) -> tuple[str, int]:
+        """Where the hub reaches the service's container port ``port``, published on its node:
+        (the node's address, the port there). ``EngineError`` while it is not running or not published."""
+        task = await self.task(service_id)
+        if task is None or task.state != "running" or port not in task.ports:
+            raise EngineError(f"service {service_id[:12]} has no running task with port {port} published")
+        return (await self.node_of(service_id)).address, task.ports[port]
 
     async def info(self) -> EngineInfo:
         """CPUs and memory of every node that is ready and active."""

@@ -14,6 +14,7 @@ What of a ContainerSpec a Swarm service can carry (engine API 1.41, Docker 20.10
 - placement: the node pool as the constraint ``node.labels.titan.pool==<pool>``; generic resources
   (``{"gpu": 1}``) as the task's resource reservations: Swarm picks the unit and tells the
   container in ``DOCKER_RESOURCE_GPU``. Exact GPU uuids (``spec.gpus``) cannot be asked for.
+- published ports: host mode on the task's node (``TaskStatus.ports`` says which port it got).
 - networks: a named (overlay) network with endpoint mode ``dnsrr`` (VIP needs IPVS, absent from
   some kernels); another container's namespace (``container:<id>``) is impossible on Swarm.
 - one replica, restart condition ``none``: a server that ended is not started again behind the
@@ -62,9 +63,18 @@ def service_arguments(spec: ContainerSpec, replicas: int = 0) -> dict[str, Any]:
                             placement=Placement(constraints=constraints) if constraints else None)
     return {
         "task_template": template, "name": spec.name, "labels": dict(spec.labels),
-        "mode": ServiceMode("replicated", replicas=replicas), "endpoint_spec": EndpointSpec(mode="dnsrr"),
+        "mode": ServiceMode("replicated", replicas=replicas),
+        "endpoint_spec": EndpointSpec(mode="dnsrr", ports=[_published(target, port)
+                                                           for target, port in spec.publish.items()] or None),
         "networks": [spec.network] if spec.network else None,
     }
+
+
+def _published(target: int, port: int) -> dict[str, Any]:
+    published: dict[str, Any] = {"Protocol": "tcp", "TargetPort": target, "PublishMode": "host"}
+    if port:
+        published["PublishedPort"] = port
+    return published
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,7 @@ class TaskStatus:
     container_id: str = ""  # "" until the container exists on its node
     exit_code: int | None = None
     assigned: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # generic resources: {"gpu": ("a",)}
+    ports: Mapping[int, int] = field(default_factory=dict)  # container port -> its port on the node
 
     @property
     def unplaceable(self) -> bool:
@@ -113,6 +124,8 @@ def task_status(task: Mapping[str, Any]) -> TaskStatus:
         node_id=str(task.get("NodeID", "")), container_id=str(container.get("ContainerID", "")),
         exit_code=container.get("ExitCode") if status.get("State") in ENDED else None,
         assigned={kind: tuple(values) for kind, values in assigned.items()},
+        ports={int(p["TargetPort"]): int(p["PublishedPort"])
+               for p in (status.get("PortStatus") or {}).get("Ports") or [] if p.get("PublishedPort")},
     )
 
 

@@ -26,7 +26,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import docker
 import pytest
-from docker.types import EndpointSpec
 
 from core.engine.spec import ContainerSpec
 from core.engine.swarm import SwarmEngine
@@ -128,26 +127,23 @@ def test_a_users_containers_reach_each_other_across_nodes_and_nobody_elses_do(co
         else:
             assert not any(reached.values()), f"{source.name} reached {target.name}: {reached}"
 
+
 def test_the_hub_host_alone_reaches_a_server_on_its_nodes_published_port(bed: Testbed,
                                                                            containers: dict[str, Container]) -> None:
-    api = docker.APIClient(base_url=bed.manager, timeout=30)
-    # A published port is not in ContainerSpec yet: the service is made here with docker-py itself.
-    service = api.create_service(
-        {"ContainerSpec": {"Image": IMAGE, "Command": list(SERVE)}, "RestartPolicy": {"Condition": "none"},
-         "Placement": {"Constraints": [f"node.labels.{NODE_POOL}==b"]}, "Networks": [{"Target": "t-user-alice"}]},
-        name="alice-published",
-        endpoint_spec=EndpointSpec(mode="dnsrr", ports={PUBLISHED: (PORT, "tcp", "host")}))["ID"]
-
-    async def where() -> str:
+    async def start_published() -> tuple[str, tuple[str, int]]:
         engine = SwarmEngine(bed.manager)
         try:
+            spec = ContainerSpec(name="alice-published", image=IMAGE, command=SERVE, cores=0.1, memory=64 * 1024**2,
+                                 network="t-user-alice", pool="b", publish={PORT: PUBLISHED})
+            service = await engine.create(spec)
+            await engine.start(service)
             await engine.wait_running(service, within=60)
-            return (await engine.node_of(service)).address
+            return service, await engine.address_of(service, PORT)
         finally:
             await engine.close()
 
-    address = asyncio.run(where())
-    assert address == bed.address(3)
+    service, (address, port) = asyncio.run(start_published())
+    assert (address, port) == (bed.address(3), PUBLISHED)
     gateway = json.loads(bed.docker(3, "network", "inspect", "docker_gwbridge", "--format",
                                     "{{json .IPAM.Config}}"))[0]["Gateway"]
     targets = [f"{address}:{PUBLISHED}"]
@@ -167,7 +163,7 @@ def test_the_hub_host_alone_reaches_a_server_on_its_nodes_published_port(bed: Te
     for other in others:
         reached = other.probe([*targets, f"{gateway}:{PUBLISHED}"])
         assert not any(reached.values()), f"{other.name} reached alice's published server: {reached}"
-    api.remove_service(service)
+    docker.APIClient(base_url=bed.manager, timeout=30).remove_service(service)
 
 
 def test_containers_on_every_node_reach_the_hub_host(bed: Testbed, containers: dict[str, Container]) -> None:

@@ -60,6 +60,16 @@ def test_a_minimal_spec_keeps_the_image_and_asks_only_for_cpu() -> None:
     assert arguments["mode"] == {"replicated": {"Replicas": 1}}
 
 
+def test_published_ports_are_host_mode_on_the_given_or_a_picked_port() -> None:
+    arguments = service_arguments(ContainerSpec(name="n", image="i", publish={8888: 0, 8787: 30001}))
+    assert arguments["endpoint_spec"] == {"Mode": "dnsrr", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 8888, "PublishMode": "host"},
+        {"Protocol": "tcp", "TargetPort": 8787, "PublishMode": "host", "PublishedPort": 30001}]}
+    task = task_status({**RUNNING, "Status": {**RUNNING["Status"], "PortStatus": {"Ports": [
+        {"Protocol": "tcp", "TargetPort": 8888, "PublishedPort": 32768, "PublishMode": "host"}]}}})
+    assert task.ports == {8888: 32768}
+
+
 @pytest.mark.parametrize(("changes", "words"), [
     ({"gpus": ("GPU-1",)}, "generic resources"),
     ({"network": "container:abc"}, "network namespace"),
@@ -74,19 +84,23 @@ def test_the_docker_engine_refuses_generic_resources_before_calling_the_engine()
         raise AssertionError("no call expected")
 
     engine = DockerEngine(client_factory=no_client)
-    with pytest.raises(EngineError, match="need the Swarm engine"):
+    with pytest.raises(EngineError, match="generic resources need the Swarm engine"):
         asyncio.run(engine.create(ContainerSpec(name="n", image="i", resources={"gpu": 1})))
+    with pytest.raises(EngineError, match="published ports need the Swarm engine"):
+        asyncio.run(engine.create(ContainerSpec(name="n", image="i", publish={8888: 0})))
 
 
-PENDING = {"ID": "t1", "CreatedAt": "2026-12-04T10:00:00.5Z", "DesiredState": "running", "NodeID": "",
-           "Status": {"State": "pending", "Message": "pending task scheduling",
-                      "Err": "no suitable node (insufficient resources on 2 nodes)"}}
-RUNNING = {"ID": "t2", "CreatedAt": "2026-12-04T10:00:00.123456789Z", "DesiredState": "running", "NodeID": "n2",
-           "Status": {"State": "running", "Message": "started",
-                      "ContainerStatus": {"ContainerID": "c2", "ExitCode": 0}},
-           "GenericResources": [{"NamedResourceSpec": {"Kind": "gpu", "Value": "fake-b"}}]}
-ENDED = {"ID": "t0", "CreatedAt": "2026-12-04T10:00:01Z", "DesiredState": "shutdown", "NodeID": "n1",
-         "Status": {"State": "failed", "Err": "task: non-zero exit (137)", "ContainerStatus": {"ExitCode": 137}}}
+PENDING: dict[str, Any] = {
+    "ID": "t1", "CreatedAt": "2026-12-04T10:00:00.5Z", "DesiredState": "running", "NodeID": "",
+    "Status": {"State": "pending", "Message": "pending task scheduling",
+               "Err": "no suitable node (insufficient resources on 2 nodes)"}}
+RUNNING: dict[str, Any] = {
+    "ID": "t2", "CreatedAt": "2026-12-04T10:00:00.123456789Z", "DesiredState": "running", "NodeID": "n2",
+    "Status": {"State": "running", "Message": "started", "ContainerStatus": {"ContainerID": "c2", "ExitCode": 0}},
+    "GenericResources": [{"NamedResourceSpec": {"Kind": "gpu", "Value": "fake-b"}}]}
+ENDED: dict[str, Any] = {
+    "ID": "t0", "CreatedAt": "2026-12-04T10:00:01Z", "DesiredState": "shutdown", "NodeID": "n1",
+    "Status": {"State": "failed", "Err": "task: non-zero exit (137)", "ContainerStatus": {"ExitCode": 137}}}
 
 
 def test_task_records_become_task_statuses() -> None:
