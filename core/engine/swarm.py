@@ -13,6 +13,7 @@ What Swarm adds, for the callers that know they are on Swarm:
 - :meth:`SwarmEngine.wait_running`: waits for the task to run, reporting each new state to a callback
   (progress for the user), and fails fast: :class:`~core.engine.base.Unplaceable` with Swarm's reason
   when no node can take it, ``ImageMissing`` when its node lacks the image, ``EngineError`` otherwise;
+- :meth:`SwarmEngine.rooms`: what each node has free (for a profile offered only when it fits);
 - :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs; :meth:`SwarmEngine.address_of`:
   where the hub reaches a port the container publishes on its node.
 
@@ -48,9 +49,10 @@ from core.engine.base import (
 )
 from core.engine.docker import DockerEngine, label_filters
 from core.engine.spec import ContainerSpec
+from core.engine.swarm_nodes import NodeRoom, node_rooms
 from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
 
-__all__ = ["NodeAddress", "SwarmEngine", "TaskStatus", "swarm_error"]
+__all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,13 @@ class SwarmEngine(DockerEngine):
         if task is None or task.state != "running" or port not in task.ports:
             raise EngineError(f"service {service_id[:12]} has no running task with port {port} published")
         return (await self.node_of(service_id)).address, task.ports[port]
+
+    async def rooms(self) -> list[NodeRoom]:
+        """What each ready, active node has free now (core.engine.swarm_nodes: ``no_room_reason``
+        decides from it whether a profile can start anywhere)."""
+        nodes = await self._swarm("listing nodes", lambda api: api.nodes())
+        tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"desired-state": "running"}))
+        return node_rooms(nodes, tasks)
 
     async def info(self) -> EngineInfo:
         """CPUs and memory of every node that is ready and active."""

@@ -26,6 +26,7 @@ from core.engine.base import (
 )
 from core.engine.spec import ContainerSpec, Mount
 from core.engine.swarm import SwarmEngine, TaskStatus
+from core.engine.swarm_nodes import no_room_reason
 from core.images import image_tag
 from core.labels import NODE_POOL
 from tests.swarm.host import can_run
@@ -119,6 +120,9 @@ def test_a_spec_runs_as_a_service_whose_reservations_equal_its_limits(bed: Testb
             where = await engine.node_of(service)
             i = node_index(bed, where.hostname)
             assert where.address == bed.address(i)
+            room = next(r for r in await engine.rooms() if r.node_id == where.node_id)
+            total = node_api(bed, 1).inspect_node(where.node_id)["Description"]["Resources"]
+            assert (room.cpus, room.memory) == (total["NanoCPUs"] / 1e9 - 0.5, total["MemoryBytes"] - 96 * MIB)
             container = node_api(bed, i).inspect_container(task.container_id)
             host = container["HostConfig"]
             assert (host["NanoCpus"], host["Memory"], host["PidsLimit"]) == (500_000_000, 96 * MIB, 128)
@@ -166,6 +170,9 @@ def test_a_named_volume_keeps_a_file_across_two_services_in_a_node_pool(bed: Tes
             assert volume["Driver"] == "local"  # a real named volume, not a bind mount of a path
             assert await engine.remove(second)
 
+            assert no_room_reason(await engine.rooms(), 0.25, 64 * MIB, pool="big") == ""
+            assert no_room_reason(await engine.rooms(), 0.25, 64 * MIB, pool="no-such-pool") == \
+                "no node is in the pool 'no-such-pool'"
             nowhere = await engine.create(spec("t-nowhere", pool="no-such-pool"))
             await engine.start(nowhere)
             with pytest.raises(Unplaceable, match="scheduling constraints not satisfied"):
@@ -182,6 +189,7 @@ def test_generic_resources_give_distinct_units_and_an_impossible_request_fails_f
         engine = SwarmEngine(bed.manager)
         services: list[str] = []
         try:
+            assert no_room_reason(await engine.rooms(), 0.25, 64 * MIB, resources={"gpu": 2}) == ""
             units = []
             for n in (1, 2):
                 service = await started(engine, spec(f"t-gpu-{n}", resources={"gpu": 1}))
@@ -193,6 +201,10 @@ def test_generic_resources_give_distinct_units_and_an_impossible_request_fails_f
                 assert given == list(task.assigned["gpu"])
                 units += given
             assert sorted(units) == ["fake-a", "fake-b"]
+            rooms = await engine.rooms()
+            assert [r.resources for r in rooms if r.hostname == bed.namespace(2)] == [{"gpu": 0}]
+            assert no_room_reason(rooms, 0.25, 64 * MIB, resources={"gpu": 1}) == \
+                "no node of the 3 nodes has 1 gpu free now"  # the profile is shown disabled with this
 
             third = await engine.create(spec("t-gpu-3", resources={"gpu": 1}))
             services.append(third)

@@ -175,3 +175,54 @@ def test_the_test_bed_picks_a_subnet_no_route_address_or_other_test_bed_uses() -
     assert first in CANDIDATES and not any(first.overlaps(u) for u in used)
     second = choose_subnet([str(first)])  # another test bed holds the first
     assert second != first and not any(second.overlaps(u) for u in used)
+
+
+def _node(node_id: str, cpus: float, memory: int, pool: str = "", gpus: tuple[str, ...] = (),
+          state: str = "ready") -> dict[str, Any]:
+    return {"ID": node_id, "Status": {"State": state, "Addr": f"10.0.0.{len(node_id)}"},
+            "Spec": {"Availability": "active", "Labels": {"titan.pool": pool} if pool else {}},
+            "Description": {"Hostname": node_id, "Resources": {
+                "NanoCPUs": int(cpus * 1e9), "MemoryBytes": memory,
+                "GenericResources": [{"NamedResourceSpec": {"Kind": "gpu", "Value": g}} for g in gpus]}}}
+
+
+def _task(node_id: str, cpus: float, memory: int, gpus: int = 0, state: str = "running",
+          desired: str = "running") -> dict[str, Any]:
+    reservations: dict[str, Any] = {"NanoCPUs": int(cpus * 1e9), "MemoryBytes": memory}
+    if gpus:
+        reservations["GenericResources"] = [{"DiscreteResourceSpec": {"Kind": "gpu", "Value": gpus}}]
+    return {"NodeID": node_id, "DesiredState": desired, "Status": {"State": state},
+            "Spec": {"Resources": {"Reservations": reservations}}}
+
+
+def test_node_rooms_are_what_running_tasks_leave_of_ready_active_nodes() -> None:
+    from core.engine.swarm_nodes import node_rooms
+
+    nodes = [_node("cpu1", 8, 32 * GIB), _node("gpu1", 16, 64 * GIB, pool="gpu", gpus=("GPU-a", "GPU-b")),
+             _node("down1", 8, 32 * GIB, state="down")]
+    tasks = [_task("cpu1", 2, 4 * GIB), _task("cpu1", 1, 1 * GIB, state="pending"),  # pending: holds nothing
+             _task("gpu1", 4, 16 * GIB, gpus=1), _task("gpu1", 4, 16 * GIB, desired="shutdown")]
+    rooms = {room.node_id: room for room in node_rooms(nodes, tasks)}
+    assert set(rooms) == {"cpu1", "gpu1"}
+    assert (rooms["cpu1"].cpus, rooms["cpu1"].memory, rooms["cpu1"].resources) == (6, 28 * GIB, {})
+    assert (rooms["gpu1"].cpus, rooms["gpu1"].memory, rooms["gpu1"].resources) == (12, 48 * GIB, {"gpu": 1})
+    assert (rooms["gpu1"].pool, rooms["gpu1"].hostname) == ("gpu", "gpu1")
+
+
+def test_no_room_reason_says_what_no_node_has() -> None:
+    from core.engine.swarm_nodes import NodeRoom, no_room_reason
+
+    rooms = [NodeRoom("a", "a", "10.0.0.1", "", cpus=6, memory=28 * GIB),
+             NodeRoom("b", "b", "10.0.0.2", "gpu", cpus=12, memory=48 * GIB, resources={"gpu": 1})]
+    assert no_room_reason(rooms, 4, 16 * GIB) == ""
+    assert no_room_reason(rooms, 4, 16 * GIB, pool="gpu", resources={"gpu": 1}) == ""
+    assert no_room_reason(rooms, 4, 16 * GIB, resources={"gpu": 2}) == "no node of the 2 nodes has 2 gpu free now"
+    assert no_room_reason(rooms, 16, 64 * GIB) == "no node of the 2 nodes has 16 CPUs, 64 GiB of memory free now"
+    assert no_room_reason(rooms, 8, 32 * GIB, pool="gpu") == ""
+    assert no_room_reason(rooms, 1, GIB, pool="big") == "no node is in the pool 'big'"
+    # each alone fits somewhere, not together on one node
+    assert no_room_reason(rooms, 8, 16 * GIB, resources={"gpu": 0}) == ""
+    assert no_room_reason(rooms, 2, 40 * GIB, pool="", resources={"gpu": 1}) == ""
+    assert no_room_reason(rooms[:1] + [NodeRoom("c", "c", "", "", 1, 64 * GIB)], 4, 40 * GIB) == \
+        "no node of the 2 nodes has all of it at once free now"
+    assert no_room_reason([], 1, GIB) == "no node is ready"
