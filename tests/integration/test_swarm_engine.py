@@ -133,11 +133,16 @@ def test_a_spec_runs_as_a_service_whose_reservations_equal_its_limits(bed: Testb
 
             await engine.stop(service, grace=1)
             assert (await engine.inspect(service)).state == "exited"
+            await engine.start(service)  # started again: a new task, hence a new container
+            again = await engine.wait_running(service, within=60)
+            assert again.container_id != task.container_id and (await engine.inspect(service)).state == "running"
+            await engine.stop(service, grace=1)
             assert await engine.remove(service) is True
             with pytest.raises(ContainerGone):
                 await engine.inspect(service)
             assert await engine.remove(service) is False
-            assert wait_until(lambda: not node_api(bed, i).containers(all=True, filters={"label": "titan.test"}), 15)
+            assert wait_until(lambda: not any(node_api(bed, n).containers(all=True, filters={"label": "titan.test"})
+                                              for n in range(1, bed.count + 1)), 15)
             assert node_api(bed, 1).services(filters={"label": "titan.test"}) == []
         finally:
             await engine.close()

@@ -23,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("status", help="the recorded test beds and their nodes")
     args = parser.parse_args(argv)
     if args.command == "up":
-        bed = Testbed(nodes=args.nodes).up()
+        bed = Testbed(nodes=args.nodes, owner=0).up()  # kept after this command: down removes it
         print(f"up in {bed.timings['up']:.1f} s")
         for step, seconds in bed.load_images(args.image).items():
             print(f"{step}: {seconds:.1f} s")

@@ -60,8 +60,11 @@ class Testbed:
 
     def __init__(self, nodes: int = 3, labels: Mapping[int, Mapping[str, str]] | None = None,
                  resources: Mapping[int, Sequence[str]] | None = None, managers: int = 1,
-                 base: Path = BASE, prefix: str = "", firewall: bool = False) -> None:
+                 base: Path = BASE, prefix: str = "", firewall: bool = False, owner: int | None = None) -> None:
         self.count = nodes
+        # The process the test bed dies with: a later up() removes it once that process is gone (a
+        # killed test run). 0: kept until someone brings it down (the command line's).
+        self.owner = os.getpid() if owner is None else owner
         # firewall: each engine keeps its own iptables rules, forwarding and masquerade inside its node's
         # namespace (as on a real host: docker_gwbridge's icc=false is enforced, containers reach the
         # host side). Off: no rule anywhere, as the reference recipe.
@@ -120,7 +123,7 @@ class Testbed:
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        state = {"prefix": self.prefix, "subnet": str(self.subnet), "nodes": self.count}
+        state = {"prefix": self.prefix, "subnet": str(self.subnet), "nodes": self.count, "owner": self.owner}
         (self.dir / "state.json").write_text(json.dumps(state))
 
     @classmethod
@@ -130,6 +133,13 @@ class Testbed:
         bed = cls(nodes=int(state["nodes"]), base=directory.parent, prefix=str(state["prefix"]))
         bed.subnet = ipaddress.IPv4Network(state["subnet"])
         return bed
+
+    def _reap_orphans(self) -> None:
+        """Bring down the test beds whose owner process has ended without doing so."""
+        for directory in self.recorded(self.base):
+            owner = int(json.loads((directory / "state.json").read_text()).get("owner", 0))
+            if owner and not alive(owner):
+                Testbed.load(directory).down()
 
     @staticmethod
     def recorded(base: Path = BASE) -> list[Path]:
@@ -159,6 +169,7 @@ class Testbed:
         start = time.monotonic()
         try:
             with self._lock():  # two test beds must not pick the same subnet
+                self._reap_orphans()
                 others = [json.loads((d / "state.json").read_text())["subnet"] for d in self.recorded(self.base)]
                 self.subnet = choose_subnet(others)
                 self._save()
