@@ -131,7 +131,18 @@ class SwarmEngine(DockerEngine):
             api.update_service(current["ID"], current["Version"]["Index"], task_template=template,
                                mode=ServiceMode("replicated", replicas=replicas), fetch_current_spec=True)
 
-        await self._swarm(f"scaling service {service_id[:12]} to {replicas}", work)
+        for attempt in range(5):
+            try:
+                await self._call(work)
+                return
+            except docker.errors.APIError as error:
+                # Swarm itself updates a new service (e.g. allocating its published ports): our version
+                # of it is then stale. Read it again and retry.
+                if "update out of sequence" not in str(error.explanation or error) or attempt == 4:
+                    raise swarm_error(error, f"scaling service {service_id[:12]} to {replicas}") from None
+                await asyncio.sleep(0.1 * (attempt + 1))
+            except docker.errors.DockerException as error:
+                raise swarm_error(error, f"scaling service {service_id[:12]} to {replicas}") from None
 
     async def start(self, container_id: str) -> None:
         await self._scale(container_id, 1)
@@ -209,6 +220,8 @@ class SwarmEngine(DockerEngine):
         task: TaskStatus | None = None
         while time.monotonic() < deadline:
             task = await self.task(service_id)
+            if task is not None and task.desired == "remove":
+                task = None  # the task of an earlier start, scaled away: the new one is not there yet
             if task is not None:
                 if progress is not None and (task.state, task.error) != seen:
                     progress(task)

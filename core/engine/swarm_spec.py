@@ -82,6 +82,7 @@ class TaskStatus:
     """Where a service's (latest) task stands, as Swarm tells it."""
 
     state: str  # Swarm's task state: "pending", "running", "rejected", ... (BEFORE_RUNNING, ENDED)
+    desired: str = "running"  # what Swarm wants of it: "running"; "shutdown" (it ended); "remove" (scaled down)
     message: str = ""  # Swarm's word on the state ("scheduled", "started", "pending task scheduling")
     error: str = ""  # why it waits or ended: "no suitable node (insufficient resources on 2 nodes)"
     node_id: str = ""  # "" until the task is assigned to a node
@@ -120,7 +121,8 @@ def task_status(task: Mapping[str, Any]) -> TaskStatus:
         if discrete:
             assigned.setdefault(str(discrete["Kind"]), []).append(str(discrete["Value"]))
     return TaskStatus(
-        state=str(status.get("State", "")), message=str(status.get("Message", "")), error=str(status.get("Err", "")),
+        state=str(status.get("State", "")), desired=str(task.get("DesiredState", "")),
+        message=str(status.get("Message", "")), error=str(status.get("Err", "")),
         node_id=str(task.get("NodeID", "")), container_id=str(container.get("ContainerID", "")),
         exit_code=container.get("ExitCode") if status.get("State") in ENDED else None,
         assigned={kind: tuple(values) for kind, values in assigned.items()},

@@ -274,9 +274,10 @@ class Testbed:
 
     # ---- images --------------------------------------------------------------------------------
 
-    def load_images(self, images: Sequence[str], main: str = "unix:///var/run/docker.sock") -> dict[str, float]:
-        """``docker save`` each image from the main engine once, ``docker load`` it into every node
-        (in parallel); the seconds each step took (also in ``timings``)."""
+    def load_images(self, images: Sequence[str], main: str = "") -> dict[str, float]:
+        """``docker save`` each image from the main engine (``main``, else DOCKER_HOST, else the local
+        socket) once, ``docker load`` it into every node (in parallel); the seconds each step took."""
+        main = main or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         tars = self.dir / "images"
         tars.mkdir(exist_ok=True)
         spent: dict[str, float] = {}

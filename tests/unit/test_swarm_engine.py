@@ -5,6 +5,7 @@ The engine itself runs against a real swarm in tests/integration/test_swarm_engi
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import docker.errors
 import pytest
 import requests
 
-from core.engine.base import ContainerGone, EngineError, NetworkGone
+from core.engine.base import ContainerGone, EngineError, NetworkGone, Unplaceable
 from core.engine.docker import DockerEngine
 from core.engine.factory import build_engine
 from core.engine.spec import ContainerSpec, Hardening, Mount
@@ -115,6 +116,7 @@ def test_task_records_become_task_statuses() -> None:
     ended = task_status(ENDED)
     assert (ended.exit_code, container_state(ended)) == (137, "exited")
     assert ended.progress == "failed: task: non-zero exit (137)"
+    assert (pending.desired, ended.desired) == ("running", "shutdown")
     assert container_state(None) == "created"  # a service with no task yet: created, not started
     assert TaskStatus(state="preparing", message="preparing").progress == "preparing: preparing"
 
@@ -226,3 +228,57 @@ def test_no_room_reason_says_what_no_node_has() -> None:
     assert no_room_reason(rooms[:1] + [NodeRoom("c", "c", "", "", 1, 64 * GIB)], 4, 40 * GIB) == \
         "no node of the 2 nodes has all of it at once free now"
     assert no_room_reason([], 1, GIB) == "no node is ready"
+
+
+class ScriptedSwarm:
+    """A stand-in for docker-py's APIClient with just what start and wait_running call, answering from a
+    script: races of a real swarm that a test on one cannot bring about on purpose."""
+
+    def __init__(self, tasks: list[list[dict[str, Any]]], stale_updates: int = 0) -> None:
+        self.tasks_script, self.stale_updates, self.updates = tasks, stale_updates, 0
+
+    def inspect_service(self, service: str, insert_defaults: Any = None) -> dict[str, Any]:
+        return {"ID": service, "Version": {"Index": 7}, "Spec": {"TaskTemplate": {"ContainerSpec": {"Image": "i"}}}}
+
+    def update_service(self, service: str, version: int, **_: Any) -> dict[str, Any]:
+        self.updates += 1
+        if self.updates <= self.stale_updates:
+            raise _api_error(500, "rpc error: code = Unknown desc = update out of sequence")
+        return {}
+
+    def tasks(self, filters: Any = None) -> list[dict[str, Any]]:
+        return self.tasks_script.pop(0) if len(self.tasks_script) > 1 else self.tasks_script[0]
+
+    def close(self) -> None:
+        pass
+
+
+def _engine(api: ScriptedSwarm) -> SwarmEngine:
+    return SwarmEngine(client_factory=lambda: api, poll=0.01)
+
+
+def test_a_start_retries_while_swarm_is_still_updating_the_new_service() -> None:
+    api = ScriptedSwarm([[]], stale_updates=2)
+    asyncio.run(_engine(api).start("s1"))
+    assert api.updates == 3
+    failing = ScriptedSwarm([[]], stale_updates=9)
+    with pytest.raises(EngineError, match="update out of sequence"):
+        asyncio.run(_engine(failing).start("s1"))
+
+
+def test_waiting_after_a_restart_skips_the_task_that_was_scaled_away() -> None:
+    old = {**ENDED, "DesiredState": "remove", "Status": {"State": "shutdown", "Message": "shutdown"}}
+    new = {**RUNNING, "CreatedAt": "2026-12-04T10:00:05Z"}
+    api = ScriptedSwarm([[old], [old], [old, {**new, "Status": {"State": "pending"}}], [old, new]])
+    seen: list[TaskStatus] = []
+    task = asyncio.run(_engine(api).wait_running("s1", within=5, progress=seen.append))
+    assert task.container_id == "c2" and [t.state for t in seen] == ["pending", "running"]
+
+
+def test_waiting_fails_at_once_when_the_task_ended_and_fast_when_no_node_fits() -> None:
+    with pytest.raises(EngineError, match="the task failed on its node: task: non-zero exit"):
+        asyncio.run(_engine(ScriptedSwarm([[ENDED]])).wait_running("s1", within=5))
+    begin = time.monotonic()
+    with pytest.raises(Unplaceable, match="insufficient resources on 2 nodes"):
+        asyncio.run(_engine(ScriptedSwarm([[PENDING]])).wait_running("s1", within=5, patience=0.2))
+    assert time.monotonic() - begin < 2
