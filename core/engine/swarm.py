@@ -17,9 +17,10 @@ What Swarm adds, for the callers that know they are on Swarm:
 - :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs; :meth:`SwarmEngine.address_of`:
   where the hub reaches a port the container publishes on its node.
 
-Networks are overlay networks, attachable (so the hub's and the gateway's helpers can join them), on
-the subnet Titan chose. Images are looked up on the manager's engine only: that each node has an
-image is the image distribution's job (a node missing one makes the task fail with ``ImageMissing``).
+Networks are overlay networks (attachable: a standalone container, a probe, can join them too) on the
+subnet Titan chose; docs/swarm-network.md says how they keep users apart across nodes. Images are
+looked up on the manager's engine only: that each node has an image is the image distribution's job
+(a node missing one makes the task fail with ``ImageMissing``).
 """
 
 from __future__ import annotations
