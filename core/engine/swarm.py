@@ -283,12 +283,21 @@ class SwarmEngine(DockerEngine):
 
     async def create_network(self, name: str, subnet: str, gateway: str, labels: Mapping[str, str]) -> None:
         """An attachable overlay network. Swarm accepts an overlay whose subnet overlaps another
-        network's (measured on 20.10), so the overlap is checked here first: ``SubnetTaken``."""
+        network's (measured on 20.10), so the overlap is checked here first: ``SubnetTaken`` (two
+        creates at the same moment from two processes can still both pass the check)."""
         wanted = ipaddress.ip_network(subnet, strict=False)
         for network in await self.list_networks():
             if network.name == name:
                 raise NetworkExists(f"network {name} exists")
-            for other in network.subnets:
+            subnets = network.subnets
+            if not subnets and network.name not in ("host", "none"):
+                # A listing shows a just-made overlay without its subnet for a while (measured); its
+                # inspection has it.
+                try:
+                    subnets = (await self.inspect_network(network.id)).subnets
+                except NetworkGone:
+                    continue
+            for other in subnets:
                 taken = ipaddress.ip_network(other, strict=False)
                 if taken.version == wanted.version and taken.overlaps(wanted):
                     raise SubnetTaken(f"subnet {subnet} of network {name} overlaps network {network.name} ({other})")
@@ -303,3 +312,10 @@ class SwarmEngine(DockerEngine):
             if "overlap" in text.lower():
                 raise SubnetTaken(f"subnet {subnet} of network {name} overlaps another network: {text}") from None
             raise EngineError(f"Docker refused to create overlay network {name}: {text}") from None
+        # Swarm shows the new network's subnet only once its allocator has run (measured: often at
+        # once, sometimes not): wait for it (at most 5 s), so that the next create sees the overlap.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if (await self.inspect_network(name)).subnets:
+                return
+            await asyncio.sleep(self.poll / 4)
