@@ -13,6 +13,7 @@ LABEL_DEPLOYMENT = "titan.deployment"  # every container and network of a deploy
 LABEL_OWNER = "titan.owner"  # the user a container or network belongs to
 LABEL_NETWORK = "titan.network"  # on networks: "titan" (the deployment's own) or "user"
 LABEL_GPUS = "titan.gpus"  # comma-separated uuids of the GPU units the container holds
+NODE_POOL = "titan.pool"  # a Swarm node's label: the node pool it belongs to (ContainerSpec.pool)
 
 # ---- users' servers --------------------------------------------------------------------------
 LABEL_SERVER = "titan.server"  # a user's server (its name; "" for the default server)

@@ -52,6 +52,7 @@ class Settings:
     culling: Mapping[str, Any] = field(default_factory=dict)  # timeout in seconds
     network: Mapping[str, Any] = field(default_factory=lambda: dict(NETWORK_DEFAULTS))
     poll_interval: float = 30.0
+    engine: str = "docker"  # "docker" or "swarm": core.engine.factory.build_engine
 
     @property
     def network_plan(self) -> NetworkPlan:
@@ -173,6 +174,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         culling=_culling(document.get("culling", {})),
         poll_interval=float(spawner.get("poll_interval", 30)),
         network=network,
+        engine=document.get("engine", "docker"),
     )
 
 

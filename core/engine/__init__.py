@@ -2,7 +2,8 @@
 container (:mod:`core.engine.spec`), and the Docker engine behind it (:mod:`core.engine.docker`).
 
 The spawner, the Dask gateway and the per-user networks all go through a ``ContainerEngine``;
-a Swarm engine will be a second implementation of the same interface."""
+a Swarm engine (:mod:`core.engine.swarm`) is the second implementation; :func:`core.engine.factory.build_engine`
+makes the one titan.yaml names."""
 
 from core.engine.base import (
     ContainerEngine,
@@ -17,11 +18,12 @@ from core.engine.base import (
     NetworkInfo,
     NetworkInUse,
     SubnetTaken,
+    Unplaceable,
 )
 from core.engine.spec import HARDENING, ContainerSpec, Hardening, Mount
 
 __all__ = [
     "HARDENING", "ContainerEngine", "ContainerGone", "ContainerInfo", "ContainerSpec", "EngineError", "EngineInfo",
     "Hardening", "ImageInfo", "ImageMissing", "Mount", "NetworkExists", "NetworkGone", "NetworkInUse",
-    "NetworkInfo", "SubnetTaken",
+    "NetworkInfo", "SubnetTaken", "Unplaceable",
 ]

@@ -48,6 +48,11 @@ class NetworkInUse(EngineError):
     """A network still has containers attached (or is being removed): it stays."""
 
 
+class Unplaceable(EngineError):
+    """No node of a cluster can run the container now (too little CPU, memory or generic resources
+    left, or no node in its pool); the message gives the cluster's own reason, for the user."""
+
+
 @dataclass(frozen=True)
 class ContainerInfo:
     """One container as a listing or an inspection shows it."""

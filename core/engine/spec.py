@@ -50,6 +50,14 @@ class ContainerSpec:
     network: str = ""  # the network to join, or "container:<id>" for another container's namespace
     mounts: tuple[Mount, ...] = ()
     gpus: tuple[str, ...] = ()  # uuids of the GPUs the container gets, exactly those
+    # Swarm only (core.engine.swarm): the node pool (value of the node label titan.pool) the container
+    # must run in ("": any node), and the generic resources it needs ({"gpu": 1}: one unit of the
+    # nodes' "gpu" resources, which Swarm picks and names in the container's DOCKER_RESOURCE_GPU).
+    pool: str = ""
+    resources: Mapping[str, int] = field(default_factory=dict)
+    # Swarm only: container ports published on the node the container lands on (host mode), each to
+    # the port given, or to one Swarm picks (0); how the hub reaches it there (docs/swarm-network.md).
+    publish: Mapping[int, int] = field(default_factory=dict)
     init: bool = True  # an init process reaps zombies and forwards signals
     hardening: Hardening = HARDENING
 

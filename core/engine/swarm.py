@@ -1,0 +1,321 @@
+"""``SwarmEngine``: the :class:`~core.engine.base.ContainerEngine` of a Docker Swarm, one service per
+container, so that the spawner and the gateway run on several hosts unchanged.
+
+A :class:`~core.engine.spec.ContainerSpec` becomes a one-replica service (:mod:`core.engine.swarm_spec`
+says what of it Swarm can carry); the "container id" the interface speaks of is the **service id**.
+``create`` makes the service with no replica (created, not started), ``start`` scales it to one,
+``stop`` back to none, ``remove`` removes the service (Swarm then removes its container on its node).
+
+What Swarm adds, for the callers that know they are on Swarm:
+
+- :meth:`SwarmEngine.task`: the service's task as Swarm tells it (:class:`TaskStatus`: state, pending
+  reason, node, container, assigned generic resources);
+- :meth:`SwarmEngine.wait_running`: waits for the task to run, reporting each new state to a callback
+  (progress for the user), and fails fast: :class:`~core.engine.base.Unplaceable` with Swarm's reason
+  when no node can take it, ``ImageMissing`` when its node lacks the image, ``EngineError`` otherwise;
+- :meth:`SwarmEngine.rooms`: what each node has free (for a profile offered only when it fits);
+- :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs; :meth:`SwarmEngine.address_of`:
+  where the hub reaches a port the container publishes on its node.
+
+Networks are overlay networks (attachable: a standalone container, a probe, can join them too) on the
+subnet Titan chose; docs/swarm-network.md says how they keep users apart across nodes. Images are
+looked up on the manager's engine only: that each node has an image is the image distribution's job
+(a node missing one makes the task fail with ``ImageMissing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import IPAMConfig, IPAMPool, ServiceMode
+
+from core.engine.base import (
+    ContainerGone,
+    ContainerInfo,
+    EngineError,
+    EngineInfo,
+    ImageMissing,
+    LabelFilter,
+    NetworkExists,
+    NetworkGone,
+    SubnetTaken,
+    Unplaceable,
+)
+from core.engine.docker import DockerEngine, label_filters
+from core.engine.spec import ContainerSpec
+from core.engine.swarm_nodes import NodeRoom, node_rooms
+from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
+
+__all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """The node a task runs on."""
+
+    node_id: str
+    hostname: str
+    address: str  # the node's address in the swarm (its Status.Addr): where its host-network ports are
+
+
+def swarm_error(error: BaseException, what: str) -> EngineError:
+    """Titan's error for a docker-py exception raised by a service call."""
+    if isinstance(error, EngineError):
+        return error
+    text = str(getattr(error, "explanation", None) or error)
+    lowered = text.lower()
+    status = getattr(error, "status_code", None)
+    if status == 404 or "not found" in lowered:
+        if "network" in lowered:
+            return NetworkGone(f"{what}: {text}")
+        return ContainerGone(f"{what}: {text}")
+    if status == 503 or "not a swarm manager" in lowered:
+        return EngineError(f"{what}: the engine is not a Swarm manager ({text})")
+    return EngineError(f"{what}: {text}")
+
+
+def _client_of(url: str, threads: int) -> Callable[[], docker.APIClient]:
+    return lambda: docker.DockerClient(base_url=url, max_pool_size=threads).api
+
+
+def _failure(name: str, task: TaskStatus) -> EngineError:
+    """The error of a task that ended before it ran."""
+    reason = task.error or task.message or task.state
+    if "no such image" in reason.lower():
+        return ImageMissing(f"{name}: its node has no such image: {reason}")
+    return EngineError(f"{name}: the task {task.state} on its node: {reason}")
+
+
+class SwarmEngine(DockerEngine):
+    """A Swarm through one of its managers (``manager``: a DOCKER_HOST URL; "": the environment's)."""
+
+    def __init__(self, manager: str = "", threads: int = 8, poll: float = 0.2,
+                 client_factory: Callable[[], docker.APIClient] | None = None) -> None:
+        if client_factory is None and manager:
+            client_factory = _client_of(manager, threads)
+        super().__init__(threads=threads, client_factory=client_factory)
+        self.poll = poll  # seconds between two looks at a task that is not there yet
+
+    async def _swarm(self, what: str, work: Callable[[docker.APIClient], Any]) -> Any:
+        try:
+            return await self._call(work)
+        except docker.errors.DockerException as error:
+            raise swarm_error(error, what) from None
+
+    # ---- services as containers ------------------------------------------------------------
+
+    async def create(self, spec: ContainerSpec) -> str:
+        arguments = service_arguments(spec)
+        try:
+            created = await self._call(lambda api: api.create_service(**arguments))
+        except docker.errors.APIError as error:
+            if error.status_code == 409:
+                raise EngineError(f"creating service {spec.name}: a service of that name exists") from None
+            raise swarm_error(error, f"creating service {spec.name}") from None
+        except docker.errors.DockerException as error:
+            raise swarm_error(error, f"creating service {spec.name}") from None
+        return str(created["ID"])
+
+    async def _scale(self, service_id: str, replicas: int, grace: float | None = None) -> None:
+        def work(api: docker.APIClient) -> None:
+            current = api.inspect_service(service_id)
+            template = dict(current["Spec"]["TaskTemplate"])
+            if grace is not None:
+                template["ContainerSpec"] = {**template["ContainerSpec"], "StopGracePeriod": int(grace * 1e9)}
+            api.update_service(current["ID"], current["Version"]["Index"], task_template=template,
+                               mode=ServiceMode("replicated", replicas=replicas), fetch_current_spec=True)
+
+        for attempt in range(5):
+            try:
+                await self._call(work)
+                return
+            except docker.errors.APIError as error:
+                # Swarm itself updates a new service (e.g. allocating its published ports): our version
+                # of it is then stale. Read it again and retry.
+                if "update out of sequence" not in str(error.explanation or error) or attempt == 4:
+                    raise swarm_error(error, f"scaling service {service_id[:12]} to {replicas}") from None
+                await asyncio.sleep(0.1 * (attempt + 1))
+            except docker.errors.DockerException as error:
+                raise swarm_error(error, f"scaling service {service_id[:12]} to {replicas}") from None
+
+    async def start(self, container_id: str) -> None:
+        await self._scale(container_id, 1)
+
+    async def stop(self, container_id: str, grace: float = 10) -> None:
+        """Scale to no replica and wait (at most ``grace`` + 15 s) until the task has ended."""
+        await self._scale(container_id, 0, grace)
+        deadline = time.monotonic() + grace + 15
+        while time.monotonic() < deadline:
+            task = await self.task(container_id)
+            if task is None or task.state in ENDED:
+                return
+            await asyncio.sleep(self.poll)
+        raise EngineError(f"service {container_id[:12]}: its task did not stop within {grace + 15:.0f} s")
+
+    async def remove(self, container_id: str) -> bool:
+        """Remove the service; False when it was gone. Swarm then stops and removes its container on
+        its node (within a few seconds; the task's stop grace period first)."""
+        try:
+            await self._call(lambda api: api.remove_service(container_id))
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as error:
+            raise swarm_error(error, f"removing service {container_id[:12]}") from None
+        return True
+
+    async def inspect(self, container_id: str) -> ContainerInfo:
+        service = await self._swarm(f"service {container_id[:12]}", lambda api: api.inspect_service(container_id))
+        return self._info(service, await self.task(str(service["ID"])))
+
+    async def list_containers(self, labels: LabelFilter) -> list[ContainerInfo]:
+        filters = {"label": label_filters(labels)}
+        services = await self._swarm("listing services", lambda api: api.services(filters=filters))
+        if not services:
+            return []
+        ids = [str(s["ID"]) for s in services]
+        tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"service": ids}))
+        by_service: dict[str, list[Mapping[str, Any]]] = {}
+        for task in tasks:
+            by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
+        result = []
+        for service in services:
+            latest = latest_task(by_service.get(str(service["ID"]), []))
+            result.append(self._info(service, task_status(latest) if latest else None))
+        return result
+
+    @staticmethod
+    def _info(service: Mapping[str, Any], task: TaskStatus | None) -> ContainerInfo:
+        spec = service.get("Spec") or {}
+        container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        return ContainerInfo(id=str(service["ID"]), name=str(spec.get("Name", "")),
+                             image=str(container.get("Image", "")), state=container_state(task),
+                             labels=dict(spec.get("Labels") or {}))
+
+    # ---- what only Swarm tells -----------------------------------------------------------------
+
+    async def task(self, service_id: str) -> TaskStatus | None:
+        """The service's newest task (None: it has none, e.g. created and not started)."""
+        tasks = await self._swarm(f"tasks of service {service_id[:12]}",
+                                  lambda api: api.tasks(filters={"service": service_id}))
+        latest = latest_task(tasks)
+        return task_status(latest) if latest else None
+
+    async def wait_running(self, service_id: str, within: float = 120, patience: float = 3.0,
+                           progress: Callable[[TaskStatus], None] | None = None) -> TaskStatus:
+        """Wait until the service's task runs; each new (state, reason) goes to ``progress``.
+
+        Raises :class:`Unplaceable` once Swarm has found no node for ``patience`` seconds (with its
+        reason: "no suitable node (insufficient resources on 2 nodes)"), ``ImageMissing`` or
+        ``EngineError`` when the task ends without running, ``EngineError`` after ``within`` seconds."""
+        name = service_id[:12]
+        deadline = time.monotonic() + within
+        unplaced_since: float | None = None
+        seen: tuple[str, str] | None = None
+        task: TaskStatus | None = None
+        while time.monotonic() < deadline:
+            task = await self.task(service_id)
+            if task is not None and task.desired == "remove":
+                task = None  # the task of an earlier start, scaled away: the new one is not there yet
+            if task is not None:
+                if progress is not None and (task.state, task.error) != seen:
+                    progress(task)
+                seen = (task.state, task.error)
+                if task.state == "running":
+                    return task
+                if task.state in ENDED:
+                    raise _failure(name, task)
+                if task.unplaceable:
+                    unplaced_since = unplaced_since or time.monotonic()
+                    if time.monotonic() - unplaced_since >= patience:
+                        raise Unplaceable(f"No node can run {name} now: Swarm says {task.error}")
+                else:
+                    unplaced_since = None
+            await asyncio.sleep(self.poll)
+        where = task.progress if task else "no task was made"
+        raise EngineError(f"{name}: not running after {within:.0f} s ({where})")
+
+    async def node_of(self, service_id: str) -> NodeAddress:
+        """The node the service's task is on; ``EngineError`` while it has none."""
+        task = await self.task(service_id)
+        if task is None or not task.node_id:
+            raise EngineError(f"service {service_id[:12]} has no task on a node yet")
+        node_id = task.node_id
+        node = await self._swarm(f"node {node_id[:12]}", lambda api: api.inspect_node(node_id))
+        return NodeAddress(node_id=node_id, hostname=str((node.get("Description") or {}).get("Hostname", "")),
+                           address=str((node.get("Status") or {}).get("Addr", "")))
+
+    async def address_of(self, service_id: str, port: int) -> tuple[str, int]:
+        """Where the hub reaches the service's container port ``port``, published on its node:
+        (the node's address, the port there). ``EngineError`` while it is not running or not published."""
+        task = await self.task(service_id)
+        if task is None or task.state != "running" or port not in task.ports:
+            raise EngineError(f"service {service_id[:12]} has no running task with port {port} published")
+        return (await self.node_of(service_id)).address, task.ports[port]
+
+    async def rooms(self) -> list[NodeRoom]:
+        """What each ready, active node has free now (core.engine.swarm_nodes: ``no_room_reason``
+        decides from it whether a profile can start anywhere)."""
+        nodes = await self._swarm("listing nodes", lambda api: api.nodes())
+        tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"desired-state": "running"}))
+        return node_rooms(nodes, tasks)
+
+    async def info(self) -> EngineInfo:
+        """CPUs and memory of every node that is ready and active."""
+        nodes = await self._swarm("listing nodes", lambda api: api.nodes())
+        cpus = memory = 0
+        for node in nodes:
+            if (node.get("Status") or {}).get("State") != "ready" or \
+                    (node.get("Spec") or {}).get("Availability") != "active":
+                continue
+            resources = (node.get("Description") or {}).get("Resources") or {}
+            cpus += int(resources.get("NanoCPUs", 0))
+            memory += int(resources.get("MemoryBytes", 0))
+        return EngineInfo(cpus=cpus / 1e9, memory=memory)
+
+    # ---- networks: overlay, attachable -----------------------------------------------------------
+
+    async def create_network(self, name: str, subnet: str, gateway: str, labels: Mapping[str, str]) -> None:
+        """An attachable overlay network. Swarm accepts an overlay whose subnet overlaps another
+        network's (measured on 20.10), so the overlap is checked here first: ``SubnetTaken`` (two
+        creates at the same moment from two processes can still both pass the check)."""
+        wanted = ipaddress.ip_network(subnet, strict=False)
+        for network in await self.list_networks():
+            if network.name == name:
+                raise NetworkExists(f"network {name} exists")
+            subnets = network.subnets
+            if not subnets and network.name not in ("host", "none"):
+                # A listing shows a just-made overlay without its subnet for a while (measured); its
+                # inspection has it.
+                try:
+                    subnets = (await self.inspect_network(network.id)).subnets
+                except NetworkGone:
+                    continue
+            for other in subnets:
+                taken = ipaddress.ip_network(other, strict=False)
+                if taken.version == wanted.version and taken.overlaps(wanted):
+                    raise SubnetTaken(f"subnet {subnet} of network {name} overlaps network {network.name} ({other})")
+        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)])
+        try:
+            await self._call(lambda api: api.create_network(name, driver="overlay", attachable=True,
+                                                            check_duplicate=True, labels=dict(labels), ipam=ipam))
+        except docker.errors.APIError as error:
+            text = str(error.explanation or error)
+            if error.status_code == 409:
+                raise NetworkExists(f"network {name} exists") from None
+            if "overlap" in text.lower():
+                raise SubnetTaken(f"subnet {subnet} of network {name} overlaps another network: {text}") from None
+            raise EngineError(f"Docker refused to create overlay network {name}: {text}") from None
+        # Swarm shows the new network's subnet only once its allocator has run (measured: often at
+        # once, sometimes not): wait for it (at most 5 s), so that the next create sees the overlap.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if (await self.inspect_network(name)).subnets:
+                return
+            await asyncio.sleep(self.poll / 4)

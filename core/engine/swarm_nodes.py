@@ -1,0 +1,97 @@
+"""What each node of a swarm has left (pure): :class:`NodeRoom` from Swarm's node and task records,
+and :func:`no_room_reason`, the one decision "can any node hold this now?" that lets a profile be
+offered, or shown disabled with the reason, before a spawn ever waits on Swarm's scheduler.
+
+Swarm places a task where the node's CPUs, memory and generic resources, minus the reservations of
+the tasks it already runs, cover the task's reservations; Titan reserves what it limits
+(core.engine.swarm_spec), so the room computed here is the room Swarm sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.labels import NODE_POOL
+
+#: Task states that hold their reservations on their node.
+HOLDING = frozenset({"assigned", "accepted", "ready", "preparing", "starting", "running"})
+
+
+@dataclass(frozen=True)
+class NodeRoom:
+    """One ready, active node: its pool and what is free on it."""
+
+    node_id: str
+    hostname: str
+    address: str
+    pool: str  # its node label titan.pool ("": none)
+    cpus: float  # free CPUs
+    memory: int  # free bytes
+    resources: Mapping[str, int] = field(default_factory=dict)  # free units of each generic resource
+
+
+def _generic(entries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Units of each kind in a GenericResources list (a named resource is one unit)."""
+    units: dict[str, int] = {}
+    for entry in entries:
+        named, discrete = entry.get("NamedResourceSpec"), entry.get("DiscreteResourceSpec")
+        if named:
+            units[str(named["Kind"])] = units.get(str(named["Kind"]), 0) + 1
+        if discrete:
+            units[str(discrete["Kind"])] = units.get(str(discrete["Kind"]), 0) + int(discrete["Value"])
+    return units
+
+
+def node_rooms(nodes: Sequence[Mapping[str, Any]], tasks: Sequence[Mapping[str, Any]]) -> list[NodeRoom]:
+    """The room on each ready, active node (``GET /nodes``), given every task (``GET /tasks``)."""
+    held: dict[str, tuple[int, int, dict[str, int]]] = {}
+    for task in tasks:
+        if (task.get("Status") or {}).get("State") not in HOLDING or task.get("DesiredState") != "running":
+            continue
+        reserved = ((task.get("Spec") or {}).get("Resources") or {}).get("Reservations") or {}
+        cpus, memory, units = held.get(str(task.get("NodeID", "")), (0, 0, {}))
+        for kind, count in _generic(reserved.get("GenericResources") or []).items():
+            units[kind] = units.get(kind, 0) + count
+        held[str(task.get("NodeID", ""))] = (cpus + int(reserved.get("NanoCPUs", 0)),
+                                             memory + int(reserved.get("MemoryBytes", 0)), units)
+    rooms = []
+    for node in nodes:
+        status, spec = node.get("Status") or {}, node.get("Spec") or {}
+        if status.get("State") != "ready" or spec.get("Availability") != "active":
+            continue
+        description = node.get("Description") or {}
+        resources = description.get("Resources") or {}
+        cpus, memory, units = held.get(str(node["ID"]), (0, 0, {}))
+        total = _generic(resources.get("GenericResources") or [])
+        rooms.append(NodeRoom(
+            node_id=str(node["ID"]), hostname=str(description.get("Hostname", "")), address=str(status.get("Addr", "")),
+            pool=str((spec.get("Labels") or {}).get(NODE_POOL, "")),
+            cpus=(int(resources.get("NanoCPUs", 0)) - cpus) / 1e9, memory=int(resources.get("MemoryBytes", 0)) - memory,
+            resources={kind: count - units.get(kind, 0) for kind, count in total.items()},
+        ))
+    return rooms
+
+
+def no_room_reason(rooms: Sequence[NodeRoom], cores: float, memory: int, pool: str = "",
+                   resources: Mapping[str, int] | None = None) -> str:
+    """"" when some node can hold a container of that size now, else why not, for a user."""
+    wanted = dict(resources or {})
+    candidates = [room for room in rooms if not pool or room.pool == pool]
+    if not candidates:
+        return f"no node is in the pool {pool!r}" if pool else "no node is ready"
+    for room in candidates:
+        if room.cpus >= cores and room.memory >= memory and \
+                all(room.resources.get(kind, 0) >= count for kind, count in wanted.items()):
+            return ""
+    short = []
+    if all(room.cpus < cores for room in candidates):
+        short.append(f"{cores:g} CPUs")
+    if all(room.memory < memory for room in candidates):
+        short.append(f"{memory / 1024**3:.3g} GiB of memory")
+    short += [f"{count} {kind}" for kind, count in wanted.items()
+              if all(room.resources.get(kind, 0) < count for room in candidates)]
+    what = ", ".join(short) or "all of it at once"
+    where = f"in the pool {pool!r}" if pool else f"of the {len(candidates)} nodes"
+    return f"no node {where} has {what} free now"

@@ -1,0 +1,154 @@
+"""The pure half of :mod:`core.engine.swarm`: a :class:`~core.engine.spec.ContainerSpec` to the
+arguments of docker-py's ``create_service``, and Swarm's task records to Titan's :class:`TaskStatus`.
+
+What of a ContainerSpec a Swarm service can carry (engine API 1.41, Docker 20.10, docker-py 7.2):
+
+- limits: CPU (NanoCPUs) and memory, with **reservations equal to the limits**, so that Swarm only
+  places a task where that much is free and packs nodes honestly; the process limit as
+  ``Resources.Limits.Pids`` (API 1.41; docker-py has no argument for it, so it is set in the dict).
+  A service cannot set memory+swap: the engine gives it twice the limit (swap of the same size).
+- hardening: ``cap_drop`` (API 1.41) and ``init``; **no-new-privileges cannot be asked per service**
+  before API 1.44, so every node's engine turns it on for all its containers
+  (``"no-new-privileges": true`` in its daemon.json: the test bed and the Ansible role do so).
+- named volumes stay volume mounts (on the node the task lands on); host directories stay binds.
+- placement: the node pool as the constraint ``node.labels.titan.pool==<pool>``; generic resources
+  (``{"gpu": 1}``) as the task's resource reservations: Swarm picks the unit and tells the
+  container in ``DOCKER_RESOURCE_GPU``. Exact GPU uuids (``spec.gpus``) cannot be asked for.
+- published ports: host mode on the task's node (``TaskStatus.ports`` says which port it got).
+- networks: a named (overlay) network with endpoint mode ``dnsrr`` (VIP needs IPVS, absent from
+  some kernels); another container's namespace (``container:<id>``) is impossible on Swarm.
+- one replica, restart condition ``none``: a server that ended is not started again behind the
+  hub's back. The image is never resolved against a registry (docker-py sends no digest lookup, as
+  the CLI's ``--no-resolve-image``): it must be on the node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from docker.types import ContainerSpec as SwarmContainerSpec
+from docker.types import EndpointSpec, Mount, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
+
+from core.engine.base import EngineError
+from core.engine.spec import ContainerSpec
+from core.labels import NODE_POOL
+
+#: Swarm task states, in their order; from "running" on nothing more happens to the task but its end.
+BEFORE_RUNNING = ("new", "pending", "assigned", "accepted", "ready", "preparing", "starting")
+ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
+
+
+def service_arguments(spec: ContainerSpec, replicas: int = 0) -> dict[str, Any]:
+    """``create_service`` keyword arguments of ``spec`` (``replicas`` 0: created, not started)."""
+    if spec.gpus:
+        raise EngineError(f"{spec.name}: a Swarm service cannot be given GPUs by uuid; ask for generic "
+                          f"resources instead (resources={{'gpu': {len(spec.gpus)}}})")
+    if spec.network.startswith("container:"):
+        raise EngineError(f"{spec.name}: a Swarm service cannot join another container's network namespace "
+                          f"({spec.network}); give it a network")
+    container = SwarmContainerSpec(
+        spec.image, command=list(spec.command) or None, env=dict(spec.environment), labels=dict(spec.labels),
+        user=spec.user or None, init=spec.init, cap_drop=list(spec.hardening.cap_drop) or None,
+        mounts=[Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts] or None,
+    )
+    nano = int(round(spec.cores * 1e9)) if spec.cores else None
+    memory = spec.memory or None
+    resources = Resources(cpu_limit=nano, mem_limit=memory, cpu_reservation=nano, mem_reservation=memory,
+                          generic_resources=dict(spec.resources) or None)
+    resources.setdefault("Limits", {})["Pids"] = spec.processes
+    constraints = [f"node.labels.{NODE_POOL}=={spec.pool}"] if spec.pool else None
+    template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
+                            placement=Placement(constraints=constraints) if constraints else None)
+    return {
+        "task_template": template, "name": spec.name, "labels": dict(spec.labels),
+        "mode": ServiceMode("replicated", replicas=replicas),
+        "endpoint_spec": EndpointSpec(mode="dnsrr", ports=[_published(target, port)
+                                                           for target, port in spec.publish.items()] or None),
+        "networks": [spec.network] if spec.network else None,
+    }
+
+
+def _published(target: int, port: int) -> dict[str, Any]:
+    published: dict[str, Any] = {"Protocol": "tcp", "TargetPort": target, "PublishMode": "host"}
+    if port:
+        published["PublishedPort"] = port
+    return published
+
+
+@dataclass(frozen=True)
+class TaskStatus:
+    """Where a service's (latest) task stands, as Swarm tells it."""
+
+    state: str  # Swarm's task state: "pending", "running", "rejected", ... (BEFORE_RUNNING, ENDED)
+    desired: str = "running"  # what Swarm wants of it: "running"; "shutdown" (it ended); "remove" (scaled down)
+    message: str = ""  # Swarm's word on the state ("scheduled", "started", "pending task scheduling")
+    error: str = ""  # why it waits or ended: "no suitable node (insufficient resources on 2 nodes)"
+    node_id: str = ""  # "" until the task is assigned to a node
+    container_id: str = ""  # "" until the container exists on its node
+    exit_code: int | None = None
+    assigned: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # generic resources: {"gpu": ("a",)}
+    ports: Mapping[int, int] = field(default_factory=dict)  # container port -> its port on the node
+
+    @property
+    def unplaceable(self) -> bool:
+        """Swarm found no node for it (it stays pending, and may never run)."""
+        return self.state in ("new", "pending") and "no suitable node" in self.error
+
+    @property
+    def progress(self) -> str:
+        """One line for a user watching their server start."""
+        if self.unplaceable:
+            return f"waiting for a node with room for it: {self.error}"
+        if self.state == "running":
+            return "running"
+        if self.state in ENDED:
+            return f"{self.state}: {self.error or self.message}"
+        return f"{self.state}: {self.message}" if self.message else self.state
+
+
+def task_status(task: Mapping[str, Any]) -> TaskStatus:
+    """A task record (``GET /tasks``) as a :class:`TaskStatus`."""
+    status = task.get("Status") or {}
+    container = status.get("ContainerStatus") or {}
+    assigned: dict[str, list[str]] = {}
+    for resource in task.get("GenericResources") or task.get("AssignedGenericResources") or []:  # API: the former
+        named = resource.get("NamedResourceSpec")
+        if named:
+            assigned.setdefault(str(named["Kind"]), []).append(str(named["Value"]))
+        discrete = resource.get("DiscreteResourceSpec")
+        if discrete:
+            assigned.setdefault(str(discrete["Kind"]), []).append(str(discrete["Value"]))
+    return TaskStatus(
+        state=str(status.get("State", "")), desired=str(task.get("DesiredState", "")),
+        message=str(status.get("Message", "")), error=str(status.get("Err", "")),
+        node_id=str(task.get("NodeID", "")), container_id=str(container.get("ContainerID", "")),
+        exit_code=container.get("ExitCode") if status.get("State") in ENDED else None,
+        assigned={kind: tuple(values) for kind, values in assigned.items()},
+        ports={int(p["TargetPort"]): int(p["PublishedPort"])
+               for p in (status.get("PortStatus") or {}).get("Ports") or [] if p.get("PublishedPort")},
+    )
+
+
+def latest_task(tasks: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The newest task of a one-replica service (a restart of the service makes a new one)."""
+    if not tasks:
+        return None
+    return max(tasks, key=lambda t: (str(t.get("DesiredState", "")) not in ("shutdown", "remove"),
+                                     _instant(str(t.get("CreatedAt", "")))))
+
+
+def _instant(stamp: str) -> str:
+    """An RFC 3339 time of Swarm's (fractions of any length) in a form that sorts as time."""
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    return f"{whole}.{fraction.ljust(9, '0')}"
+
+
+def container_state(task: TaskStatus | None) -> str:
+    """The Docker container state (ContainerInfo.state, core.labels.ALIVE) a task's state stands for."""
+    if task is None or task.state in BEFORE_RUNNING:
+        return "created"
+    if task.state == "running":
+        return "running"
+    return "exited"
