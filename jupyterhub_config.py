@@ -142,6 +142,9 @@ if settings.service["enabled"]:
     c.JupyterHub.services.append(titan_service.service(settings, address))
     c.TitanDockerSpawner.titan_service_url = f"http://{address}:{settings.service['port']}/services/titan/"
     c.JupyterHub.load_roles = titan_service.with_service_roles(c.JupyterHub.load_roles)
+    # A server calls the service as its owner (JupyterLab's Share… and autosave status, titan_lab).
+    c.Spawner.server_token_scopes = titan_service.with_server_token_scopes(
+        list(c.Spawner.server_token_scopes) if "server_token_scopes" in c.Spawner else [])
 
 # ---- idle culling ---------------------------------------------------------------------
 # Each server stops itself after its profile's idle_timeout (default culling.timeout), through

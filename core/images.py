@@ -77,7 +77,9 @@ def build_args(recipe: Recipe) -> dict[str, str]:
 
 def _folder_digest(folder: Path) -> str:
     digest = hashlib.sha256()
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+    # What a local build leaves (Python caches, npm's node_modules) is not the recipe.
+    for path in sorted(p for p in folder.rglob("*")
+                       if p.is_file() and not {"__pycache__", "node_modules"} & set(p.parts)):
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()

@@ -82,3 +82,13 @@ def _repo_root() -> str:
     from core.settings import REPO_ROOT
 
     return str(REPO_ROOT)
+
+
+#: What a server's own token needs for Titan inside JupyterLab (images/minimal/titan_lab: Share…,
+#: the autosave status): the defaults of JupyterHub's ``server`` role, and the service as the owner.
+SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", ACCESS_SCOPE]
+
+
+def with_server_token_scopes(scopes: list[str]) -> list[str]:
+    """``Spawner.server_token_scopes`` plus what a server needs to call the service as its owner."""
+    return [*scopes, *(s for s in SERVER_TOKEN_SCOPES if s not in scopes)]

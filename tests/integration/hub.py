@@ -213,8 +213,10 @@ def containers(deployment: str, all_states: bool = True) -> list[dict[str, Any]]
     ids = subprocess.run(args, capture_output=True, text=True, check=True).stdout.split()
     if not ids:
         return []
-    out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
-    inspected: list[dict[str, Any]] = json.loads(out)
+    # A container may go between the listing and the inspection (a Dask worker closing, say):
+    # `docker inspect` then prints the others and fails; those it printed are the answer.
+    out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=False).stdout
+    inspected: list[dict[str, Any]] = json.loads(out or "[]")
     return inspected
 
 

@@ -265,12 +265,14 @@ def test_containers_reach_the_hub_the_gateway_and_the_service_at_their_addresses
             "hub": status(os.environ["JUPYTERHUB_API_URL"] + "/user"),
             "gateway": status(os.environ["DASK_GATEWAY__ADDRESS"] + "/api/health", token=False),
             "service": status(os.environ["TITAN_SERVICE_URL"] + "api/openapi.json", token=False),
+            "service_as_owner": status(os.environ["TITAN_SERVICE_URL"] + "api/openapi.json"),
         }))
     """)
     address = hub.titan_address
     assert all(value.startswith(f"http://{address}:") for value in seen["env"].values()), seen
     assert seen["hub"] == 200 and seen["gateway"] == 200
-    assert seen["service"] == 403, seen  # reached: the service itself refuses a server token without its scope
+    assert seen["service"] == 403, seen  # reached: the service itself refuses an anonymous call
+    assert seen["service_as_owner"] == 200, seen  # and answers the server's own token (its owner)
 
 
 def test_nothing_of_the_deployment_listens_on_every_interface(hub: Hub) -> None:

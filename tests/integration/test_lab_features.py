@@ -65,7 +65,7 @@ def server_container(hub: Hub, user: str, server: str) -> str:
 def hub(tmp_path_factory: pytest.TempPathFactory, built_images: dict[str, str]) -> Iterator[Hub]:
     """The module's hub (its containers' logs are printed when a test fails: conftest.dump_on_failure)."""
     with running_hub(tmp_path_factory.mktemp("labhub"), {"hub": {"admin_users": [ADMIN]},
-                                                         "service": {"enabled": False}}) as running:
+                                                         "service": {"check_interval": 2}}) as running:
         yield running
 
 
@@ -206,3 +206,128 @@ def test_a_widget_dashboard_answers_its_viewer(lab: Lab) -> None:
         assert foreign_requests(driver, lab.hub.url) == []
         loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
         assert any("fontawesome/css/all.min.css" in url for url in loaded), loaded
+
+
+# ---------------------------------------------------------------------------- Titan inside Lab (titan-lab)
+
+SHARE_NOTEBOOK = {
+    "cells": [{"cell_type": "markdown", "id": "m1", "metadata": {},
+               "source": ["# Quarterly numbers, shared from Lab"]}],
+    "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+    "nbformat": 4, "nbformat_minor": 5,
+}
+
+
+def write_in_home(lab: Lab, path: str, text: str) -> None:
+    written = exec_in(server_container(lab.hub, lab.alice, ""), "python3", "-c",
+                      "import pathlib, sys; p = pathlib.Path('/home/jovyan', sys.argv[1]); "
+                      "p.parent.mkdir(parents=True, exist_ok=True); p.write_text(sys.argv[2])", path, text,
+                      user="jovyan")
+    assert written.returncode == 0, written.stderr
+
+
+def open_in_lab(driver: Any, lab: Lab, path: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    dev_login(driver, lab.hub.url, lab.alice)
+    driver.get(f"{lab.hub.url}/user/{lab.alice}/lab/tree/{path}")
+    WebDriverWait(driver, TIMEOUT).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".titan-lab-share-button"))
+
+
+def status_text(driver: Any, selector: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    return str(found[0].text) if found else ""
+
+
+def test_lab_shows_the_servers_profile_and_limits(lab: Lab) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    model = lab.user_api("GET", "titan/api/server").json()
+    assert (model["profile"], model["cpu"], model["memory"]) == ("small", 1.0, parse_memory("2G")), model
+    bob_token = lab.hub.admin.user_token(lab.bob)
+    assert lab.user_api("GET", "titan/api/server", token=bob_token).status_code == 403
+    with chromium(TIMEOUT) as driver:
+        dev_login(driver, lab.hub.url, lab.alice)
+        driver.get(f"{lab.hub.url}/user/{lab.alice}/lab")
+        shown = WebDriverWait(driver, TIMEOUT).until(lambda d: status_text(d, ".titan-lab-server"))
+        assert shown == "small · 1 CPU · 2 GB", shown
+
+
+def test_share_in_lab_makes_a_link_another_user_opens(lab: Lab) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    write_in_home(lab, "reports/q3.ipynb", json.dumps(SHARE_NOTEBOOK))
+    with chromium(TIMEOUT) as driver:
+        open_in_lab(driver, lab, "reports/q3.ipynb")
+        driver.find_element(By.CSS_SELECTOR, ".titan-lab-share-button").click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".titan-lab-share-form"))
+        Select(driver.find_element(By.NAME, "expiry")).select_by_value("86400")
+        driver.find_element(By.CSS_SELECTOR, ".jp-Dialog-button.jp-mod-accept").click()
+        anchor = WebDriverWait(driver, TIMEOUT).until(
+            lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, ".titan-lab-link")), None))
+        url = anchor.get_attribute("href")
+        access = status_text(driver, ".titan-lab-link-access")
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "lab-share-link.png"))
+        assert url.startswith(f"{lab.hub.url}/services/titan/"), url
+        assert access.startswith("Open to everyone who can log in, until "), access
+        driver.find_element(By.CSS_SELECTOR, ".jp-Dialog-button.jp-mod-accept").click()
+
+        # The service's refusal, in its own words: a dashboard needs an image with Voila, and the
+        # small profile's own image (minimal) has none.
+        driver.find_element(By.CSS_SELECTOR, ".titan-lab-share-button").click()
+        WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".titan-lab-share-form"))
+        Select(driver.find_element(By.NAME, "kind")).select_by_value("dashboard")
+        driver.find_element(By.CSS_SELECTOR, ".jp-Dialog-button.jp-mod-accept").click()
+        refusal = WebDriverWait(driver, TIMEOUT).until(
+            lambda d: next((e.text for e in d.find_elements(By.CSS_SELECTOR, ".jp-Dialog-content")
+                            if "Not shared" in e.text), None))
+        assert "cannot run voila dashboards" in refusal, refusal
+        assert foreign_requests(driver, lab.hub.url) == []
+    bob = lab.hub.login(lab.bob)
+    report = bob.get(url, timeout=60)
+    assert report.status_code == 200 and "Quarterly numbers, shared from Lab" in report.text, report.status_code
+    assert requests.get(url, timeout=60, allow_redirects=False).status_code in (302, 401, 403)  # not anonymous
+
+
+def test_the_autosave_status_follows_a_snapshot(lab: Lab) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    container = server_container(lab.hub, lab.alice, "")
+    made = exec_in(container, "bash", "-c",
+                   "set -e; mkdir -p ~/proj && cd ~/proj && git init -q -b main && "
+                   "git -c user.email=a@b -c user.name=a commit -q --allow-empty -m start", user="jovyan")
+    assert made.returncode == 0, made.stderr
+    write_in_home(lab, "proj/notes.ipynb", json.dumps(SHARE_NOTEBOOK))
+    service = requests.Session()
+    service.headers["Authorization"] = f"token {lab.alice_token}"
+    api = f"{lab.hub.url}/services/titan/api/users/{lab.alice}/autosave"
+    saved = service.put(api, json={"enabled": True, "interval": 3600, "repositories": [{"path": "proj"}]}, timeout=60)
+    assert saved.status_code == 200, saved.text
+    repo = saved.json()["repositories"][0]
+    with chromium(TIMEOUT) as driver:
+        open_in_lab(driver, lab, "proj/notes.ipynb")
+
+        def shown_commit(d: Any) -> str:
+            found = d.find_elements(By.CSS_SELECTOR, ".titan-lab-autosave")
+            return str(found[0].get_attribute("data-last-commit") or "") if found else ""
+
+        # The service's first pass snapshots at once; the item follows the notebook's repository.
+        first = WebDriverWait(driver, TIMEOUT).until(shown_commit)
+        write_in_home(lab, "proj/notes.ipynb", json.dumps({**SHARE_NOTEBOOK, "metadata": {"changed": True}}))
+        snapshot = service.post(f"{api}/repos/{repo['id']}/snapshot", timeout=120)
+        assert snapshot.status_code == 200, snapshot.text
+        second = snapshot.json()["last_commit"]
+        assert second and second != first, snapshot.json()
+        WebDriverWait(driver, 30).until(lambda d: shown_commit(d) == second)
+        after = status_text(driver, ".titan-lab-autosave")
+        assert after.startswith("Autosave: saved "), after
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "lab-autosave-status.png"))
+    # A dev login holds no GitHub token: the snapshot stays on the server, and the item says why.
+    assert after.endswith("· sign in again to push"), after

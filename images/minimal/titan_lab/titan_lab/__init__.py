@@ -1,0 +1,34 @@
+"""Titan inside JupyterLab: the server half of the ``titan-lab`` JupyterLab extension.
+
+- ``titan/api/server``: this server's profile, image and limits (the spawner's environment), for
+  the status bar.
+- ``titan/api/autosave`` and ``titan/api/links``: the Titan service's autosave status and its
+  share links, asked with this server's own token (the owner's identity; the service decides what
+  the owner may do and words its errors, which the extension shows as they are). See handlers.py.
+- The Dask sidebar (dask-labextension, where the image has it) also shows the user's Gateway
+  clusters made elsewhere, from a notebook say (adopt.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+from typing import Any
+
+ADOPT_EVERY = 3.0  # seconds between two looks at the Gateway
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "titan_lab"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    from titan_lab.handlers import routes
+
+    server_app.web_app.add_handlers(".*$", routes(server_app.web_app.settings["base_url"]))
+    if not os.environ.get("DASK_GATEWAY__ADDRESS") or importlib.util.find_spec("dask_labextension") is None:
+        return
+    from titan_lab.adopt import adopt_forever
+
+    server_app.io_loop.add_callback(lambda: asyncio.ensure_future(adopt_forever(server_app.log, ADOPT_EVERY)))
