@@ -217,17 +217,22 @@ class DockerEngine:
     # ---- networks ------------------------------------------------------------------------
 
     async def create_network(self, name: str, subnet: str, gateway: str, labels: Mapping[str, str]) -> None:
+        await self._create_network(name, subnet, gateway, labels, driver="bridge")
+
+    async def _create_network(self, name: str, subnet: str, gateway: str, labels: Mapping[str, str],
+                              driver: str, **options: Any) -> None:
+        """Create a ``driver`` network (docker-py's ``options`` passed on), its errors named."""
         ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)])
         try:
-            await self._call(lambda api: api.create_network(name, driver="bridge", check_duplicate=True,
-                                                            labels=dict(labels), ipam=ipam))
+            await self._call(lambda api: api.create_network(name, driver=driver, check_duplicate=True,
+                                                            labels=dict(labels), ipam=ipam, **options))
         except docker.errors.APIError as error:
             text = str(error.explanation or error)
             if error.status_code == 409:
                 raise NetworkExists(f"network {name} exists") from None
             if "overlap" in text.lower():
                 raise SubnetTaken(f"subnet {subnet} of network {name} overlaps another network: {text}") from None
-            raise EngineError(f"Docker refused to create network {name}: {text}") from None
+            raise EngineError(f"Docker refused to create {driver} network {name}: {text}") from None
 
     async def inspect_network(self, name: str) -> NetworkInfo:
         try:

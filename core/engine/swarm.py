@@ -34,7 +34,7 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.types import IPAMConfig, IPAMPool, ServiceMode
+from docker.types import ServiceMode
 
 from core.engine.base import (
     ContainerGone,
@@ -301,17 +301,7 @@ class SwarmEngine(DockerEngine):
                 taken = ipaddress.ip_network(other, strict=False)
                 if taken.version == wanted.version and taken.overlaps(wanted):
                     raise SubnetTaken(f"subnet {subnet} of network {name} overlaps network {network.name} ({other})")
-        ipam = IPAMConfig(pool_configs=[IPAMPool(subnet=subnet, gateway=gateway)])
-        try:
-            await self._call(lambda api: api.create_network(name, driver="overlay", attachable=True,
-                                                            check_duplicate=True, labels=dict(labels), ipam=ipam))
-        except docker.errors.APIError as error:
-            text = str(error.explanation or error)
-            if error.status_code == 409:
-                raise NetworkExists(f"network {name} exists") from None
-            if "overlap" in text.lower():
-                raise SubnetTaken(f"subnet {subnet} of network {name} overlaps another network: {text}") from None
-            raise EngineError(f"Docker refused to create overlay network {name}: {text}") from None
+        await self._create_network(name, subnet, gateway, labels, driver="overlay", attachable=True)
         # Swarm shows the new network's subnet only once its allocator has run (measured: often at
         # once, sometimes not): wait for it (at most 5 s), so that the next create sees the overlap.
         deadline = time.monotonic() + 5
