@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
@@ -42,11 +41,3 @@ def dev_login(driver: Any, hub_url: str, username: str) -> None:
     driver.find_element(By.NAME, "password").send_keys("any")
     driver.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
     WebDriverWait(driver, 60).until(lambda d: "/hub/login" not in d.current_url)
-
-
-def foreign_requests(driver: Any, hub_url: str) -> list[str]:
-    """Every resource the page loaded (or tried to) from a host other than the hub's."""
-    entries = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
-    hub_host = urlsplit(hub_url).netloc
-    return [url for url in entries if urlsplit(url).scheme in ("http", "https", "ws", "wss")
-            and urlsplit(url).netloc != hub_host]

@@ -45,6 +45,14 @@ def requests_seen(driver: Any) -> list[Request]:
     return [r for r in found.values() if r.url.startswith(("http:", "https:"))]
 
 
+
+def foreign_requests(driver: Any, hub_url: str) -> list[str]:
+    """The requests since the last look (``requests_seen``) that went to a host other than the hub's."""
+    seen = requests_seen(driver)
+    assert seen, "the browser's network log is empty: nothing to judge the page by"
+    hub_host = urlsplit(hub_url).netloc
+    return [r.url for r in seen if r.host != hub_host]
+
 def set_width(driver: Any, width: int) -> None:
     """Emulate a viewport ``width`` CSS pixels wide (a phone's for narrow ones: mobile, meta viewport)."""
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {

@@ -29,8 +29,9 @@ import requests
 from tornado import httpclient, websocket
 
 from tests.helpers import wait_for
-from tests.integration.browser import ARTIFACTS, chromium, foreign_requests
+from tests.integration.browser import ARTIFACTS, chromium
 from tests.integration.hub import Hub, containers, dump_containers, exec_in, remove_deployment, start_hub, stop_hub
+from tests.integration.pagecheck import foreign_requests
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 

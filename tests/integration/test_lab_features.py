@@ -18,8 +18,9 @@ import requests
 
 from core.units import parse_memory
 from tests.helpers import wait_for
-from tests.integration.browser import ARTIFACTS, chromium, dev_login, foreign_requests
+from tests.integration.browser import ARTIFACTS, chromium, dev_login
 from tests.integration.hub import Hub, containers, exec_in, running_hub
+from tests.integration.pagecheck import foreign_requests
 
 pytestmark = [pytest.mark.docker, pytest.mark.hub, pytest.mark.slow]
 

@@ -39,14 +39,16 @@ class Adopter:
         for name in sorted(running - self._managed_names()):
             # Shutting it down from the sidebar shuts the cluster down, as for the sidebar's own.
             cluster = await self.gateway.connect(name, shutdown_on_close=True)
-            self.clusters._clusters[sidebar_id(name)] = cluster
-            self.clusters._cluster_names[sidebar_id(name)] = f"Gateway cluster {name[:8]}"
+            key = sidebar_id(name)
+            self.clusters._clusters[key] = cluster
+            self.clusters._cluster_names[key] = f"Gateway cluster {name[:8]}"
             self.adopted.add(name)
         for name in sorted(self.adopted - running):
             self.adopted.discard(name)
-            cluster = self.clusters._clusters.pop(sidebar_id(name), None)
-            self.clusters._cluster_names.pop(sidebar_id(name), None)
-            self.clusters._adaptives.pop(sidebar_id(name), None)
+            key = sidebar_id(name)
+            cluster = self.clusters._clusters.pop(key, None)
+            self.clusters._cluster_names.pop(key, None)
+            self.clusters._adaptives.pop(key, None)
             if cluster is not None:
                 cluster.shutdown_on_close = False  # it is gone already: only the connection goes
                 await cluster.close()

@@ -30,7 +30,6 @@ def server_model(env: dict[str, str]) -> dict[str, Any]:
             return None
 
     return {"profile": env.get("TITAN_PROFILE", ""), "image": env.get("TITAN_IMAGE", ""),
-            "server": env.get("JUPYTERHUB_SERVER_NAME", ""), "user": env.get("JUPYTERHUB_USER", ""),
             "cpu": number("CPU_LIMIT"), "memory": number("MEM_LIMIT"),
             "service": bool(env.get("TITAN_SERVICE_URL"))}
 
