@@ -53,6 +53,12 @@ class Settings:
     network: Mapping[str, Any] = field(default_factory=lambda: dict(NETWORK_DEFAULTS))
     poll_interval: float = 30.0
     engine: str = "docker"  # "docker" or "swarm": core.engine.factory.build_engine
+    swarm: Mapping[str, Any] = field(default_factory=lambda: dict(SWARM_DEFAULTS))  # only for engine "swarm"
+
+    @property
+    def published_ports(self) -> tuple[int, int]:
+        """The swarm's published port range (swarm.published_ports) as (low, high)."""
+        return port_range(self.swarm["published_ports"])
 
     @property
     def network_plan(self) -> NetworkPlan:
@@ -125,6 +131,30 @@ DEPRECATED_SECTIONS: Mapping[str, tuple[str, str]] = {"autosave": ("service", "2
 NETWORK_DEFAULTS: Mapping[str, Any] = {"pool": "10.213.0.0/16", "subnet_prefix": 24}
 
 
+SWARM_DEFAULTS: Mapping[str, Any] = {"manager": "", "hub_address": "", "published_ports": "30000-30999"}
+
+
+def port_range(text: str) -> tuple[int, int]:
+    """``"30000-30999"`` as (30000, 30999); ValueError when it is not a range of ports."""
+    low_text, _, high_text = text.partition("-")
+    low, high = int(low_text), int(high_text)
+    if not 1024 <= low <= high <= 65535:
+        raise ValueError(f"{text!r} is not a port range low-high within 1024-65535")
+    return low, high
+
+
+def _swarm(document: Mapping[str, Any], engine: str, source: str) -> dict[str, Any]:
+    swarm = {**SWARM_DEFAULTS, **document}
+    try:
+        port_range(swarm["published_ports"])
+    except ValueError as error:
+        raise SettingsError(f"{source}: at swarm.published_ports: {error}") from None
+    if engine == "swarm" and not swarm["hub_address"]:
+        raise SettingsError(f"{source}: at swarm.hub_address: engine: swarm needs the hub host's address on the "
+                            f"nodes' network (where servers on every node reach the hub)")
+    return swarm
+
+
 CULLING_DEFAULTS: Mapping[str, Any] = {"enabled": True, "timeout": 7200.0, "every": 300, "log_level": "INFO"}
 
 
@@ -175,6 +205,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         poll_interval=float(spawner.get("poll_interval", 30)),
         network=network,
         engine=document.get("engine", "docker"),
+        swarm=_swarm(document.get("swarm", {}), document.get("engine", "docker"), str(path)),
     )
 
 

@@ -50,7 +50,7 @@ from core.engine.base import (
 )
 from core.engine.docker import DockerEngine, label_filters
 from core.engine.spec import ContainerSpec
-from core.engine.swarm_nodes import NodeRoom, node_rooms
+from core.engine.swarm_nodes import NodeRoom, node_rooms, published_ports
 from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
 
 __all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
@@ -265,6 +265,10 @@ class SwarmEngine(DockerEngine):
         nodes = await self._swarm("listing nodes", lambda api: api.nodes())
         tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"desired-state": "running"}))
         return node_rooms(nodes, tasks)
+
+    async def published_ports(self) -> set[int]:
+        """Every port a service of the swarm publishes now, on any node."""
+        return published_ports(await self._swarm("listing services", lambda api: api.services()))
 
     async def info(self) -> EngineInfo:
         """CPUs and memory of every node that is ready and active."""

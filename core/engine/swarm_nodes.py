@@ -95,3 +95,26 @@ def no_room_reason(rooms: Sequence[NodeRoom], cores: float, memory: int, pool: s
     what = ", ".join(short) or "all of it at once"
     where = f"in the pool {pool!r}" if pool else f"of the {len(candidates)} nodes"
     return f"no node {where} has {what} free now"
+
+
+def free_port(used: Iterable[int], low: int, high: int, first: int | None = None) -> int:
+    """A port of ``low``..``high`` no service publishes (``used``), looking from ``first`` on (wrapping
+    around; None: from ``low``), so that two hubs' picks rarely meet. ``LookupError`` when all are used."""
+    taken = set(used)
+    span = high - low + 1
+    start = (first if first is not None else low) - low
+    for step in range(span):
+        port = low + (start + step) % span
+        if port not in taken:
+            return port
+    raise LookupError(f"every port of {low}-{high} is published by a service: widen swarm.published_ports")
+
+
+def published_ports(services: Sequence[Mapping[str, Any]]) -> set[int]:
+    """The ports services (``GET /services``) publish: those they asked for and those they were given."""
+    ports: set[int] = set()
+    for service in services:
+        asked = ((service.get("Spec") or {}).get("EndpointSpec") or {}).get("Ports") or []
+        given = (service.get("Endpoint") or {}).get("Ports") or []
+        ports.update(int(p["PublishedPort"]) for p in [*asked, *given] if p.get("PublishedPort"))
+    return ports

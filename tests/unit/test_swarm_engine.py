@@ -158,8 +158,19 @@ def test_the_factory_builds_the_named_engine_without_connecting() -> None:
 def test_titan_yaml_names_the_engine(tmp_path: Path) -> None:
     assert load_settings(tmp_path / "absent.yaml", environ={}).engine == "docker"
     path = tmp_path / "titan.yaml"
+    path.write_text("engine: swarm\nswarm: {hub_address: 10.1.0.254}\n")
+    settings = load_settings(path, environ={})
+    assert settings.engine == "swarm" and settings.swarm["hub_address"] == "10.1.0.254"
+    assert settings.published_ports == (30000, 30999) and settings.swarm["manager"] == ""
     path.write_text("engine: swarm\n")
-    assert load_settings(path, environ={}).engine == "swarm"
+    with pytest.raises(SettingsError, match="at swarm.hub_address: engine: swarm needs the hub host's address"):
+        load_settings(path, environ={})
+    path.write_text("engine: swarm\nswarm: {hub_address: 10.1.0.254, published_ports: 31000-30000}\n")
+    with pytest.raises(SettingsError, match="at swarm.published_ports: '31000-30000' is not a port range"):
+        load_settings(path, environ={})
+    path.write_text("swarm: {hub_address: somewhere}\n")
+    with pytest.raises(SettingsError, match="at swarm.hub_address: 'somewhere' does not match"):
+        load_settings(path, environ={})
     path.write_text("engine: kubernetes\n")
     with pytest.raises(SettingsError, match="at engine: 'kubernetes' is not one of"):
         load_settings(path, environ={})
@@ -282,3 +293,21 @@ def test_waiting_fails_at_once_when_the_task_ended_and_fast_when_no_node_fits() 
     with pytest.raises(Unplaceable, match="insufficient resources on 2 nodes"):
         asyncio.run(_engine(ScriptedSwarm([[PENDING]])).wait_running("s1", within=5, patience=0.2))
     assert time.monotonic() - begin < 2
+
+
+def test_a_free_published_port_is_found_from_a_start_and_wraps_around() -> None:
+    from core.engine.swarm_nodes import free_port, published_ports
+
+    services: list[dict[str, Any]] = [
+        {"Spec": {"EndpointSpec": {"Ports": [{"TargetPort": 8888, "PublishedPort": 30000}]}}},
+        {"Spec": {"EndpointSpec": {"Ports": [{"TargetPort": 8888}]}},
+         "Endpoint": {"Ports": [{"TargetPort": 8888, "PublishedPort": 30002}]}},
+        {"Spec": {}},
+    ]
+    used = published_ports(services)
+    assert used == {30000, 30002}
+    assert free_port(used, 30000, 30003) == 30001
+    assert free_port(used, 30000, 30003, first=30002) == 30003
+    assert free_port(used | {30003}, 30000, 30003, first=30002) == 30001
+    with pytest.raises(LookupError, match="every port of 30000-30002 is published"):
+        free_port(used | {30001}, 30000, 30002)
