@@ -31,7 +31,9 @@ settings = replace(settings, home_volume_template=resolve_home_template(
 # Each user's servers and Dask containers share a Docker network of their own (core.network); the
 # deployment's own network gives this host the Titan address, where the hub API, the gateway and the
 # Titan service listen for containers. Nothing listens on every interface.
-address = titan_address(settings.network_plan)
+# On a swarm (engine: swarm) servers run on other hosts: they reach this host at swarm.hub_address,
+# and each user's network is an overlay across the nodes (docs/swarm-network.md).
+address = settings.swarm["hub_address"] if settings.engine == "swarm" else titan_address(settings.network_plan)
 c.TitanDockerSpawner.network_pool = settings.network["pool"]
 c.TitanDockerSpawner.network_subnet_prefix = settings.network["subnet_prefix"]
 
@@ -82,7 +84,9 @@ else:
     c.JupyterHub.template_vars = {"titan_dev_login": True, "titan_dev_password": bool(settings.dev_password)}
 
 # ---- servers --------------------------------------------------------------------------
-c.JupyterHub.spawner_class = "titan-docker"
+c.JupyterHub.spawner_class = "titan-swarm" if settings.engine == "swarm" else "titan-docker"
+c.TitanSwarmSpawner.manager = settings.swarm["manager"]
+c.TitanSwarmSpawner.published_ports = settings.swarm["published_ports"]
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = settings.named_server_limit_per_user
 c.Spawner.start_timeout = settings.start_timeout

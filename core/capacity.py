@@ -1,10 +1,12 @@
-"""What this host can give a server, and what a set of resources would need beyond it."""
+"""What this host (or this swarm's nodes) can give a server, and what a set of resources would need
+beyond it: ``capacity.unmet(resources)``, one question the form and the options check ask alike."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from core.engine.swarm_nodes import NodeRoom, no_room_reason
 from core.profiles import Resources
 from core.units import format_cpu, format_memory
 
@@ -15,6 +17,45 @@ class HostCapacity:
     memory: int  # bytes
     gpus_total: Mapping[str, int] = field(default_factory=dict)  # GPU type → units on the host
     gpus_free: Mapping[str, int] = field(default_factory=dict)  # GPU type → units free now
+
+    #: Where a refused server would have run, for messages ("… cannot start on this host").
+    where = "this host"
+
+    def unmet(self, resources: Resources, gpu_names: Mapping[str, str] | None = None,
+              check_free_gpus: bool = False) -> list[str]:
+        """Why a server with ``resources`` cannot run here; empty when it can."""
+        return unmet_needs(resources, self, gpu_names, check_free_gpus)
+
+
+@dataclass(frozen=True)
+class SwarmCapacity(HostCapacity):
+    """A swarm's nodes (core.engine.swarm_nodes): a server can run when one node in its pool could
+    hold all of it. ``unmet`` judges against the nodes as if empty: a server that fits a node, only not
+    now, is left to Swarm, which shows why it waits (the spawner's progress) and when it gives up."""
+
+    nodes: tuple[NodeRoom, ...] = ()  # each ready, active node with nothing running on it
+
+    where = "any node of this swarm"
+
+    def unmet(self, resources: Resources, gpu_names: Mapping[str, str] | None = None,
+              check_free_gpus: bool = False) -> list[str]:
+        wanted = {resources.gpu_type: resources.gpu_count} if resources.gpu_type and resources.gpu_count else {}
+        reason = no_room_reason(self.nodes, resources.cpu, resources.memory, resources.pool, wanted, now=False)
+        if reason and resources.gpu_type:
+            name = (gpu_names or {}).get(resources.gpu_type, resources.gpu_type)
+            reason = reason.replace(f"{resources.gpu_count} {resources.gpu_type}", f"{resources.gpu_count} {name} GPUs")
+        return [reason] if reason else []
+
+
+def swarm_capacity(empty: list[NodeRoom], free: list[NodeRoom]) -> SwarmCapacity:
+    """The capacity of a swarm from its nodes as if empty (``empty``) and as they are (``free``)."""
+    kinds = {kind for room in empty for kind in room.resources}
+    return SwarmCapacity(
+        cpus=max((room.cpus for room in empty), default=0.0), memory=max((room.memory for room in empty), default=0),
+        gpus_total={kind: sum(room.resources.get(kind, 0) for room in empty) for kind in kinds},
+        gpus_free={kind: sum(room.resources.get(kind, 0) for room in free) for kind in kinds},
+        nodes=tuple(empty),
+    )
 
 
 def unmet_needs(resources: Resources, host: HostCapacity, gpu_names: Mapping[str, str] | None = None,

@@ -42,6 +42,7 @@ class Resources:
     gpu_type: str | None
     gpu_count: int
     processes: int = DEFAULT_PROCESSES  # the container's process (and thread) limit
+    pool: str = ""  # Swarm only: the node pool (node label titan.pool) it must run in; "": any node
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,8 @@ def resources_from_settings(settings: Mapping[str, Any]) -> Resources:
     gpu_type = gpu.get("type")
     count = int(gpu.get("count", 1 if gpu_type else 0)) if gpu_type else 0
     return Resources(cpu=float(raw["cpu"]), memory=parse_memory(str(raw["memory"])),
-                     gpu_type=gpu_type, gpu_count=count, processes=int(raw.get("processes", DEFAULT_PROCESSES)))
+                     gpu_type=gpu_type, gpu_count=count, processes=int(raw.get("processes", DEFAULT_PROCESSES)),
+                     pool=str(raw.get("pool", "")))
 
 
 def _schema() -> dict[str, Any]:

@@ -63,6 +63,7 @@ class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
     _model_checked = False  # poll() found the container on its user's network (not the old host network)
     _cleaned_up = False  # stop() ran since the last start (also after a hub restart: False)
     _idle_args: tuple[str, ...] = ()
+    _settings_applied: ContainerSettings  # the settings of the server being started (container_settings)
     _progress_events: list[dict[str, Any]]
 
     # ---- defaults: the user's own network, no published ports ---------------------------
@@ -222,6 +223,7 @@ class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
         return units
 
     def _apply_container_settings(self, settings: ContainerSettings) -> None:
+        self._settings_applied = settings
         self.image = settings.image
         self.mem_limit = settings.mem_limit
         self.cpu_limit = settings.cpu_limit

@@ -8,7 +8,7 @@ from functools import cache
 
 import jinja2
 
-from core.capacity import HostCapacity, unmet_needs
+from core.capacity import HostCapacity
 from core.gpu.types import describe_free
 from core.profiles import Profile, ProfileOption, ProfileSet, deep_merge, resources_from_settings
 from core.units import format_cpu, format_memory
@@ -62,7 +62,7 @@ def _option_view(profile: Profile, option: ProfileOption, profiles: ProfileSet, 
     choices = []
     for choice in option.choices:
         settings = deep_merge(profile.settings, choice.override)
-        reasons = unmet_needs(resources_from_settings(settings), host, profiles.gpu_display_names)
+        reasons = host.unmet(resources_from_settings(settings), profiles.gpu_display_names)
         description = choice.description
         gpu = settings.get("resources", {}).get("gpu", {})
         if gpu.get("type") and choice.override.get("resources", {}).get("gpu", {}).get("type"):
@@ -91,7 +91,7 @@ def form_view(profiles: ProfileSet, user: str, groups: Iterable[str], host: Host
     wanted_slug = previous.get("profile") or next((p.slug for p in allowed if p.default), "")
     views: list[ProfileView] = []
     for profile in allowed:
-        reasons = unmet_needs(resources_from_settings(profile.settings), host, profiles.gpu_display_names)
+        reasons = host.unmet(resources_from_settings(profile.settings), profiles.gpu_display_names)
         options = tuple(_option_view(profile, o, profiles, host, previous if profile.slug == wanted_slug else {})
                         for o in profile.options)
         for option in options:

@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.capacity import HostCapacity, unmet_needs
+from core.capacity import HostCapacity
 from core.profiles import Profile, ProfileSet, Resources, deep_merge, resources_from_settings
 from core.text import quoted_names
 from spawner.dashboard import DASHBOARD_FIELD, Dashboard, DashboardError, check_image, form_dashboard, parse_dashboard
@@ -158,8 +158,8 @@ def resolve_selection(profiles: ProfileSet, options: Any, user: str, groups: Ite
                         _image_dashboards() if image_dashboards is None else image_dashboards)
         except DashboardError as error:
             raise OptionsError(str(error)) from None
-    reasons = unmet_needs(resources, host, profiles.gpu_display_names, check_free_gpus=True)
+    reasons = host.unmet(resources, profiles.gpu_display_names, check_free_gpus=True)
     if reasons:
-        raise OptionsError(f"{profile.display_name} cannot start on this host: {'; '.join(reasons)}.")
+        raise OptionsError(f"{profile.display_name} cannot start on {host.where}: {'; '.join(reasons)}.")
     return Selection(profile=profile, values=values, image=str(settings["image"]), resources=resources,
                      dashboard=dashboard)

@@ -58,6 +58,9 @@ class ContainerSpec:
     # Swarm only: container ports published on the node the container lands on (host mode), each to
     # the port given, or to one Swarm picks (0); how the hub reaches it there (docs/swarm-network.md).
     publish: Mapping[int, int] = field(default_factory=dict)
+    # Swarm only: the node (its id) the container must run on ("": wherever Swarm places it); a
+    # container given ``gpus`` on Swarm names its node (core.engine.swarm_gpus).
+    node: str = ""
     init: bool = True  # an init process reaps zombies and forwards signals
     hardening: Hardening = HARDENING
 

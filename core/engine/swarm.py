@@ -50,8 +50,10 @@ from core.engine.base import (
 )
 from core.engine.docker import DockerEngine, label_filters
 from core.engine.spec import ContainerSpec
+from core.engine.swarm_gpus import NodeGpus, gpus_in_use, node_gpus
 from core.engine.swarm_nodes import NodeRoom, node_rooms, published_ports
 from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
+from core.labels import LABEL_GPUS
 
 __all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
 
@@ -91,6 +93,11 @@ def _failure(name: str, task: TaskStatus) -> EngineError:
     if "no such image" in reason.lower():
         return ImageMissing(f"{name}: its node has no such image: {reason}")
     return EngineError(f"{name}: the task {task.state} on its node: {reason}")
+
+
+def _reassignable(task: TaskStatus) -> bool:
+    """The task was rejected before it ran because its node "no longer meets constraints"."""
+    return task.state == "rejected" and "no longer meets constraints" in (task.error or task.message)
 
 
 class SwarmEngine(DockerEngine):
@@ -217,6 +224,7 @@ class SwarmEngine(DockerEngine):
         name = service_id[:12]
         deadline = time.monotonic() + within
         unplaced_since: float | None = None
+        retries = 2
         seen: tuple[str, str] | None = None
         task: TaskStatus | None = None
         while time.monotonic() < deadline:
@@ -229,6 +237,15 @@ class SwarmEngine(DockerEngine):
                 seen = (task.state, task.error)
                 if task.state == "running":
                     return task
+                if task.state in ENDED and _reassignable(task) and retries > 0:
+                    # Swarm's constraint enforcer took the node back between placement and start (it
+                    # counts reservations while tasks change; seen with generic resources): ask again.
+                    retries -= 1
+                    await self._scale(service_id, 0)
+                    await self._scale(service_id, 1)
+                    seen = None
+                    await asyncio.sleep(self.poll)
+                    continue
                 if task.state in ENDED:
                     raise _failure(name, task)
                 if task.unplaceable:
@@ -259,12 +276,21 @@ class SwarmEngine(DockerEngine):
             raise EngineError(f"service {service_id[:12]} has no running task with port {port} published")
         return (await self.node_of(service_id)).address, task.ports[port]
 
-    async def rooms(self) -> list[NodeRoom]:
-        """What each ready, active node has free now (core.engine.swarm_nodes: ``no_room_reason``
-        decides from it whether a profile can start anywhere)."""
+    async def rooms(self, empty: bool = False) -> list[NodeRoom]:
+        """What each ready, active node has free now, or (``empty``) would have with nothing running
+        (core.engine.swarm_nodes: ``no_room_reason`` decides from it whether a profile can start anywhere)."""
         nodes = await self._swarm("listing nodes", lambda api: api.nodes())
+        if empty:
+            return node_rooms(nodes, [])
         tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"desired-state": "running"}))
         return node_rooms(nodes, tasks)
+
+    async def gpu_inventory(self) -> tuple[list[NodeGpus], set[str]]:
+        """Each ready node's GPUs (its advertised generic resources) and the units Titan's containers
+        hold now (their ``titan.gpus`` labels), for core.engine.swarm_gpus to pick from."""
+        nodes = await self._swarm("listing nodes", lambda api: api.nodes())
+        holders = await self.list_containers({LABEL_GPUS: None})
+        return node_gpus(nodes), gpus_in_use(c.labels for c in holders)
 
     async def published_ports(self) -> set[int]:
         """Every port a service of the swarm publishes now, on any node."""

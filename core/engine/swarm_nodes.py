@@ -75,8 +75,9 @@ def node_rooms(nodes: Sequence[Mapping[str, Any]], tasks: Sequence[Mapping[str, 
 
 
 def no_room_reason(rooms: Sequence[NodeRoom], cores: float, memory: int, pool: str = "",
-                   resources: Mapping[str, int] | None = None) -> str:
-    """"" when some node can hold a container of that size now, else why not, for a user."""
+                   resources: Mapping[str, int] | None = None, now: bool = True) -> str:
+    """"" when some node can hold a container of that size (``rooms``: what each node has free now;
+    ``now`` False: each node as if empty, and the reason says so), else why not, for a user."""
     wanted = dict(resources or {})
     candidates = [room for room in rooms if not pool or room.pool == pool]
     if not candidates:
@@ -94,7 +95,7 @@ def no_room_reason(rooms: Sequence[NodeRoom], cores: float, memory: int, pool: s
               if all(room.resources.get(kind, 0) < count for room in candidates)]
     what = ", ".join(short) or "all of it at once"
     where = f"in the pool {pool!r}" if pool else f"of the {len(candidates)} nodes"
-    return f"no node {where} has {what} free now"
+    return f"no node {where} has {what} free now" if now else f"no node {where} has {what}"
 
 
 def free_port(used: Iterable[int], low: int, high: int, first: int | None = None) -> int:

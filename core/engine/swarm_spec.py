@@ -13,7 +13,10 @@ What of a ContainerSpec a Swarm service can carry (engine API 1.41, Docker 20.10
 - named volumes stay volume mounts (on the node the task lands on); host directories stay binds.
 - placement: the node pool as the constraint ``node.labels.titan.pool==<pool>``; generic resources
   (``{"gpu": 1}``) as the task's resource reservations: Swarm picks the unit and tells the
-  container in ``DOCKER_RESOURCE_GPU``. Exact GPU uuids (``spec.gpus``) cannot be asked for.
+  container in ``DOCKER_RESOURCE_GPU`` (but see core.engine.swarm_gpus: Swarm's constraint enforcer
+  rejects such tasks when their node is updated, so Titan's servers do not use them). Exact GPUs
+  (``spec.gpus``) with the node they are on (``spec.node``): a ``node.id`` constraint and
+  ``NVIDIA_VISIBLE_DEVICES``.
 - published ports: host mode on the task's node (``TaskStatus.ports`` says which port it got).
 - networks: a named (overlay) network with endpoint mode ``dnsrr`` (VIP needs IPVS, absent from
   some kernels); another container's namespace (``container:<id>``) is impossible on Swarm.
@@ -42,14 +45,17 @@ ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "re
 
 def service_arguments(spec: ContainerSpec, replicas: int = 0) -> dict[str, Any]:
     """``create_service`` keyword arguments of ``spec`` (``replicas`` 0: created, not started)."""
-    if spec.gpus:
-        raise EngineError(f"{spec.name}: a Swarm service cannot be given GPUs by uuid; ask for generic "
-                          f"resources instead (resources={{'gpu': {len(spec.gpus)}}})")
+    if spec.gpus and not spec.node:
+        raise EngineError(f"{spec.name}: GPUs by uuid need the node they are on (ContainerSpec.node): "
+                          f"core.engine.swarm_gpus picks both")
     if spec.network.startswith("container:"):
         raise EngineError(f"{spec.name}: a Swarm service cannot join another container's network namespace "
                           f"({spec.network}); give it a network")
+    environment = dict(spec.environment)
+    if spec.gpus:  # the node's NVIDIA runtime gives the container exactly these
+        environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(spec.gpus)
     container = SwarmContainerSpec(
-        spec.image, command=list(spec.command) or None, env=dict(spec.environment), labels=dict(spec.labels),
+        spec.image, command=list(spec.command) or None, env=environment, labels=dict(spec.labels),
         user=spec.user or None, init=spec.init, cap_drop=list(spec.hardening.cap_drop) or None,
         mounts=[Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts] or None,
     )
@@ -58,7 +64,8 @@ def service_arguments(spec: ContainerSpec, replicas: int = 0) -> dict[str, Any]:
     resources = Resources(cpu_limit=nano, mem_limit=memory, cpu_reservation=nano, mem_reservation=memory,
                           generic_resources=dict(spec.resources) or None)
     resources.setdefault("Limits", {})["Pids"] = spec.processes
-    constraints = [f"node.labels.{NODE_POOL}=={spec.pool}"] if spec.pool else None
+    constraints = ([f"node.labels.{NODE_POOL}=={spec.pool}"] if spec.pool else []) + \
+        ([f"node.id=={spec.node}"] if spec.node else [])
     template = TaskTemplate(container, resources=resources, restart_policy=RestartPolicy(condition="none"),
                             placement=Placement(constraints=constraints) if constraints else None)
     return {

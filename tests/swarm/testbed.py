@@ -272,6 +272,20 @@ class Testbed:
     def node_id(self, i: int) -> str:
         return self.docker(i, "info", "--format", "{{.Swarm.NodeID}}").strip()
 
+    def drain(self, i: int) -> None:
+        """Node I runs no task (a manager kept for managing only, as in production)."""
+        self.docker(1, "node", "update", "--availability", "drain", self.node_id(i))
+
+    def admit_only(self, host: str, low: int, high: int) -> None:
+        """Each node's firewall admits only ``host`` to the servers' published ports ``low``-``high``,
+        both ways a connection takes (docs/swarm-network.md, section 3; the Ansible role writes the same)."""
+        ports = f"{low}:{high}"
+        for i in range(1, self.count + 1):
+            inside = ("ip", "netns", "exec", self.namespace(i), "iptables")
+            sh(*inside, "-I", "DOCKER-USER", "-p", "tcp", "-m", "conntrack", "--ctstate", "NEW",
+               "--ctorigdstport", ports, "!", "--ctorigsrc", host, "-j", "DROP")
+            sh(*inside, "-I", "INPUT", "-p", "tcp", "--dport", ports, "!", "-s", host, "-j", "DROP")
+
     # ---- images --------------------------------------------------------------------------------
 
     def load_images(self, images: Sequence[str], main: str = "") -> dict[str, float]:

@@ -71,8 +71,41 @@ def test_published_ports_are_host_mode_on_the_given_or_a_picked_port() -> None:
     assert task.ports == {8888: 32768}
 
 
+def test_gpus_pin_the_service_to_their_node_and_are_all_it_sees() -> None:
+    arguments = service_arguments(ContainerSpec(name="n", image="i", gpus=("GPU-a", "GPU-b"), node="n2", pool="gpu",
+                                                environment={"A": "1"}))
+    template = arguments["task_template"]
+    assert template["Placement"]["Constraints"] == ["node.labels.titan.pool==gpu", "node.id==n2"]
+    assert template["ContainerSpec"]["Env"] == ["A=1", "NVIDIA_VISIBLE_DEVICES=GPU-a,GPU-b"]
+    assert "GenericResources" not in (template["Resources"].get("Reservations") or {})
+
+
+def test_swarm_gpus_come_from_the_nodes_and_are_picked_on_one_node_in_the_pool() -> None:
+    from core.engine.swarm_gpus import gpu_counts, gpus_in_use, node_gpus, pick_gpus
+
+    def node(node_id: str, units: list[str], pool: str = "", state: str = "ready") -> dict[str, Any]:
+        return {"ID": node_id, "Status": {"State": state}, "Spec": {"Availability": "active",
+                                                                    "Labels": {"titan.pool": pool} if pool else {}},
+                "Description": {"Hostname": f"host-{node_id}", "Resources": {"GenericResources": [
+                    {"NamedResourceSpec": {"Kind": u.split("=")[0], "Value": u.split("=")[1]}} for u in units]}}}
+
+    nodes = node_gpus([node("n1", ["H100=a", "H100=b"]), node("n2", ["H100=c", "H100=d", "T4=e"], pool="big"),
+                       node("n3", ["H100=f"], state="down")])
+    assert [(n.node_id, dict(n.units)) for n in nodes] == [
+        ("n1", {"H100": ("a", "b")}), ("n2", {"H100": ("c", "d"), "T4": ("e",)})]
+    used = gpus_in_use([{"titan.gpus": "a"}, {"titan.gpus": "c,d"}, {"titan.owner": "x"}])
+    assert used == {"a", "c", "d"}
+    picked = pick_gpus(nodes, used, "H100", 1)
+    assert picked is not None and (picked[0].node_id, picked[1]) == ("n1", ("b",))
+    assert pick_gpus(nodes, used, "H100", 2) is None  # one free on each node: never split
+    assert pick_gpus(nodes, used, "H100", 1, pool="big") is None
+    big = pick_gpus(nodes, used, "T4", 1, pool="big")
+    assert big is not None and big[1] == ("e",)
+    assert gpu_counts(nodes, used) == ({"H100": 4, "T4": 1}, {"H100": 1, "T4": 1})
+
+
 @pytest.mark.parametrize(("changes", "words"), [
-    ({"gpus": ("GPU-1",)}, "generic resources"),
+    ({"gpus": ("GPU-1",)}, "GPUs by uuid need the node they are on"),
     ({"network": "container:abc"}, "network namespace"),
 ])
 def test_what_a_service_cannot_carry_is_refused_with_the_reason(changes: dict[str, Any], words: str) -> None:
@@ -293,6 +326,18 @@ def test_waiting_fails_at_once_when_the_task_ended_and_fast_when_no_node_fits() 
     with pytest.raises(Unplaceable, match="insufficient resources on 2 nodes"):
         asyncio.run(_engine(ScriptedSwarm([[PENDING]])).wait_running("s1", within=5, patience=0.2))
     assert time.monotonic() - begin < 2
+
+
+def test_a_task_whose_node_no_longer_meets_constraints_is_asked_for_again() -> None:
+    rejected = {**ENDED, "Status": {"State": "rejected", "Err": "assigned node no longer meets constraints"}}
+    new = {**RUNNING, "CreatedAt": "2026-12-04T10:00:05Z"}
+    api = ScriptedSwarm([[rejected], [rejected, new]])
+    task = asyncio.run(_engine(api).wait_running("s1", within=5))
+    assert task.container_id == "c2" and api.updates == 2  # scaled to 0, then to 1
+    always = ScriptedSwarm([[rejected]])
+    with pytest.raises(EngineError, match="the task rejected on its node: assigned node no longer meets"):
+        asyncio.run(_engine(always).wait_running("s1", within=5))
+    assert always.updates == 4  # twice asked again, then given up
 
 
 def test_a_free_published_port_is_found_from_a_start_and_wraps_around() -> None:

@@ -1,0 +1,270 @@
+"""Titan on a real Docker Swarm (titan.yaml ``engine: swarm``): the real hub and proxy on this host,
+servers as services on two worker nodes of a three-node swarm (tests/swarm/testbed.py; the manager
+drained, as in production), each node keeping its own firewall that admits only the hub host to the
+servers' published ports.
+
+Three users spawn through the hub's REST API; the proxy reaches each server on its node; tokens are
+checked across users; servers of different users cannot reach each other on one node or across
+nodes while one user's servers reach each other; profiles are placed by node pool and by GPUs (fake
+generic resources), and what no node can hold is refused with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import pytest
+import requests
+import yaml
+
+from core.engine.swarm import SwarmEngine
+from core.images import image_tag
+from core.labels import NODE_POOL
+from tests.integration.hub import Hub, start_hub, stop_hub
+from tests.swarm.host import can_run
+from tests.swarm.testbed import Testbed
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+USERS = ("alice", "bob", "carol")
+PORTS = (30000, 30999)
+PROBE = ("import json, socket, sys\nfrom concurrent.futures import ThreadPoolExecutor\n"
+         "def reach(target):\n    host, port = target.rsplit(':', 1)\n"
+         "    try:\n        socket.create_connection((host, int(port)), timeout=1.5).close()\n        return True\n"
+         "    except OSError:\n        return False\n"
+         "with ThreadPoolExecutor(16) as pool:\n"
+         "    print(json.dumps(dict(zip(sys.argv[1:], pool.map(reach, sys.argv[1:])))))")
+SWARM_PROFILES = {
+    "profiles": [
+        {"display_name": "Tiny", "slug": "tiny", "image": "minimal", "resources": {"cpu": 0.25, "memory": "768M"}},
+        {"display_name": "Big pool", "slug": "big-pool", "image": "minimal",
+         "resources": {"cpu": 0.25, "memory": "768M", "pool": "big"}},
+        {"display_name": "Nowhere", "slug": "nowhere", "image": "minimal",
+         "resources": {"cpu": 0.25, "memory": "768M", "pool": "nowhere"}},
+        {"display_name": "One H100", "slug": "one-h100", "image": "minimal",
+         "resources": {"cpu": 0.25, "memory": "768M", "gpu": {"type": "H100", "count": 1}}},
+        {"display_name": "One T4", "slug": "one-t4", "image": "minimal",
+         "resources": {"cpu": 0.25, "memory": "768M", "gpu": {"type": "T4", "count": 1}}},
+    ]
+}
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Testbed]:
+    why = can_run()
+    if why:
+        pytest.skip(why)
+    testbed = Testbed(nodes=3, firewall=True, labels={3: {NODE_POOL: "big"}},
+                      resources={2: ["H100=fake-a", "H100=fake-b"]})
+    testbed.up()
+    try:
+        testbed.drain(1)
+        testbed.admit_only(testbed.host_address, *PORTS)
+        testbed.load_images([image_tag("minimal")])
+        print(f"\ntest bed {testbed.prefix}: " + ", ".join(f"{k} {v:.1f} s" for k, v in testbed.timings.items()))
+        yield testbed
+    finally:
+        testbed.down()
+        assert testbed.leftovers() == []
+
+
+@pytest.fixture(scope="module")
+def hub(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    root = tmp_path_factory.mktemp("swarm-hub")
+    started = start_hub(root, {
+        "engine": "swarm",
+        "swarm": {"manager": bed.manager, "hub_address": bed.host_address, "published_ports": f"{PORTS[0]}-{PORTS[1]}"},
+        "gateway": {"enabled": False}, "service": {"enabled": False},
+    })
+    (started.profiles_dir / "30-swarm.yaml").write_text(yaml.safe_dump(SWARM_PROFILES, sort_keys=False))
+    try:
+        for user in USERS:
+            started.admin.create_user(user)
+        yield started
+    finally:
+        for user in USERS:
+            for server in (started.admin.api("GET", f"/users/{user}").json().get("servers") or {}):
+                started.admin.api("DELETE", f"/users/{user}/servers/{server}")
+        stop_hub(started)
+
+
+def services(bed: Testbed, hub: Hub) -> list[dict[str, Any]]:
+    api = docker.APIClient(base_url=bed.manager, timeout=30)
+    found: list[dict[str, Any]] = api.services(filters={"label": f"titan.deployment={hub.deployment}"})
+    return found
+
+
+class Server:
+    """A user's server as the swarm runs it: its service, node and container."""
+
+    def __init__(self, bed: Testbed, hub: Hub, user: str, name: str = "") -> None:
+        self.bed, self.user, self.name = bed, user, name
+        wanted = {"titan.owner": user, "titan.server": name, "titan.deployment": hub.deployment}
+        service = next(s for s in services(bed, hub)
+                       if all(s["Spec"]["Labels"].get(k) == v for k, v in wanted.items()))
+        self.service_id = service["ID"]
+
+        async def where() -> tuple[str, str, str]:
+            engine = SwarmEngine(bed.manager)
+            try:
+                task = await engine.task(self.service_id)
+                assert task is not None and task.state == "running", task
+                node = await engine.node_of(self.service_id)
+                return node.hostname, task.container_id, node.address
+            finally:
+                await engine.close()
+
+        hostname, self.container_id, self.node_address = asyncio.run(where())
+        self.node = next(i for i in range(1, bed.count + 1) if bed.namespace(i) == hostname)
+        details = json.loads(bed.docker(self.node, "inspect", self.container_id))[0]
+        self.env = dict(line.split("=", 1) for line in details["Config"]["Env"])
+        self.addresses = [n["IPAddress"] for n in details["NetworkSettings"]["Networks"].values() if n["IPAddress"]]
+        self.published = int(service["Endpoint"]["Ports"][0]["PublishedPort"])
+
+    def probe(self, targets: list[str]) -> dict[str, bool]:
+        out = self.bed.docker(self.node, "exec", self.container_id, "python3", "-c", PROBE, *targets, timeout=60)
+        return dict(json.loads(out))
+
+
+@pytest.fixture(scope="module")
+def tokens(hub: Hub) -> dict[str, str]:
+    return {user: hub.admin.user_token(user) for user in USERS}
+
+
+@pytest.fixture(scope="module")
+def servers(bed: Testbed, hub: Hub) -> dict[str, Server]:
+    began = time.monotonic()
+    for user in USERS:
+        hub.admin.spawn(user, options={"profile": "tiny"})
+    hub.admin.spawn("alice", "second", options={"profile": "big-pool"})
+    print(f"\n4 servers ready on the swarm in {time.monotonic() - began:.1f} s")
+    return {key: Server(bed, hub, *key.split("/")) for key in ("alice/", "bob/", "carol/", "alice/second")}
+
+
+def test_servers_run_on_the_worker_nodes_and_the_proxy_reaches_each(hub: Hub, servers: dict[str, Server],
+                                                                     tokens: dict[str, str]) -> None:
+    assert {s.node for s in servers.values()} == {2, 3}, {k: s.node for k, s in servers.items()}
+    assert servers["alice/second"].node == 3  # the big pool is node 3 alone
+    for key, server in servers.items():
+        assert PORTS[0] <= server.published <= PORTS[1]
+        path = f"/user/{server.user}/{server.name}/api/status" if server.name else f"/user/{server.user}/api/status"
+        own = requests.get(hub.url + path, headers={"Authorization": f"token {tokens[server.user]}"}, timeout=30)
+        assert own.status_code == 200, f"{key}: {own.status_code} {own.text[:200]}"
+        other = "bob" if server.user != "bob" else "alice"
+        crossed = requests.get(hub.url + path, headers={"Authorization": f"token {tokens[other]}"}, timeout=30,
+                               allow_redirects=False)
+        assert crossed.status_code == 403, f"{other} on {key}: {crossed.status_code}"
+
+
+def test_a_users_servers_reach_each_other_across_nodes_and_nobody_elses_do(servers: dict[str, Server]) -> None:
+    def targets(server: Server) -> list[str]:
+        return [*(f"{a}:8888" for a in server.addresses), f"{server.node_address}:{server.published}"]
+
+    first, second = servers["alice/"], servers["alice/second"]
+    overlay = [f"{a}:8888" for a in second.addresses if a in _overlay_addresses(second)]
+    reached = first.probe(overlay)
+    assert overlay and all(reached.values()), reached
+    for intruder in ("bob/", "carol/"):
+        for victim in ("alice/", "alice/second"):
+            reached = servers[intruder].probe(targets(servers[victim]))
+            assert not any(reached.values()), f"{intruder} reached {victim}: {reached}"
+    same_node = [k for k in ("bob/", "carol/") if servers[k].node in (first.node, second.node)]
+    assert same_node, "no other user's server shares a node with alice's"
+
+
+def _overlay_addresses(server: Server) -> list[str]:
+    details = json.loads(server.bed.docker(server.node, "inspect", server.container_id))[0]
+    return [n["IPAddress"] for name, n in details["NetworkSettings"]["Networks"].items()
+            if name != "docker_gwbridge" and n["IPAddress"]]
+
+
+def test_a_profile_no_node_can_hold_is_disabled_and_refused_with_the_reason(hub: Hub) -> None:
+    session = hub.login("carol")
+    form = session.get(f"{hub.url}/hub/spawn/carol/pooltest", timeout=30).text
+    assert "no node is in the pool &#39;nowhere&#39;" in form or "no node is in the pool 'nowhere'" in form
+    response = hub.admin.api("POST", "/users/carol/servers/pooltest", json={"profile": "nowhere"})
+    assert response.status_code == 400
+    assert "no node is in the pool 'nowhere'" in response.json()["message"]
+    response = hub.admin.api("POST", "/users/carol/servers/t4", json={"profile": "one-t4"})
+    assert response.status_code == 400
+    assert "no node of the 2 nodes has 1 NVIDIA T4 GPUs" in response.json()["message"], response.text
+
+
+def spawn_failure(hub: Hub, user: str, server: str, options: dict[str, Any]) -> tuple[str, list[str]]:
+    """Start a server that must fail: (the failure's message, the progress messages seen before it)."""
+    response = hub.admin.api("POST", f"/users/{user}/servers/{server}", json=options)
+    if response.status_code >= 400:
+        return str(response.json().get("message", "")), []
+    assert response.status_code in (201, 202), response.text
+    progress = hub.admin.session.get(f"{hub.url}/hub/api/users/{user}/servers/{server}/progress", stream=True,
+                                     timeout=120)
+    events = [json.loads(line[len("data:"):]) for line in progress.iter_lines(decode_unicode=True)
+              if line and line.startswith("data:")]
+    assert events and events[-1].get("failed"), events[-1:]
+    return str(events[-1].get("message", "")), [str(e.get("message", "")) for e in events[:-1]]
+
+
+def test_gpus_are_distinct_units_and_a_request_beyond_them_fails_with_the_reason(
+        bed: Testbed, hub: Hub, servers: dict[str, Server]) -> None:
+    for user in ("alice", "bob"):
+        hub.admin.spawn(user, "gpu", options={"profile": "one-h100"})
+    units = [Server(bed, hub, user, "gpu") for user in ("alice", "bob")]
+    assert {u.node for u in units} == {2}
+    assert sorted(u.env["NVIDIA_VISIBLE_DEVICES"] for u in units) == ["fake-a", "fake-b"]
+    began = time.monotonic()
+    message, _ = spawn_failure(hub, "carol", "gpu", {"profile": "one-h100"})
+    assert "No node has 1 H100 GPU(s) free now (0 of 2 in the swarm are free" in message, message
+    assert time.monotonic() - began < 20
+    assert not [s for s in services(bed, hub) if s["Spec"]["Labels"].get("titan.owner") == "carol"
+                and s["Spec"]["Labels"].get("titan.server") == "gpu"]
+    # A node update (here a label) must not touch running GPU servers (Swarm's enforcer would, had
+    # Swarm reserved the GPUs as generic resources: core/engine/swarm_gpus.py).
+    bed.docker(1, "node", "update", "--label-add", "titan.test=touched", bed.node_id(2))
+    time.sleep(3)
+    for unit in units:
+        model = hub.admin.server(unit.user, "gpu")
+        assert model and model["ready"], f"{unit.user}'s GPU server went"
+        assert Server(bed, hub, unit.user, "gpu").container_id == unit.container_id
+    for user in ("alice", "bob"):
+        hub.admin.stop(user, "gpu")
+
+
+def test_a_server_that_fits_a_node_only_when_empty_waits_with_swarms_reason_then_fails(
+        bed: Testbed, hub: Hub, servers: dict[str, Server]) -> None:
+    async def largest_node_memory() -> int:
+        engine = SwarmEngine(bed.manager)
+        try:
+            return max(room.memory for room in await engine.rooms(empty=True))
+        finally:
+            await engine.close()
+
+    memory = asyncio.run(largest_node_memory()) // 1024**2 - 256
+    assert memory > 1024
+    profiles = {"profiles": [{"display_name": "Whole node", "slug": "whole-node", "image": "minimal",
+                              "resources": {"cpu": 0.25, "memory": f"{memory}M"}}]}
+    (hub.profiles_dir / "40-whole-node.yaml").write_text(yaml.safe_dump(profiles))
+    began = time.monotonic()
+    message, seen = spawn_failure(hub, "carol", "whole", {"profile": "whole-node"})
+    assert any("waiting for a node with room for it: no suitable node" in m for m in seen), seen
+    assert "No node of the swarm can run your server now: no node of the 2 nodes has" in message, message
+    assert "GiB of memory free now" in message
+    assert time.monotonic() - began < 60
+    assert not [s for s in services(bed, hub) if s["Spec"]["Labels"].get("titan.server") == "whole"]
+
+
+def test_stopping_every_server_leaves_no_service_and_no_network(bed: Testbed, hub: Hub,
+                                                                 servers: dict[str, Server]) -> None:
+    for key in servers:
+        user, name = key.split("/")
+        hub.admin.stop(user, name)
+    assert services(bed, hub) == []
+    api = docker.APIClient(base_url=bed.manager, timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and [n for n in api.networks() if n["Name"].startswith(hub.deployment)]:
+        time.sleep(0.5)
+    assert [n["Name"] for n in api.networks() if n["Name"].startswith(hub.deployment)] == []
