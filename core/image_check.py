@@ -67,28 +67,34 @@ def _done(report: Mapping[str, str]) -> bool:
     return all(not why.startswith(PENDING) for why in report.values())
 
 
-def check_image(api: docker.APIClient, image: str, within: float = 600, poll: float = 0.5) -> dict[str, str]:
-    """:func:`node_report` for ``image`` once every node has finished (or after ``within`` seconds)."""
-    template = TaskTemplate(ContainerSpec(image, command=["true"]), restart_policy=RestartPolicy("none"))
-    name = f"titan-image-check-{os.getpid()}-{int(time.time() * 1000) % 10**8}"
-    service = api.create_service(template, name=name, mode=ServiceMode("global"), labels={CHECK_LABEL: "images"})
+def check_images(api: docker.APIClient, images: Sequence[str], within: float = 600,
+                 poll: float = 0.5) -> dict[str, dict[str, str]]:
+    """image -> :func:`node_report` (node -> "" or why not), once every node has finished with every
+    image or after ``within`` seconds. The images are checked at once (one global service each, so the
+    nodes pull them side by side); the services are removed after."""
+    template = {image: TaskTemplate(ContainerSpec(image, command=["true"]), restart_policy=RestartPolicy("none"))
+                for image in images}
+    stamp = f"{os.getpid()}-{int(time.time() * 1000) % 10**8}"
+    services: dict[str, str] = {}
     try:
+        for n, image in enumerate(images):
+            created = api.create_service(template[image], name=f"titan-image-check-{stamp}-{n}",
+                                         mode=ServiceMode("global"), labels={CHECK_LABEL: "images"})
+            services[image] = str(created["ID"])
         deadline = time.monotonic() + within
         while True:
-            report = node_report(api.nodes(), api.tasks(filters={"service": service["ID"]}))
-            if _done(report) or time.monotonic() > deadline:
-                return report
+            nodes = api.nodes()
+            reports = {image: node_report(nodes, api.tasks(filters={"service": service}))
+                       for image, service in services.items()}
+            if all(_done(report) for report in reports.values()) or time.monotonic() > deadline:
+                return reports
             time.sleep(poll)
     finally:
-        try:
-            api.remove_service(service["ID"])
-        except docker.errors.NotFound:
-            pass
-
-
-def check_images(api: docker.APIClient, images: Sequence[str], within: float = 600) -> dict[str, dict[str, str]]:
-    """:func:`check_image` for each image: image -> node -> "" (has it) or why not."""
-    return {image: check_image(api, image, within) for image in images}
+        for service in services.values():
+            try:
+                api.remove_service(service)
+            except docker.errors.NotFound:
+                pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -88,29 +88,38 @@ def registry_config(listen: str, storage: str) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def _request(url: str, method: str, timeout: float) -> int:
-    """The HTTP status of ``method url`` (0: no answer at all)."""
-    request = urllib.request.Request(url, method=method, headers={"Accept": MANIFEST_TYPES})  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- http://, built here
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        return int(error.code)
-    except (OSError, ValueError):
-        return 0
+def _status(registry: str, path: str, method: str, timeout: float) -> int:
+    """The HTTP status of ``method <registry><path>`` (0: no answer at all): over plain HTTP, and over
+    HTTPS (the system's CAs) when the registry answers plain HTTP with 400 (it speaks TLS)."""
+    for scheme in ("http", "https"):
+        url = f"{scheme}://{check_registry(registry)}{path}"
+        request = urllib.request.Request(url, method=method, headers={"Accept": MANIFEST_TYPES})  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- http(s), built here
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            if error.code != 400 or scheme == "https":
+                return int(error.code)
+        except (OSError, ValueError):
+            return 0
+    return 0
 
 
 def registry_answers(registry: str, timeout: float = 5) -> bool:
-    """Whether a registry (API v2, plain HTTP) answers at ``registry`` (``host:port``)."""
-    return _request(f"http://{check_registry(registry)}/v2/", "GET", timeout) in (200, 401)
+    """Whether a registry (API v2) answers at ``registry`` (``host:port``), with or without a login."""
+    return _status(registry, "/v2/", "GET", timeout) in (200, 401)
+
+
+def _manifest_path(tag: str) -> str:
+    repository, _, reference = tag.rpartition(":")
+    if not repository or "/" in reference:
+        raise ValueError(f"{tag!r} is not repository:tag")
+    return f"/v2/{repository}/manifests/{reference}"
 
 
 def registry_has(registry: str, tag: str, timeout: float = 5) -> bool:
     """Whether the registry at ``registry`` holds Titan's image ``tag`` (``titan/minimal:3f2a...``)."""
-    repository, _, reference = tag.rpartition(":")
-    if not repository or "/" in reference:
-        raise ValueError(f"{tag!r} is not repository:tag")
-    return _request(f"http://{check_registry(registry)}/v2/{repository}/manifests/{reference}", "HEAD", timeout) == 200
+    return _status(registry, _manifest_path(tag), "HEAD", timeout) == 200
 
 
 def split_registry(image: str) -> tuple[str, str]:
@@ -131,11 +140,14 @@ def pull_diagnosis(image: str, timeout: float = 2) -> str:
         return ("no registry is named in it (titan.yaml swarm.registry is empty): the image must be loaded on "
                 "that node (docker load), or set swarm.registry and run scripts/titan.sh images")
     try:
-        if not registry_answers(registry, timeout):
+        answer = _status(registry, "/v2/", "GET", timeout)
+        if answer == 401:
+            return f"the registry {registry} asks for a login, and Titan's services carry none (docs/swarm-registry.md)"
+        if answer != 200:
             return f"the registry {registry} does not answer (is docker-registry running there?)"
         if not registry_has(registry, rest, timeout):
             return f"the registry {registry} does not have {rest} (push it: scripts/titan.sh images)"
-    except (RegistryError, ValueError) as error:
+    except ValueError as error:  # RegistryError too
         return f"its name is not one a registry serves: {error}"
     return (f"the registry {registry} has it, so that node could not reach the registry or does not trust it "
             f"(insecure-registries in its daemon.json, or TLS); its engine's log says which")

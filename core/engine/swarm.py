@@ -19,8 +19,9 @@ What Swarm adds, for the callers that know they are on Swarm:
 
 Networks are overlay networks (attachable: a standalone container, a probe, can join them too) on the
 subnet Titan chose; docs/swarm-network.md says how they keep users apart across nodes. Images are
-looked up on the manager's engine only: that each node has an image is the image distribution's job
-(a node missing one makes the task fail with ``ImageMissing``).
+looked up on the manager's engine only: that each node has an image is the registry's job
+(docs/swarm-registry.md); a node that cannot get one makes the task fail at once with ``ImageMissing``
+naming the node, the image and what its registry says.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import sys
 import time
 from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
@@ -143,6 +144,13 @@ def test_the_check_lists_what_each_node_lacks(bed: Testbed) -> None:
     assert set(report[registry_image(ABSENT, bed.registry)]) == nodes
     assert all("No such image" in why for why in report[registry_image(ABSENT, bed.registry)].values())
     assert not api.services(filters={"label": "titan.check"})  # the check's services are gone
+
+    # The admin's command, for Titan's base image (on every node now): one line per node, exit 0.
+    done = subprocess.run([sys.executable, "-m", "core.image_check", "--registry", bed.registry,
+                           "--manager", bed.manager, "base"], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(done.stdout.splitlines()) == sorted(f"{node}: ok {registry_image(IMAGE, bed.registry)}"
+                                                      for node in nodes)
 
 
 def test_a_registry_that_does_not_answer_is_named(bed: Testbed) -> None:

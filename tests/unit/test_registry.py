@@ -8,6 +8,7 @@ import http.server
 import socket
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,9 +101,20 @@ class _Registry(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def registry() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+class _LoginRegistry(_Registry):
+    """A registry that asks for a login for everything (htpasswd)."""
+
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_HEAD = do_GET
+
+
+@contextmanager
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -110,6 +122,12 @@ def registry() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def registry() -> Iterator[str]:
+    with _serving(_Registry) as address:
+        yield address
 
 
 def _closed_port() -> str:
@@ -132,6 +150,9 @@ def test_the_diagnosis_of_a_missing_image_says_what_to_do(registry: str) -> None
     assert "does not trust it" in pull_diagnosis(f"{registry}/titan/base:1")
     assert "does not answer" in pull_diagnosis(f"{_closed_port()}/titan/base:1", timeout=1)
     assert "swarm.registry is empty" in pull_diagnosis("titan/base:1")
+    with _serving(_LoginRegistry) as login:
+        assert registry_answers(login) and not registry_has(login, "titan/base:1")
+        assert "asks for a login" in pull_diagnosis(f"{login}/titan/base:1")
 
 
 def _node(node_id: str, state: str = "ready", availability: str = "active") -> dict[str, Any]:
