@@ -153,7 +153,7 @@ def test_the_check_lists_what_each_node_lacks(bed: Testbed) -> None:
                                                       for node in nodes)
 
 
-def test_a_registry_that_does_not_answer_is_named(bed: Testbed) -> None:
+def test_a_registry_that_does_not_answer_is_named_and_cached_images_still_start(bed: Testbed) -> None:
     stop_registry(bed.dir / "registry")
     image = registry_image("titan/minimal:000000000000", bed.registry)
 
@@ -171,6 +171,17 @@ def test_a_registry_that_does_not_answer_is_named(bed: Testbed) -> None:
 
     message = run(scenario())
     assert f"the registry {bed.registry} does not answer" in message, message
+
+    async def cached() -> float:  # the worker pulled base earlier: it starts it with the registry down
+        engine = SwarmEngine(bed.manager)
+        try:
+            service, seconds = await start_timed(engine, "r-cached", registry_image(IMAGE, bed.registry))
+            await engine.remove(service)
+            return seconds
+        finally:
+            await engine.close()
+
+    print(f"a cached image with the registry down: running in {run(cached()):.1f} s")
 
 
 def test_teardown_leaves_nothing(bed: Testbed) -> None:
