@@ -174,3 +174,11 @@ def test_the_check_reports_each_active_node_and_what_stopped_it() -> None:
         "host-f": "",
     }
     assert node_report([_node("a")], []) == {"host-a": "no task yet"}
+
+
+def test_the_build_refuses_a_registry_docker_would_not_read_before_building_anything(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from images.build import main
+
+    assert main(["--registry", "http://10.0.0.11:5000", "base"]) == 2
+    assert "not a registry address" in capsys.readouterr().out
