@@ -15,6 +15,7 @@ import jsonschema
 import yaml
 
 from core.network import NetworkPlan
+from core.registry import RegistryError, check_registry
 from core.units import parse_duration, parse_memory
 
 log = logging.getLogger("core.settings")
@@ -131,7 +132,8 @@ DEPRECATED_SECTIONS: Mapping[str, tuple[str, str]] = {"autosave": ("service", "2
 NETWORK_DEFAULTS: Mapping[str, Any] = {"pool": "10.213.0.0/16", "subnet_prefix": 24}
 
 
-SWARM_DEFAULTS: Mapping[str, Any] = {"manager": "", "hub_address": "", "published_ports": "30000-30999"}
+SWARM_DEFAULTS: Mapping[str, Any] = {"manager": "", "hub_address": "", "published_ports": "30000-30999",
+                                     "registry": ""}
 
 
 def port_range(text: str) -> tuple[int, int]:
@@ -149,6 +151,10 @@ def _swarm(document: Mapping[str, Any], engine: str, source: str) -> dict[str, A
         port_range(swarm["published_ports"])
     except ValueError as error:
         raise SettingsError(f"{source}: at swarm.published_ports: {error}") from None
+    try:
+        check_registry(swarm["registry"])
+    except RegistryError as error:
+        raise SettingsError(f"{source}: at swarm.registry: {error}") from None
     if engine == "swarm" and not swarm["hub_address"]:
         raise SettingsError(f"{source}: at swarm.hub_address: engine: swarm needs the hub host's address on the "
                             f"nodes' network (where servers on every node reach the hub)")

@@ -3,6 +3,11 @@
 The base is made with mmdebstrap and ``docker import``; every other image with
 ``docker build --network host`` FROM its parent. Each is tagged by the hash of its recipe,
 so a second run builds nothing unless a recipe changed.
+
+With a registry (``--registry``, else titan.yaml's ``swarm.registry``), every named image and its
+ancestors, built now or before, is then tagged ``<registry>/titan/<name>:<tag>`` and pushed there
+through this host's engine (which must trust the registry: docs/swarm-registry.md); layers the
+registry has already are not sent again.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core.images import Recipe, build_args, build_order, catalog, image_tag
+from core.registry import RegistryError, check_registry, registry_image
+from core.settings import SettingsError, load_settings
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
@@ -160,6 +167,30 @@ def build(names: list[str], mirror: str, ca_bundle: str, force: bool = False) ->
     return built
 
 
+def push(names: list[str], registry: str) -> dict[str, float]:
+    """Tag each named image (and its ancestors) for ``registry`` and push it there through this
+    host's engine; the seconds each push took, by the name pushed."""
+    spent: dict[str, float] = {}
+    for name in build_order(names):
+        tag = image_tag(name)
+        target = registry_image(tag, registry)
+        started = time.monotonic()
+        for command in (["docker", "tag", tag, target], ["docker", "push", target]):
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode != 0:
+                raise BuildError(f"{' '.join(command)} failed (exit {done.returncode}): "
+                                 f"{done.stderr.strip()[-500:]} (does this host's engine trust {registry}? "
+                                 "docs/swarm-registry.md)")
+        spent[target] = time.monotonic() - started
+        say(f"{name}: pushed {target} in {spent[target]:.0f} s")
+    return spent
+
+
+def configured_registry() -> str:
+    """titan.yaml's ``swarm.registry`` ("" when none)."""
+    return str(load_settings().swarm.get("registry", ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="images to build (default: all in images/catalog.yaml)")
@@ -169,6 +200,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="CA bundle pip uses inside builds (env TITAN_BUILD_CA_BUNDLE; default: the system's)")
     parser.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     parser.add_argument("--print-tags", action="store_true", help="print each image's tag and exit")
+    parser.add_argument("--registry", default=None,
+                        help="push every image there after the build, as host:port (default: titan.yaml's "
+                             "swarm.registry; \"\": push nowhere)")
     options = parser.parse_args(argv)
     names = options.names or list(catalog())
     unknown = [n for n in names if n not in catalog()]
@@ -180,7 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ca_bundle = options.ca_bundle if options.ca_bundle is not None else default_ca_bundle()
     try:
+        registry = check_registry(options.registry if options.registry is not None else configured_registry())
+    except (RegistryError, SettingsError) as error:
+        say(f"error: {error}")
+        return 2
+    try:
         build(names, options.mirror, ca_bundle, force=options.force)
+        if registry:
+            push(names, registry)
     except BuildError as error:
         say(f"error: {error}")
         return 1

@@ -19,8 +19,9 @@ What Swarm adds, for the callers that know they are on Swarm:
 
 Networks are overlay networks (attachable: a standalone container, a probe, can join them too) on the
 subnet Titan chose; docs/swarm-network.md says how they keep users apart across nodes. Images are
-looked up on the manager's engine only: that each node has an image is the image distribution's job
-(a node missing one makes the task fail with ``ImageMissing``).
+looked up on the manager's engine only: that each node has an image is the registry's job
+(docs/swarm-registry.md); a node that cannot get one makes the task fail at once with ``ImageMissing``
+naming the node, the image and what its registry says.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from core.engine.swarm_gpus import NodeGpus, gpus_in_use, node_gpus
 from core.engine.swarm_nodes import NodeRoom, node_rooms, published_ports
 from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
 from core.labels import LABEL_GPUS
+from core.registry import pull_diagnosis
 
 __all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
 
@@ -87,12 +89,23 @@ def _client_of(url: str, threads: int) -> Callable[[], docker.APIClient]:
     return lambda: docker.DockerClient(base_url=url, max_pool_size=threads).api
 
 
-def _failure(name: str, task: TaskStatus) -> EngineError:
-    """The error of a task that ended before it ran."""
+def _missing_image(task: TaskStatus) -> str:
+    """The image a task ended without (Swarm's "No such image: <image>", whether the node's pull found
+    no such image in the registry or no registry at all: measured on 20.10), "" for another end."""
+    reason = task.error or task.message
+    head, _, image = reason.partition(":")
+    return image.strip() if head.strip().lower() == "no such image" else ""
+
+
+def _failure(name: str, task: TaskStatus, node: str = "", why: str = "") -> EngineError:
+    """The error of a task that ended before it ran, on the node called ``node``; ``why``: what the
+    hub host found of the missing image's registry (core.registry.pull_diagnosis)."""
     reason = task.error or task.message or task.state
-    if "no such image" in reason.lower():
-        return ImageMissing(f"{name}: its node has no such image: {reason}")
-    return EngineError(f"{name}: the task {task.state} on its node: {reason}")
+    where = f"node {node}" if node else "its node"
+    image = _missing_image(task)
+    if image:
+        return ImageMissing(f"{name}: {where} has no image {image} and could not pull it" + (f": {why}" if why else ""))
+    return EngineError(f"{name}: the task {task.state} on {where}: {reason}")
 
 
 def _reassignable(task: TaskStatus) -> bool:
@@ -247,7 +260,7 @@ class SwarmEngine(DockerEngine):
                     await asyncio.sleep(self.poll)
                     continue
                 if task.state in ENDED:
-                    raise _failure(name, task)
+                    raise await self._ended(name, task)
                 if task.unplaceable:
                     unplaced_since = unplaced_since or time.monotonic()
                     if time.monotonic() - unplaced_since >= patience:
@@ -257,6 +270,18 @@ class SwarmEngine(DockerEngine):
             await asyncio.sleep(self.poll)
         where = task.progress if task else "no task was made"
         raise EngineError(f"{name}: not running after {within:.0f} s ({where})")
+
+    async def _ended(self, name: str, task: TaskStatus) -> EngineError:
+        """:func:`_failure` with the node's name and, for a missing image, what its registry says."""
+        node = task.node_id[:12]
+        try:
+            described = await self._call(lambda api: api.inspect_node(task.node_id))
+            node = str((described.get("Description") or {}).get("Hostname") or node)
+        except docker.errors.DockerException:
+            pass  # the node's id is name enough
+        image = _missing_image(task)
+        why = await asyncio.to_thread(pull_diagnosis, image) if image else ""
+        return _failure(name, task, node, why)
 
     async def node_of(self, service_id: str) -> NodeAddress:
         """The node the service's task is on; ``EngineError`` while it has none."""

@@ -12,7 +12,8 @@ namespace and no other test bed uses (read from ``ip -4 route`` / ``ip -4 addr``
 Node I's engine keeps everything in ``<root>/<prefix>/nI`` (data and exec roots, socket, pid file,
 daemon.json, log) and puts its containers under the cgroup parent ``/<prefix>-nI``. Its
 daemon.json advertises the node's generic resources and turns ``no-new-privileges`` on for every
-container (Swarm services cannot ask for it per service on engine API 1.41).
+container (Swarm services cannot ask for it per service on engine API 1.41). ``registry=True``: a
+registry on the manager (``bed.registry``, tests/swarm/registry.py) that every node trusts.
 
 Use: ``with Testbed(nodes=3, labels={2: {"titan.pool": "big"}}) as bed: ...`` or from a shell
 ``python -m tests.swarm.testbed up|down|status``. ``down`` leaves nothing (:meth:`Testbed.leftovers`).
@@ -48,7 +49,9 @@ from tests.swarm.host import (
     send,
     sh,
 )
+from tests.swarm.registry import start_registry, stop_registry
 
+REGISTRY_PORT = 5000  # the registry's port on the manager's address (registry=True)
 BASE = Path(os.environ.get("TITAN_SWARM_TESTBED_ROOT") or Path(tempfile.gettempdir()) / "titan-swarm-testbed")
 CGROUPS = Path("/sys/fs/cgroup")
 
@@ -60,7 +63,8 @@ class Testbed:
 
     def __init__(self, nodes: int = 3, labels: Mapping[int, Mapping[str, str]] | None = None,
                  resources: Mapping[int, Sequence[str]] | None = None, managers: int = 1,
-                 base: Path = BASE, prefix: str = "", firewall: bool = False, owner: int | None = None) -> None:
+                 base: Path = BASE, prefix: str = "", firewall: bool = False, owner: int | None = None,
+                 registry: bool = False) -> None:
         self.count = nodes
         # The process the test bed dies with: a later up() removes it once that process is gone (a
         # killed test run). 0: kept until someone brings it down (the command line's).
@@ -72,12 +76,16 @@ class Testbed:
         self.labels = dict(labels or {})
         self.resources = dict(resources or {})  # node -> ["gpu=fake-a", ...] (named values: no bare numbers)
         self.managers = managers
+        # registry: Debian's docker-registry runs in the manager's namespace on REGISTRY_PORT, its storage
+        # in the bed's directory, and every node's engine trusts it over plain HTTP (insecure-registries).
+        self.with_registry = registry
         self.prefix = prefix or "tsw" + secrets.token_hex(3)
         self.dir = base / self.prefix
         self.base = base
         self.subnet: ipaddress.IPv4Network | None = None
         self.timings: dict[str, float] = {}
         self._engines: dict[int, subprocess.Popen[bytes]] = {}
+        self._registry: subprocess.Popen[bytes] | None = None
 
     # ---- names -------------------------------------------------------------------------------
 
@@ -113,6 +121,11 @@ class Testbed:
         return f"unix://{self.node_dir(i)}/docker.sock"
 
     @property
+    def registry(self) -> str:
+        """``host:port`` of the bed's registry (on the manager's address), as image names spell it."""
+        return f"{self.address(1)}:{REGISTRY_PORT}"
+
+    @property
     def manager(self) -> str:
         return self.socket(1)
 
@@ -123,14 +136,16 @@ class Testbed:
 
     def _save(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        state = {"prefix": self.prefix, "subnet": str(self.subnet), "nodes": self.count, "owner": self.owner}
+        state = {"prefix": self.prefix, "subnet": str(self.subnet), "nodes": self.count, "owner": self.owner,
+                 "registry": self.with_registry}
         (self.dir / "state.json").write_text(json.dumps(state))
 
     @classmethod
     def load(cls, directory: Path) -> Testbed:
         """The test bed recorded in ``directory`` (to bring it down from another process)."""
         state = json.loads((directory / "state.json").read_text())
-        bed = cls(nodes=int(state["nodes"]), base=directory.parent, prefix=str(state["prefix"]))
+        bed = cls(nodes=int(state["nodes"]), base=directory.parent, prefix=str(state["prefix"]),
+                  registry=bool(state.get("registry")))
         bed.subnet = ipaddress.IPv4Network(state["subnet"])
         return bed
 
@@ -176,6 +191,8 @@ class Testbed:
                 self._network()
             self._start_engines()
             self._swarm()
+            if self.with_registry:
+                self._registry = start_registry(self.dir / "registry", self.namespace(1), self.registry)
         except BaseException:
             self.down()
             raise
@@ -218,6 +235,8 @@ class Testbed:
         config: dict[str, Any] = {"no-new-privileges": True}
         if self.resources.get(i):
             config["node-generic-resources"] = list(self.resources[i])
+        if self.with_registry:
+            config["insecure-registries"] = [self.registry]
         (d / "daemon.json").write_text(json.dumps(config))
         ns = self.namespace(i)
         # --net only (not `ip netns exec`, which remounts /sys and hides the cgroups from dockerd); its
@@ -320,6 +339,7 @@ class Testbed:
     def down(self) -> None:
         """Stop every engine of this test bed and remove every trace of it (bounded: ~20 s at worst)."""
         start = time.monotonic()
+        stop_registry(self.dir / "registry", self._registry)
         with ThreadPoolExecutor(max(self.count, 1)) as pool:
             list(pool.map(self._stop_engine, range(1, self.count + 1)))
         for ns in [self.namespace(i) for i in range(1, self.count + 1)] + [self.switch]:

@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 import requests
 
-from core.engine.base import ContainerGone, EngineError, NetworkGone, Unplaceable
+from core.engine.base import ContainerGone, EngineError, ImageMissing, NetworkGone, Unplaceable
 from core.engine.docker import DockerEngine
 from core.engine.factory import build_engine
 from core.engine.spec import ContainerSpec, Hardening, Mount
@@ -293,6 +293,9 @@ class ScriptedSwarm:
     def tasks(self, filters: Any = None) -> list[dict[str, Any]]:
         return self.tasks_script.pop(0) if len(self.tasks_script) > 1 else self.tasks_script[0]
 
+    def inspect_node(self, node: str) -> dict[str, Any]:
+        return {"ID": node, "Description": {"Hostname": f"host-{node}"}}
+
     def close(self) -> None:
         pass
 
@@ -320,7 +323,7 @@ def test_waiting_after_a_restart_skips_the_task_that_was_scaled_away() -> None:
 
 
 def test_waiting_fails_at_once_when_the_task_ended_and_fast_when_no_node_fits() -> None:
-    with pytest.raises(EngineError, match="the task failed on its node: task: non-zero exit"):
+    with pytest.raises(EngineError, match="the task failed on node host-n1: task: non-zero exit"):
         asyncio.run(_engine(ScriptedSwarm([[ENDED]])).wait_running("s1", within=5))
     begin = time.monotonic()
     with pytest.raises(Unplaceable, match="insufficient resources on 2 nodes"):
@@ -356,3 +359,12 @@ def test_a_free_published_port_is_found_from_a_start_and_wraps_around() -> None:
     assert free_port(used | {30003}, 30000, 30003, first=30002) == 30001
     with pytest.raises(LookupError, match="every port of 30000-30002 is published"):
         free_port(used | {30001}, 30000, 30002)
+
+
+def test_a_node_without_the_image_fails_at_once_saying_which_node_and_image() -> None:
+    rejected = {**ENDED, "Status": {"State": "rejected", "Message": "preparing", "Err": "No such image: titan/x:1"}}
+    begin = time.monotonic()
+    with pytest.raises(ImageMissing) as raised:
+        asyncio.run(_engine(ScriptedSwarm([[rejected]])).wait_running("s1", within=5))
+    assert time.monotonic() - begin < 2
+    assert "node host-n1 has no image titan/x:1 and could not pull it: no registry is named in it" in str(raised.value)
