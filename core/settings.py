@@ -53,6 +53,7 @@ class Settings:
     network: Mapping[str, Any] = field(default_factory=lambda: dict(NETWORK_DEFAULTS))
     poll_interval: float = 30.0
     engine: str = "docker"  # "docker" or "swarm": core.engine.factory.build_engine
+    swarm: Mapping[str, Any] = field(default_factory=lambda: dict(SWARM_DEFAULTS))  # titan.yaml swarm:
 
     @property
     def network_plan(self) -> NetworkPlan:
@@ -125,6 +126,10 @@ DEPRECATED_SECTIONS: Mapping[str, tuple[str, str]] = {"autosave": ("service", "2
 NETWORK_DEFAULTS: Mapping[str, Any] = {"pool": "10.213.0.0/16", "subnet_prefix": 24}
 
 
+#: homes_root "": homes are Docker volumes (core.homes says what a root changes).
+SWARM_DEFAULTS: Mapping[str, Any] = {"homes_root": ""}
+
+
 CULLING_DEFAULTS: Mapping[str, Any] = {"enabled": True, "timeout": 7200.0, "every": 300, "log_level": "INFO"}
 
 
@@ -150,6 +155,11 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         NetworkPlan.of("check", network["pool"], network["subnet_prefix"])
     except ValueError as error:
         raise SettingsError(f"{path}: at network: {error}") from None
+    engine = document.get("engine", "docker")
+    swarm = {**SWARM_DEFAULTS, **document.get("swarm", {})}
+    if swarm["homes_root"] and engine != "swarm":
+        raise SettingsError(f"{path}: at swarm.homes_root: homes on shared storage need engine: swarm "
+                            f"(engine is {engine})")
     return Settings(
         source=str(path),
         state_dir=state_dir.resolve(),
@@ -174,7 +184,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         culling=_culling(document.get("culling", {})),
         poll_interval=float(spawner.get("poll_interval", 30)),
         network=network,
-        engine=document.get("engine", "docker"),
+        engine=engine,
+        swarm=swarm,
     )
 
 

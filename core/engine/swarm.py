@@ -12,7 +12,9 @@ What Swarm adds, for the callers that know they are on Swarm:
   reason, node, container, assigned generic resources);
 - :meth:`SwarmEngine.wait_running`: waits for the task to run, reporting each new state to a callback
   (progress for the user), and fails fast: :class:`~core.engine.base.Unplaceable` with Swarm's reason
-  when no node can take it, ``ImageMissing`` when its node lacks the image, ``EngineError`` otherwise;
+  when no node can take it, ``ImageMissing`` when its node lacks the image, ``MountMissing`` when a
+  directory it binds (a home on the shared storage, docs/swarm-homes.md) is missing on its node,
+  ``EngineError`` otherwise;
 - :meth:`SwarmEngine.rooms`: what each node has free (for a profile offered only when it fits);
 - :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs; :meth:`SwarmEngine.address_of`:
   where the hub reaches a port the container publishes on its node.
@@ -43,6 +45,7 @@ from core.engine.base import (
     EngineInfo,
     ImageMissing,
     LabelFilter,
+    MountMissing,
     NetworkExists,
     NetworkGone,
     SubnetTaken,
@@ -85,11 +88,22 @@ def _client_of(url: str, threads: int) -> Callable[[], docker.APIClient]:
     return lambda: docker.DockerClient(base_url=url, max_pool_size=threads).api
 
 
-def _failure(name: str, task: TaskStatus) -> EngineError:
-    """The error of a task that ended before it ran."""
+#: What a node's engine says when a bind's source is missing there (20.10: the first from Swarm's
+#: executor, the second from the engine's mount check) or is a shared mount whose server is gone.
+_MOUNT_MISSING = ("source path not found", "bind source path does not exist", "transport endpoint is not connected")
+
+
+def _failure(name: str, task: TaskStatus, node: str = "") -> EngineError:
+    """The error of a task that ended before it ran (``node``: the hostname of its node)."""
     reason = task.error or task.message or task.state
-    if "no such image" in reason.lower():
+    lowered = reason.lower()
+    if "no such image" in lowered:
         return ImageMissing(f"{name}: its node has no such image: {reason}")
+    if any(words in lowered for words in _MOUNT_MISSING):
+        # Binds of Titan's services are the users' homes on the shared storage (docs/swarm-homes.md).
+        return MountMissing(f"Your home storage is not mounted on node {node or task.node_id[:12] or '(unknown)'}, "
+                            f"so {name} cannot start there: an admin must mount the shared homes on that node "
+                            f"or drain it ({reason})")
     return EngineError(f"{name}: the task {task.state} on its node: {reason}")
 
 
@@ -212,8 +226,10 @@ class SwarmEngine(DockerEngine):
         """Wait until the service's task runs; each new (state, reason) goes to ``progress``.
 
         Raises :class:`Unplaceable` once Swarm has found no node for ``patience`` seconds (with its
-        reason: "no suitable node (insufficient resources on 2 nodes)"), ``ImageMissing`` or
-        ``EngineError`` when the task ends without running, ``EngineError`` after ``within`` seconds."""
+        reason: "no suitable node (insufficient resources on 2 nodes)"), ``ImageMissing``,
+        ``MountMissing`` (a bind's source is missing on its node: the shared homes are not mounted
+        there; the message names the node) or ``EngineError`` when the task ends without running,
+        ``EngineError`` after ``within`` seconds."""
         name = service_id[:12]
         deadline = time.monotonic() + within
         unplaced_since: float | None = None
@@ -230,7 +246,7 @@ class SwarmEngine(DockerEngine):
                 if task.state == "running":
                     return task
                 if task.state in ENDED:
-                    raise _failure(name, task)
+                    raise _failure(name, task, await self._hostname(task.node_id))
                 if task.unplaceable:
                     unplaced_since = unplaced_since or time.monotonic()
                     if time.monotonic() - unplaced_since >= patience:
@@ -250,6 +266,16 @@ class SwarmEngine(DockerEngine):
         node = await self._swarm(f"node {node_id[:12]}", lambda api: api.inspect_node(node_id))
         return NodeAddress(node_id=node_id, hostname=str((node.get("Description") or {}).get("Hostname", "")),
                            address=str((node.get("Status") or {}).get("Addr", "")))
+
+    async def _hostname(self, node_id: str) -> str:
+        """The hostname of a node ("" when it is unknown or cannot be read)."""
+        if not node_id:
+            return ""
+        try:
+            node = await self._call(lambda api: api.inspect_node(node_id))
+        except docker.errors.DockerException:
+            return ""
+        return str((node.get("Description") or {}).get("Hostname", ""))
 
     async def address_of(self, service_id: str, port: int) -> tuple[str, int]:
         """Where the hub reaches the service's container port ``port``, published on its node:

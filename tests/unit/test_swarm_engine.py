@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 import requests
 
-from core.engine.base import ContainerGone, EngineError, NetworkGone, Unplaceable
+from core.engine.base import ContainerGone, EngineError, MountMissing, NetworkGone, Unplaceable
 from core.engine.docker import DockerEngine
 from core.engine.factory import build_engine
 from core.engine.spec import ContainerSpec, Hardening, Mount
@@ -249,6 +249,9 @@ class ScriptedSwarm:
     def tasks(self, filters: Any = None) -> list[dict[str, Any]]:
         return self.tasks_script.pop(0) if len(self.tasks_script) > 1 else self.tasks_script[0]
 
+    def inspect_node(self, node: str) -> dict[str, Any]:
+        return {"ID": node, "Description": {"Hostname": f"host-{node}"}}
+
     def close(self) -> None:
         pass
 
@@ -282,3 +285,15 @@ def test_waiting_fails_at_once_when_the_task_ended_and_fast_when_no_node_fits() 
     with pytest.raises(Unplaceable, match="insufficient resources on 2 nodes"):
         asyncio.run(_engine(ScriptedSwarm([[PENDING]])).wait_running("s1", within=5, patience=0.2))
     assert time.monotonic() - begin < 2
+
+
+@pytest.mark.parametrize("error", [
+    'invalid mount config for type "bind": bind source path does not exist: /srv/homes/t-home-alice',
+    "invalid bind mount source, source path not found: /srv/homes/t-home-alice",
+    'invalid mount config for type "bind": stat /srv/homes/t-home-alice: transport endpoint is not connected',
+])
+def test_a_home_missing_on_its_node_fails_at_once_naming_the_node(error: str) -> None:
+    rejected = {**ENDED, "NodeID": "n3", "Status": {"State": "rejected", "Err": error}}
+    with pytest.raises(MountMissing, match="Your home storage is not mounted on node host-n3") as caught:
+        asyncio.run(_engine(ScriptedSwarm([[rejected]])).wait_running("s1", within=5))
+    assert "/srv/homes/t-home-alice" in str(caught.value)
