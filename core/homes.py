@@ -9,7 +9,10 @@ service reads it there.
 The home directory is made here, on the hub host, before a server's service is created, and
 nowhere else: a node that has not mounted the storage lacks the directory, so Swarm rejects the
 task there ("bind source path does not exist") instead of writing a home on that node's own disk.
-For the same reason the root itself is never created here.
+For the same reason the root itself is never created here, and a home is made only under a root
+that holds the marker file ``.titan-homes`` (made once on the shared storage by the admin or
+Ansible): a hub host whose mount is missing sees its bare mount point, without the marker, and
+refuses instead of making homes on its own disk.
 """
 
 from __future__ import annotations
@@ -24,10 +27,13 @@ from core.labels import home_volume_name
 #: The owner of every home: the images' user jovyan (uid 1000, gid 1000).
 HOME_UID = 1000
 HOME_GID = 1000
+#: The file that marks a homes root as the shared storage itself (not a bare mount point).
+HOMES_MARKER = ".titan-homes"
 
 
 class HomesRootMissing(RuntimeError):
-    """The homes root is not a directory on this host: the shared storage is not mounted here."""
+    """The homes root is not the shared storage on this host (missing, or without its marker): it is
+    not mounted here."""
 
 
 def home_directory(root: str | Path, template: str, user: str) -> Path:
@@ -42,13 +48,13 @@ def ensure_home(root: str | Path, template: str, user: str, uid: int = HOME_UID,
     A new home appears whole: it is made under a temporary name, given its owner, then renamed into
     place, so a server never binds a home that jovyan cannot write, even when two starts race.
     Blocking (a shared mount may be slow): call it in a thread. Raises :class:`HomesRootMissing`
-    when ``root`` is not a directory, ``OSError`` when the storage refuses."""
+    when ``root`` is not a directory holding :data:`HOMES_MARKER`, ``OSError`` when the storage refuses."""
     base = Path(root)
     if not base.is_absolute():
         raise ValueError(f"the homes root must be an absolute path, not {root!r}")
-    if not base.is_dir():
-        raise HomesRootMissing(f"the homes root {base} is not a directory on this host: is the shared storage "
-                               f"mounted there? (docs/swarm-homes.md)")
+    if not (base / HOMES_MARKER).is_file():
+        raise HomesRootMissing(f"the homes root {base} on this host is not the shared storage (no {HOMES_MARKER} "
+                               f"there): is the storage mounted? (docs/swarm-homes.md)")
     home = home_directory(base, template, user)
     if not _existing(home):
         fresh = base / f".{home.name}.new-{secrets.token_hex(4)}"

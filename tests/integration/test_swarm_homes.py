@@ -57,7 +57,7 @@ def bed() -> Iterator[Testbed]:
     finally:
         if testbed.leftovers():  # test_teardown_leaves_nothing brings it down when all went well
             testbed.down()
-        print(f"test bed down in {testbed.timings['down']:.1f} s")
+        print("test bed down: " + ", ".join(f"{k} {v:.1f} s" for k, v in testbed.timings.items() if "down" in k))
 
 
 def server(bed: Testbed, name: str, user: str, pool: str, script: str) -> ContainerSpec:

@@ -29,6 +29,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from core.homes import HOMES_MARKER
 from tests.swarm.host import TestbedError, pids_mentioning, send, sh
 
 SSHD = "/usr/sbin/sshd"
@@ -59,12 +60,14 @@ class SharedHomes:
         return self.keys / f"n{i}.key"
 
     def serve(self, nodes: int) -> None:
-        """Keys, the homes root (root-owned, as an export's top: nodes make nothing there), sshd."""
+        """Keys, the homes root (root-owned, as an export's top: nodes make nothing there) with its
+        marker, sshd."""
         why = homes_missing()
         if why:
             raise TestbedError(why)
         self.keys.mkdir(parents=True, exist_ok=True)
         self.root.mkdir(mode=0o755, parents=True, exist_ok=True)
+        (self.root / HOMES_MARKER).touch()  # what the admin makes once on the storage (core.homes)
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "titan-testbed-host", "-f", str(self.keys / "host"))
         for i in range(1, nodes + 1):
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"titan-testbed-n{i}", "-f", str(self.node_key(i)))
@@ -122,9 +125,13 @@ class SharedHomes:
         return pids_mentioning(str(self.node_key(i)))
 
     def stop(self) -> None:
-        """End sshd (its pid namespace ends every session with it)."""
+        """End sshd (its pid namespace ends every session with it). unshare, waiting for it, lets a
+        SIGTERM pass: the signal goes to both, as a process group (their own session's)."""
         if self._server is not None and self._server.poll() is None:
-            send(self._server.pid, signal.SIGTERM)
+            try:
+                os.killpg(self._server.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
             try:
                 self._server.wait(timeout=5)
             except subprocess.TimeoutExpired:

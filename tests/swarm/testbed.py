@@ -328,7 +328,9 @@ class Testbed:
         start = time.monotonic()
         with ThreadPoolExecutor(max(self.count, 1)) as pool:
             list(pool.map(self._stop_engine, range(1, self.count + 1)))
+        self.timings["down engines"] = time.monotonic() - start
         self._stop_homes()
+        self.timings["down homes"] = time.monotonic() - start - self.timings["down engines"]
         for ns in [self.namespace(i) for i in range(1, self.count + 1)] + [self.switch]:
             if Path("/run/netns", ns).exists():
                 sh("ip", "netns", "del", ns, check=False)

@@ -12,7 +12,7 @@ import pytest
 from traitlets.config import Config
 
 from core.capacity import HostCapacity
-from core.homes import HomesRootMissing, ensure_home, home_directory
+from core.homes import HOMES_MARKER, HomesRootMissing, ensure_home, home_directory
 from core.settings import SettingsError, load_settings
 from service.configure import configure
 from service.dockerhost import DockerHost
@@ -25,54 +25,66 @@ TEMPLATE = "t-home-{username}"
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to uid 1000 needs root")
 
 
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """A homes root as the admin prepares it on the shared storage: with its marker."""
+    (tmp_path / HOMES_MARKER).touch()
+    return tmp_path
+
+
 @needs_root
-def test_a_home_is_made_once_owned_by_jovyan_and_private(tmp_path: Path) -> None:
-    home = ensure_home(tmp_path, TEMPLATE, "Alice.B")
-    assert home == tmp_path / "t-home-alice-2eb" == home_directory(tmp_path, TEMPLATE, "Alice.B")
+def test_a_home_is_made_once_owned_by_jovyan_and_private(root: Path) -> None:
+    home = ensure_home(root, TEMPLATE, "Alice.B")
+    assert home == root / "t-home-alice-2eb" == home_directory(root, TEMPLATE, "Alice.B")
     info = home.stat()
     assert (info.st_uid, info.st_gid, info.st_mode & 0o777) == (1000, 1000, 0o700)
     (home / "notes.txt").write_text("kept")
-    assert ensure_home(str(tmp_path), TEMPLATE, "alice.b") == home  # an existing home is kept as it is
+    assert ensure_home(str(root), TEMPLATE, "alice.b") == home  # an existing home is kept as it is
     assert (home / "notes.txt").read_text() == "kept"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t-home-alice-2eb"]  # no temporary name left
+    assert sorted(p.name for p in root.iterdir()) == [HOMES_MARKER, "t-home-alice-2eb"]  # no temporary name
 
 
 @needs_root
-def test_an_existing_home_of_another_owner_gets_jovyan_and_only_it(tmp_path: Path) -> None:
-    home = tmp_path / "t-home-bob"
+def test_an_existing_home_of_another_owner_gets_jovyan_and_only_it(root: Path) -> None:
+    home = root / "t-home-bob"
     home.mkdir()
     (home / "inside").write_text("x")
-    assert ensure_home(tmp_path, TEMPLATE, "bob") == home
+    assert ensure_home(root, TEMPLATE, "bob") == home
     assert home.stat().st_uid == 1000 and (home / "inside").stat().st_uid == 0  # the directory only
 
 
 @needs_root
-def test_two_starts_at_once_make_one_home(tmp_path: Path) -> None:
+def test_two_starts_at_once_make_one_home(root: Path) -> None:
     results: list[Path] = []
-    threads = [threading.Thread(target=lambda: results.append(ensure_home(tmp_path, TEMPLATE, "carol")))
+    threads = [threading.Thread(target=lambda: results.append(ensure_home(root, TEMPLATE, "carol")))
                for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert set(results) == {tmp_path / "t-home-carol"}
-    assert [p.name for p in tmp_path.iterdir()] == ["t-home-carol"]
-    assert (tmp_path / "t-home-carol").stat().st_uid == 1000
+    assert set(results) == {root / "t-home-carol"}
+    assert sorted(p.name for p in root.iterdir()) == [HOMES_MARKER, "t-home-carol"]
+    assert (root / "t-home-carol").stat().st_uid == 1000
 
 
-def test_a_root_that_is_not_mounted_is_never_created(tmp_path: Path) -> None:
-    missing = tmp_path / "not-mounted"
-    with pytest.raises(HomesRootMissing, match="is the shared storage mounted there"):
+def test_no_home_is_made_where_the_storage_is_not_mounted(tmp_path: Path) -> None:
+    missing = tmp_path / "not-there"
+    with pytest.raises(HomesRootMissing, match="is the storage mounted"):
         ensure_home(missing, TEMPLATE, "alice")
     assert not missing.exists()
+    bare = tmp_path / "bare-mount-point"  # the mount point without the storage on it: no marker
+    bare.mkdir()
+    with pytest.raises(HomesRootMissing, match=f"not the shared storage \\(no {HOMES_MARKER} there\\)"):
+        ensure_home(bare, TEMPLATE, "alice")
+    assert list(bare.iterdir()) == []
     with pytest.raises(ValueError, match="absolute"):
         ensure_home("relative/homes", TEMPLATE, "alice")
 
 
-def test_something_else_in_a_homes_place_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "t-home-alice").write_text("not a directory")
+def test_something_else_in_a_homes_place_is_refused(root: Path) -> None:
+    (root / "t-home-alice").write_text("not a directory")
     with pytest.raises(OSError, match="is not a directory"):
-        ensure_home(tmp_path, TEMPLATE, "alice")
+        ensure_home(root, TEMPLATE, "alice")
 
 
 def test_a_server_binds_its_home_directory_when_a_root_is_set() -> None:
