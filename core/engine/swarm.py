@@ -101,9 +101,9 @@ def _failure(name: str, task: TaskStatus, node: str = "") -> EngineError:
         return ImageMissing(f"{name}: its node has no such image: {reason}")
     if any(words in lowered for words in _MOUNT_MISSING):
         # Binds of Titan's services are the users' homes on the shared storage (docs/swarm-homes.md).
-        return MountMissing(f"Your home storage is not mounted on node {node or task.node_id[:12] or '(unknown)'}, "
-                            f"so {name} cannot start there: an admin must mount the shared homes on that node "
-                            f"or drain it ({reason})")
+        return MountMissing(f"Your home storage is not mounted on node {node or task.node_id[:12] or '(unknown)'}: "
+                            f"an admin must mount the shared homes on that node or drain it "
+                            f"(service {name}: {reason})")
     return EngineError(f"{name}: the task {task.state} on its node: {reason}")
 
 
