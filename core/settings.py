@@ -54,7 +54,7 @@ class Settings:
     network: Mapping[str, Any] = field(default_factory=lambda: dict(NETWORK_DEFAULTS))
     poll_interval: float = 30.0
     engine: str = "docker"  # "docker" or "swarm": core.engine.factory.build_engine
-    swarm: Mapping[str, Any] = field(default_factory=lambda: dict(SWARM_DEFAULTS))  # only for engine "swarm"
+    swarm: Mapping[str, Any] = field(default_factory=lambda: dict(SWARM_DEFAULTS))  # titan.yaml swarm:
 
     @property
     def published_ports(self) -> tuple[int, int]:
@@ -132,8 +132,9 @@ DEPRECATED_SECTIONS: Mapping[str, tuple[str, str]] = {"autosave": ("service", "2
 NETWORK_DEFAULTS: Mapping[str, Any] = {"pool": "10.213.0.0/16", "subnet_prefix": 24}
 
 
+#: homes_root "": homes are Docker volumes (core.homes says what a root changes).
 SWARM_DEFAULTS: Mapping[str, Any] = {"manager": "", "hub_address": "", "published_ports": "30000-30999",
-                                     "registry": ""}
+                                     "registry": "", "homes_root": ""}
 
 
 def port_range(text: str) -> tuple[int, int]:
@@ -155,6 +156,9 @@ def _swarm(document: Mapping[str, Any], engine: str, source: str) -> dict[str, A
         check_registry(swarm["registry"])
     except RegistryError as error:
         raise SettingsError(f"{source}: at swarm.registry: {error}") from None
+    if swarm["homes_root"] and engine != "swarm":
+        raise SettingsError(f"{source}: at swarm.homes_root: homes on shared storage need engine: swarm "
+                            f"(engine is {engine})")
     if engine == "swarm" and not swarm["hub_address"]:
         raise SettingsError(f"{source}: at swarm.hub_address: engine: swarm needs the hub host's address on the "
                             f"nodes' network (where servers on every node reach the hub)")
@@ -186,6 +190,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         NetworkPlan.of("check", network["pool"], network["subnet_prefix"])
     except ValueError as error:
         raise SettingsError(f"{path}: at network: {error}") from None
+    engine = document.get("engine", "docker")
     return Settings(
         source=str(path),
         state_dir=state_dir.resolve(),
@@ -210,8 +215,8 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
         culling=_culling(document.get("culling", {})),
         poll_interval=float(spawner.get("poll_interval", 30)),
         network=network,
-        engine=document.get("engine", "docker"),
-        swarm=_swarm(document.get("swarm", {}), document.get("engine", "docker"), str(path)),
+        engine=engine,
+        swarm=_swarm(document.get("swarm", {}), engine, str(path)),
     )
 
 

@@ -2,8 +2,8 @@
 
 Each titan.yaml setting of the service is handed to the one trait that owns it, with its help
 string there: ``TitanService`` (listening, state, sharing), ``HubWatcher`` (the pass interval),
-``Autosave`` (snapshots, pushes, clones), ``DockerHost`` (which volumes and containers are this
-deployment's), ``Operations`` (the gateway the admin page stops clusters through). The service
+``Autosave`` (snapshots, pushes, clones), ``DockerHost`` (which volumes, home directories and containers are
+this deployment's), ``Operations`` (the gateway the admin page stops clusters through). The service
 listens on the Titan address (core.network), where the proxy and containers reach it.
 """
 
@@ -57,6 +57,7 @@ def configure(c: Config, settings: Settings, address: str) -> None:
 
     c.DockerHost.home_volume_template = home_volume_template(settings)
     c.DockerHost.deployment = settings.deployment
+    c.DockerHost.homes_root = settings.swarm["homes_root"]
 
     if settings.gateway["enabled"]:  # the admin page stops Dask clusters through the gateway's control route
         c.Operations.gateway_url = f"http://127.0.0.1:{settings.gateway['api_port']}"

@@ -2,7 +2,9 @@
 server, and the gateway's Dask containers, all read from the engine on this host.
 
 The service runs as root on the Docker host: a home is reached through its volume's host path
-(``docker volume inspect`` -> Mountpoint), never through ``docker exec``.
+(``docker volume inspect`` -> Mountpoint), never through ``docker exec``; with homes on shared
+storage (``homes_root``, titan.yaml swarm.homes_root) it is the directory ``<homes_root>/<name>``,
+which the hub host mounts as every node does (core.homes).
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ class DockerHost(LoggingConfigurable):
         escaped as the spawner escapes it). Default titan-home-{username}; the hub's config gives
         <deployment>-home-{username}.""",
     ).tag(config=True)
+    homes_root = Unicode(
+        "", help="""The directory on shared storage holding the homes (titan.yaml swarm.homes_root, as the
+        spawner's ``homes_root``): a home is <homes_root>/<home volume name> there, read directly.
+        Default "": homes are Docker volumes of this engine. Example: /srv/titan/homes""",
+    ).tag(config=True)
     deployment = Unicode(
         "", help="""The deployment label (``titan.deployment``) of this hub's containers: servers and Dask
         containers of other deployments on the same engine are not looked at. Default "": every one.
@@ -52,9 +59,15 @@ class DockerHost(LoggingConfigurable):
         return self._client
 
     def volume_path(self, user: str) -> Path:
-        """The host path of ``user``'s home volume; LookupError when it does not exist yet."""
+        """The host path of ``user``'s home; LookupError when it does not exist yet."""
+        from core.homes import home_directory
         from core.labels import home_volume_name
 
+        if self.homes_root:
+            home = home_directory(self.homes_root, self.home_volume_template, user)
+            if not home.is_dir():
+                raise LookupError(f"home {home} does not exist yet (start a server once)")
+            return home
         name = home_volume_name(self.home_volume_template, user)
         try:
             volume = self.client.volumes.get(name)

@@ -14,6 +14,7 @@ from core.engine.docker import hardening_kwargs
 from core.engine.spec import HARDENING as ENGINE_HARDENING
 from core.gpu.allocator import docker_device_request, gpu_label_value
 from core.gpu.inventory import GpuUnit
+from core.homes import home_directory
 from core.labels import (
     LABEL_DASHBOARD,
     LABEL_DEPLOYMENT,
@@ -59,10 +60,15 @@ def build_container_settings(
     network: str,
     gpus: Sequence[GpuUnit] = (),
     default_idle_timeout: float = 0.0,
+    homes_root: str = "",
 ) -> ContainerSettings:
     """Everything the container of one server needs, derived from the validated selection.
 
     The container joins ``network``, its user's own network (core.network), and nothing else.
+
+    Its home is the user's home volume, or with ``homes_root`` (titan.yaml swarm.homes_root) the
+    directory ``<homes_root>/<home volume name>`` on the shared storage, bound (a ``volumes`` key
+    that is an absolute path is a host directory: core.homes.ensure_home makes it first).
 
     The idle timeout is the profile's ``idle_timeout``, else ``default_idle_timeout`` (0: none)."""
     resources = selection.resources
@@ -101,13 +107,21 @@ def build_container_settings(
         mem_limit=resources.memory,
         memswap_limit=resources.memory,
         cpu_limit=resources.cpu,
-        volumes={home_volume_name(home_volume_template, user): {"bind": HOME_MOUNT, "mode": "rw"}},
+        volumes={home_source(home_volume_template, user, homes_root): {"bind": HOME_MOUNT, "mode": "rw"}},
         labels=labels,
         host_config=host_config,
         environment=environment,
         args=idle_shutdown_args(idle_timeout),
         idle_timeout=idle_timeout,
     ), selection.dashboard)
+
+
+def home_source(template: str, user: str, homes_root: str = "") -> str:
+    """What a server mounts as ``user``'s home: their home volume's name, or with ``homes_root`` the
+    host path of their home directory on the shared storage (core.homes)."""
+    if homes_root:
+        return str(home_directory(homes_root, template, user))
+    return home_volume_name(template, user)
 
 
 def with_dashboard(settings: ContainerSettings, dashboard: Dashboard | None) -> ContainerSettings:

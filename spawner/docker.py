@@ -206,7 +206,7 @@ class TitanDockerSpawner(DockerSpawner, SpawnerSettings):
         return build_container_settings(
             selection, tag, user=self.user.name, server_name=self.name, deployment=self.deployment,
             home_volume_template=self.home_volume_template, network=self.network_name, gpus=gpus,
-            default_idle_timeout=self.idle_timeout,
+            default_idle_timeout=self.idle_timeout, homes_root=self.homes_root,
         )
 
     async def _allocate_gpus(self, selection: Selection) -> list[GpuUnit]:

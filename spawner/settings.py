@@ -37,6 +37,16 @@ class SpawnerSettings(HasTraits):
         """,
     )
 
+    homes_root = Unicode(
+        "",
+        config=True,
+        help="""Directory on shared storage holding users' homes (titan.yaml swarm.homes_root): a
+        server binds <homes_root>/<home volume name> at /home/jovyan instead of mounting its home
+        volume, so the home is the same on every Swarm node (core.homes; docs/swarm-homes.md).
+        Default "": home volumes. Example: "/srv/titan/homes".
+        """,
+    )
+
     network_pool = Unicode(
         "10.213.0.0/16",
         config=True,

@@ -13,6 +13,7 @@ from core.engine.base import (
     EngineInfo,
     ImageInfo,
     ImageMissing,
+    MountMissing,
     NetworkExists,
     NetworkGone,
     NetworkInfo,
@@ -24,6 +25,6 @@ from core.engine.spec import HARDENING, ContainerSpec, Hardening, Mount
 
 __all__ = [
     "HARDENING", "ContainerEngine", "ContainerGone", "ContainerInfo", "ContainerSpec", "EngineError", "EngineInfo",
-    "Hardening", "ImageInfo", "ImageMissing", "Mount", "NetworkExists", "NetworkGone", "NetworkInUse",
+    "Hardening", "ImageInfo", "ImageMissing", "Mount", "MountMissing", "NetworkExists", "NetworkGone", "NetworkInUse",
     "NetworkInfo", "SubnetTaken", "Unplaceable",
 ]

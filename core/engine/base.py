@@ -48,6 +48,11 @@ class NetworkInUse(EngineError):
     """A network still has containers attached (or is being removed): it stays."""
 
 
+class MountMissing(EngineError):
+    """A directory the container mounts is missing on the node it was placed on: the node has not
+    mounted the shared storage (homes) there. The message names the node, for the user and the admin."""
+
+
 class Unplaceable(EngineError):
     """No node of a cluster can run the container now (too little CPU, memory or generic resources
     left, or no node in its pool); the message gives the cluster's own reason, for the user."""

@@ -12,7 +12,9 @@ What Swarm adds, for the callers that know they are on Swarm:
   reason, node, container, assigned generic resources);
 - :meth:`SwarmEngine.wait_running`: waits for the task to run, reporting each new state to a callback
   (progress for the user), and fails fast: :class:`~core.engine.base.Unplaceable` with Swarm's reason
-  when no node can take it, ``ImageMissing`` when its node lacks the image, ``EngineError`` otherwise;
+  when no node can take it, ``ImageMissing`` when its node lacks the image, ``MountMissing`` when a
+  directory it binds (a home on the shared storage, docs/swarm-homes.md) is missing on its node,
+  ``EngineError`` otherwise;
 - :meth:`SwarmEngine.rooms`: what each node has free (for a profile offered only when it fits);
 - :meth:`SwarmEngine.node_of`: on which node (name, address) the task runs; :meth:`SwarmEngine.address_of`:
   where the hub reaches a port the container publishes on its node.
@@ -44,6 +46,7 @@ from core.engine.base import (
     EngineInfo,
     ImageMissing,
     LabelFilter,
+    MountMissing,
     NetworkExists,
     NetworkGone,
     SubnetTaken,
@@ -97,6 +100,11 @@ def _missing_image(task: TaskStatus) -> str:
     return image.strip() if head.strip().lower() == "no such image" else ""
 
 
+#: What a node's engine says when a bind's source is missing there (20.10: the first from Swarm's
+#: executor, the second from the engine's mount check) or is a shared mount whose server is gone.
+_MOUNT_MISSING = ("source path not found", "bind source path does not exist", "transport endpoint is not connected")
+
+
 def _failure(name: str, task: TaskStatus, node: str = "", why: str = "") -> EngineError:
     """The error of a task that ended before it ran, on the node called ``node``; ``why``: what the
     hub host found of the missing image's registry (core.registry.pull_diagnosis)."""
@@ -105,6 +113,11 @@ def _failure(name: str, task: TaskStatus, node: str = "", why: str = "") -> Engi
     image = _missing_image(task)
     if image:
         return ImageMissing(f"{name}: {where} has no image {image} and could not pull it" + (f": {why}" if why else ""))
+    if any(words in reason.lower() for words in _MOUNT_MISSING):
+        # Binds of Titan's services are the users' homes on the shared storage (docs/swarm-homes.md).
+        return MountMissing(f"Your home storage is not mounted on node {node or task.node_id[:12] or '(unknown)'}: "
+                            f"an admin must mount the shared homes on that node or drain it "
+                            f"(service {name}: {reason})")
     return EngineError(f"{name}: the task {task.state} on {where}: {reason}")
 
 
@@ -232,8 +245,10 @@ class SwarmEngine(DockerEngine):
         """Wait until the service's task runs; each new (state, reason) goes to ``progress``.
 
         Raises :class:`Unplaceable` once Swarm has found no node for ``patience`` seconds (with its
-        reason: "no suitable node (insufficient resources on 2 nodes)"), ``ImageMissing`` or
-        ``EngineError`` when the task ends without running, ``EngineError`` after ``within`` seconds."""
+        reason: "no suitable node (insufficient resources on 2 nodes)"), ``ImageMissing``,
+        ``MountMissing`` (a bind's source is missing on its node: the shared homes are not mounted
+        there; the message names the node) or ``EngineError`` when the task ends without running,
+        ``EngineError`` after ``within`` seconds."""
         name = service_id[:12]
         deadline = time.monotonic() + within
         unplaced_since: float | None = None
@@ -273,12 +288,7 @@ class SwarmEngine(DockerEngine):
 
     async def _ended(self, name: str, task: TaskStatus) -> EngineError:
         """:func:`_failure` with the node's name and, for a missing image, what its registry says."""
-        node = task.node_id[:12]
-        try:
-            described = await self._call(lambda api: api.inspect_node(task.node_id))
-            node = str((described.get("Description") or {}).get("Hostname") or node)
-        except docker.errors.DockerException:
-            pass  # the node's id is name enough
+        node = await self._hostname(task.node_id) or task.node_id[:12]  # the node's id is name enough
         image = _missing_image(task)
         why = await asyncio.to_thread(pull_diagnosis, image) if image else ""
         return _failure(name, task, node, why)
@@ -292,6 +302,16 @@ class SwarmEngine(DockerEngine):
         node = await self._swarm(f"node {node_id[:12]}", lambda api: api.inspect_node(node_id))
         return NodeAddress(node_id=node_id, hostname=str((node.get("Description") or {}).get("Hostname", "")),
                            address=str((node.get("Status") or {}).get("Addr", "")))
+
+    async def _hostname(self, node_id: str) -> str:
+        """The hostname of a node ("" when it is unknown or cannot be read)."""
+        if not node_id:
+            return ""
+        try:
+            node = await self._call(lambda api: api.inspect_node(node_id))
+        except docker.errors.DockerException:
+            return ""
+        return str((node.get("Description") or {}).get("Hostname", ""))
 
     async def address_of(self, service_id: str, port: int) -> tuple[str, int]:
         """Where the hub reaches the service's container port ``port``, published on its node:

@@ -15,6 +15,9 @@ daemon.json advertises the node's generic resources and turns ``no-new-privilege
 container (Swarm services cannot ask for it per service on engine API 1.41). ``registry=True``: a
 registry on the manager (``bed.registry``, tests/swarm/registry.py) that every node trusts.
 
+``homes=True``: the directory ``<prefix>/homes`` of the hub host is every node's too, over the network
+(tests/swarm/homes.py: sshd on the hub host, sshfs in each engine's mount namespace).
+
 Use: ``with Testbed(nodes=3, labels={2: {"titan.pool": "big"}}) as bed: ...`` or from a shell
 ``python -m tests.swarm.testbed up|down|status``. ``down`` leaves nothing (:meth:`Testbed.leftovers`).
 """
@@ -38,6 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.swarm.homes import SharedHomes
 from tests.swarm.host import (
     TestbedError,
     alive,
@@ -64,7 +68,7 @@ class Testbed:
     def __init__(self, nodes: int = 3, labels: Mapping[int, Mapping[str, str]] | None = None,
                  resources: Mapping[int, Sequence[str]] | None = None, managers: int = 1,
                  base: Path = BASE, prefix: str = "", firewall: bool = False, owner: int | None = None,
-                 registry: bool = False) -> None:
+                 registry: bool = False, homes: bool = False) -> None:
         self.count = nodes
         # The process the test bed dies with: a later up() removes it once that process is gone (a
         # killed test run). 0: kept until someone brings it down (the command line's).
@@ -86,6 +90,8 @@ class Testbed:
         self.timings: dict[str, float] = {}
         self._engines: dict[int, subprocess.Popen[bytes]] = {}
         self._registry: subprocess.Popen[bytes] | None = None
+        self.homes = homes  # serve homes_root to every node (tests/swarm/homes.py)
+        self._homes: SharedHomes | None = None
 
     # ---- names -------------------------------------------------------------------------------
 
@@ -112,6 +118,15 @@ class Testbed:
     def host_address(self) -> str:
         """The root namespace's address on the test network."""
         return f"{self._octets()}.0.254"
+
+    @property
+    def homes_root(self) -> Path:
+        """With ``homes=True``: the homes directory, the same path on the hub host and on every node."""
+        return self.dir / "homes"
+
+    def local_homes(self, i: int) -> Path:
+        """What node I has at :attr:`homes_root` when the shared homes are not mounted there (its own disk)."""
+        return self.node_dir(i) / "local-homes"
 
     def node_dir(self, i: int) -> Path:
         return self.dir / f"n{i}"
@@ -189,6 +204,9 @@ class Testbed:
                 self.subnet = choose_subnet(others)
                 self._save()
                 self._network()
+            if self.homes:
+                self._homes = SharedHomes(self.homes_root, self.dir / "ssh", self.host_address)
+                self._homes.serve(self.count)
             self._start_engines()
             self._swarm()
             if self.with_registry:
@@ -239,11 +257,12 @@ class Testbed:
             config["insecure-registries"] = [self.registry]
         (d / "daemon.json").write_text(json.dumps(config))
         ns = self.namespace(i)
+        mounts = self._homes.mount_script(i, self.local_homes(i)) + " && " if self._homes else ""
         # --net only (not `ip netns exec`, which remounts /sys and hides the cgroups from dockerd); its
         # own mount namespace keeps the engine's mounts out of ours, its own UTS namespace its hostname.
         command = [
             "nsenter", f"--net=/run/netns/{ns}", "--", "unshare", "--mount", "--uts", "--propagation", "slave",
-            "--", "sh", "-c", 'hostname "$0" && exec dockerd "$@"', ns,
+            "--", "sh", "-c", f'hostname "$0" && {mounts}exec dockerd "$@"', ns,
             "--config-file", str(d / "daemon.json"), "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
             "--pidfile", str(d / "docker.pid"), "-H", self.socket(i),
             *([] if self.firewall else ["--iptables=false", "--ip-forward=false", "--ip-masq=false"]), "--bridge=none",
@@ -342,6 +361,9 @@ class Testbed:
         stop_registry(self.dir / "registry", self._registry)
         with ThreadPoolExecutor(max(self.count, 1)) as pool:
             list(pool.map(self._stop_engine, range(1, self.count + 1)))
+        self.timings["down engines"] = time.monotonic() - start
+        self._stop_homes()
+        self.timings["down homes"] = time.monotonic() - start - self.timings["down engines"]
         for ns in [self.namespace(i) for i in range(1, self.count + 1)] + [self.switch]:
             if Path("/run/netns", ns).exists():
                 sh("ip", "netns", "del", ns, check=False)
@@ -380,6 +402,26 @@ class Testbed:
                 rmdir(sub)
             rmdir(controller)
         shutil.rmtree(d, ignore_errors=True)  # its image layers: seconds, so one thread per node
+
+    def _stop_homes(self) -> None:
+        """sshd, then whatever else names this bed (the nodes' sshfs and ssh, outliving their engines)."""
+        if self._homes is not None:
+            self._homes.stop()
+        for p in pids_mentioning(str(self.dir)):
+            send(p, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pids_mentioning(str(self.dir)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def cut_homes(self, i: int, kill: bool = False) -> None:
+        """Node I loses the shared homes: unmounted in its engine's namespace (it then sees its own
+        empty directory), or with ``kill`` its sshfs killed (the mount stays, dead: every access fails)."""
+        assert self._homes is not None, "the test bed serves no homes"
+        if kill:
+            for p in self._homes.client_pids(i):
+                send(p, signal.SIGKILL)
+            return
+        sh("nsenter", f"--mount=/proc/{self._engine_pid(i)}/ns/mnt", "--", "fusermount", "-u", str(self.homes_root))
 
     def _engine_pid(self, i: int) -> int:
         if i in self._engines and self._engines[i].poll() is None:

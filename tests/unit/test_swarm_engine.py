@@ -13,7 +13,7 @@ import docker.errors
 import pytest
 import requests
 
-from core.engine.base import ContainerGone, EngineError, ImageMissing, NetworkGone, Unplaceable
+from core.engine.base import ContainerGone, EngineError, ImageMissing, MountMissing, NetworkGone, Unplaceable
 from core.engine.docker import DockerEngine
 from core.engine.factory import build_engine
 from core.engine.spec import ContainerSpec, Hardening, Mount
@@ -338,7 +338,7 @@ def test_a_task_whose_node_no_longer_meets_constraints_is_asked_for_again() -> N
     task = asyncio.run(_engine(api).wait_running("s1", within=5))
     assert task.container_id == "c2" and api.updates == 2  # scaled to 0, then to 1
     always = ScriptedSwarm([[rejected]])
-    with pytest.raises(EngineError, match="the task rejected on its node: assigned node no longer meets"):
+    with pytest.raises(EngineError, match="the task rejected on node host-n1: assigned node no longer meets"):
         asyncio.run(_engine(always).wait_running("s1", within=5))
     assert always.updates == 4  # twice asked again, then given up
 
@@ -368,3 +368,15 @@ def test_a_node_without_the_image_fails_at_once_saying_which_node_and_image() ->
         asyncio.run(_engine(ScriptedSwarm([[rejected]])).wait_running("s1", within=5))
     assert time.monotonic() - begin < 2
     assert "node host-n1 has no image titan/x:1 and could not pull it: no registry is named in it" in str(raised.value)
+
+
+@pytest.mark.parametrize("error", [
+    'invalid mount config for type "bind": bind source path does not exist: /srv/homes/t-home-alice',
+    "invalid bind mount source, source path not found: /srv/homes/t-home-alice",
+    'invalid mount config for type "bind": stat /srv/homes/t-home-alice: transport endpoint is not connected',
+])
+def test_a_home_missing_on_its_node_fails_at_once_naming_the_node(error: str) -> None:
+    rejected = {**ENDED, "NodeID": "n3", "Status": {"State": "rejected", "Err": error}}
+    with pytest.raises(MountMissing, match="Your home storage is not mounted on node host-n3") as caught:
+        asyncio.run(_engine(ScriptedSwarm([[rejected]])).wait_running("s1", within=5))
+    assert "/srv/homes/t-home-alice" in str(caught.value)
