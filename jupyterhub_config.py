@@ -87,6 +87,8 @@ else:
 c.JupyterHub.spawner_class = "titan-swarm" if settings.engine == "swarm" else "titan-docker"
 c.TitanSwarmSpawner.manager = settings.swarm["manager"]
 c.TitanSwarmSpawner.published_ports = settings.swarm["published_ports"]
+c.TitanSwarmSpawner.registry = settings.swarm["registry"]
+c.TitanDockerSpawner.homes_root = settings.swarm["homes_root"]
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = settings.named_server_limit_per_user
 c.Spawner.start_timeout = settings.start_timeout

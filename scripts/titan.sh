@@ -96,6 +96,10 @@ prepare() {
     command -v pdftotext >/dev/null || apt_install poppler-utils "the tests read exported PDFs with pdftotext"
     [ -x /usr/bin/chromium ] || apt_install chromium "the tests drive pages in a real headless browser"
     [ -x /usr/bin/chromedriver ] || apt_install chromium-driver "selenium drives chromium through it"
+    # The Swarm tests: a registry on the test swarm's manager, homes served to its nodes over SFTP.
+    command -v docker-registry >/dev/null || apt_install docker-registry "the Swarm tests' image registry"
+    command -v sshfs >/dev/null || apt_install sshfs "the Swarm tests mount the shared homes on each node"
+    [ -x /usr/sbin/sshd ] || apt_install openssh-server "the Swarm tests serve the shared homes over SFTP"
   fi
   phase_end
   phase_start "docker engine"; ensure_docker; phase_end

@@ -58,6 +58,8 @@ def configure(c: Config, settings: Settings, address: str) -> None:
     c.DockerHost.home_volume_template = home_volume_template(settings)
     c.DockerHost.deployment = settings.deployment
     c.DockerHost.homes_root = settings.swarm["homes_root"]
+    c.DockerHost.swarm = settings.engine == "swarm"
+    c.DockerHost.manager = settings.swarm["manager"]
 
     if settings.gateway["enabled"]:  # the admin page stops Dask clusters through the gateway's control route
         c.Operations.gateway_url = f"http://127.0.0.1:{settings.gateway['api_port']}"

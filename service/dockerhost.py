@@ -15,7 +15,7 @@ from typing import Any
 
 import docker
 import docker.errors
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 from traitlets.config import LoggingConfigurable
 
 from core.labels import LABEL_DEPLOYMENT, LABEL_OWNER, LABEL_PROFILE, LABEL_SERVER
@@ -37,6 +37,15 @@ class DockerHost(LoggingConfigurable):
         spawner's ``homes_root``): a home is <homes_root>/<home volume name> there, read directly.
         Default "": homes are Docker volumes of this engine. Example: /srv/titan/homes""",
     ).tag(config=True)
+    swarm = Bool(
+        False, help="""The servers are services of a Docker Swarm (titan.yaml engine: swarm): a server's
+        profile is read from its service on the manager (``manager``); homes must be on shared
+        storage (``homes_root``). Default False: containers of this host's engine.""",
+    ).tag(config=True)
+    manager = Unicode(
+        "", help="""With ``swarm``: the Docker API of a Swarm manager (titan.yaml swarm.manager), a
+        DOCKER_HOST URL. Default "": DOCKER_HOST, else the local socket.""",
+    ).tag(config=True)
     deployment = Unicode(
         "", help="""The deployment label (``titan.deployment``) of this hub's containers: servers and Dask
         containers of other deployments on the same engine are not looked at. Default "": every one.
@@ -53,7 +62,7 @@ class DockerHost(LoggingConfigurable):
         """``docker.from_env()``, made at first use (DOCKER_HOST and friends come from the hub)."""
         if self._client is None:
             try:
-                self._client = docker.from_env()
+                self._client = docker.DockerClient(base_url=self.manager) if self.manager else docker.from_env()
             except docker.errors.DockerException as error:  # no engine to talk to: a network failure
                 raise ConnectionError(f"the Docker engine is not reachable: {error}") from None
         return self._client
@@ -68,6 +77,9 @@ class DockerHost(LoggingConfigurable):
             if not home.is_dir():
                 raise LookupError(f"home {home} does not exist yet (start a server once)")
             return home
+        if self.swarm:
+            raise LookupError("homes on a swarm are on its nodes: set swarm.homes_root (docs/swarm-homes.md) "
+                              "for the service to reach them")
         name = home_volume_name(self.home_volume_template, user)
         try:
             volume = self.client.volumes.get(name)
@@ -80,6 +92,10 @@ class DockerHost(LoggingConfigurable):
         labels = [f"{LABEL_OWNER}={user}", f"{LABEL_SERVER}={server}"]
         if self.deployment:
             labels.append(f"{LABEL_DEPLOYMENT}={self.deployment}")
+        if self.swarm:  # a server is a service; a stopped one has none
+            services = self.client.api.services(filters={"label": labels})
+            return str((services[0]["Spec"].get("Labels") or {}).get(LABEL_PROFILE) or "") or None if services \
+                else None
         found = self.client.containers.list(filters={"label": labels})
         return found[0].labels.get(LABEL_PROFILE) if found else None
 

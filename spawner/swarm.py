@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -32,14 +33,25 @@ from traitlets import Float, Unicode, default
 
 from core import network as networks
 from core.capacity import HostCapacity, swarm_capacity
-from core.engine.base import ContainerEngine, ContainerGone, EngineError, ImageMissing, NetworkGone, Unplaceable
-from core.engine.swarm import SwarmEngine, TaskStatus
+from core.engine.base import (
+    ContainerEngine,
+    ContainerGone,
+    EngineError,
+    ImageMissing,
+    MountMissing,
+    NetworkGone,
+    Unplaceable,
+)
+from core.engine.swarm import NodeAddress, SwarmEngine, TaskStatus
 from core.engine.swarm_gpus import gpu_counts, pick_gpus
 from core.engine.swarm_nodes import free_port, no_room_reason
+from core.engine.swarm_spec import epoch_seconds
 from core.gpu.inventory import GpuUnit
+from core.homes import HomesRootMissing, ensure_home
 from core.profiles import Resources
+from core.registry import pull_diagnosis, registry_has, registry_image
 from core.settings import port_range
-from spawner.container import SERVER_PORT
+from spawner.container import SERVER_PORT, ContainerSettings
 from spawner.docker import TitanDockerSpawner
 from spawner.options import Selection
 from spawner.service_spec import service_spec
@@ -67,11 +79,26 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         swarm.published_ports). The nodes' firewalls admit only the hub host to them.""",
     )
 
+    registry = Unicode(
+        "",
+        config=True,
+        help="""The registry every node pulls Titan's images from, host:port (titan.yaml swarm.registry,
+        docs/swarm-registry.md); "": each node has the images already.""",
+    )
+
     unplaceable_patience = Float(
         10.0,
         config=True,
         help="""Seconds a start waits while Swarm finds no node with room for the server before it
         fails with Swarm's reason. Default 10.""",
+    )
+
+    node_lost_timeout = Float(
+        600.0,
+        config=True,
+        help="""Seconds after a node stopped answering when Titan gives up on the servers' containers
+        there: until then a server whose container may still run on it is not started elsewhere (two
+        copies would write to one home). Default 600.""",
     )
 
     @default("cmd")
@@ -126,6 +153,36 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         self._progress(38, f"GPUs {', '.join(units)} on node {node.hostname}")
         return node.node_id, units
 
+    # ---- images and homes on the nodes --------------------------------------------------------
+
+    def container_settings(self, selection: Selection, tag: str, gpus: list[GpuUnit]) -> ContainerSettings:
+        """The single-host settings, the image named in the swarm's registry."""
+        settings = super().container_settings(selection, tag, gpus)
+        return replace(settings, image=registry_image(settings.image, self.registry))
+
+    async def pull_image(self, image: str) -> None:
+        """Each node pulls from the registry: check it holds the image (without one, the manager's engine)."""
+        if not self.registry:
+            await super().pull_image(image)
+            return
+        self._progress(10, f"Checking image {image}")
+        tag = image[len(self.registry) + 1:]
+        if not await asyncio.to_thread(registry_has, self.registry, tag):
+            why = await asyncio.to_thread(pull_diagnosis, image)
+            raise web.HTTPError(500, f"The image {image} cannot reach the nodes: {why}")
+        self._progress(25, f"Image {image} is in the registry")
+
+    async def _ensure_home(self) -> None:
+        """The user's home on the shared storage (swarm.homes_root), made on first use."""
+        if not self.homes_root:
+            return
+        try:
+            await asyncio.to_thread(ensure_home, self.homes_root, self.home_volume_template, self.user.name)
+        except (HomesRootMissing, OSError) as error:
+            self.log.error("No home for %s: %s", self._log_name, error)
+            raise web.HTTPError(500, f"Your home cannot be prepared: {error}. An admin checks the shared homes "
+                                     f"storage on the hub host.") from None
+
     # ---- DockerSpawner's object hooks, on a service ----------------------------------------
 
     async def get_object(self) -> dict[str, Any] | None:
@@ -137,15 +194,31 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         self.object_id = info.id
         task = await self.swarm.task(info.id)
         running = info.state == "running"
+        error = (task.error or task.message) if task and not running else ""
+        if running:
+            lost = await self._lost_node()
+            if lost is not None:  # its container may still run there: stopped for the hub, kept for the fence
+                running = False
+                error = f"node {lost.hostname} stopped answering (Swarm: {lost.state} since {lost.since})"
+                self.log.warning("Server %s: %s; shown stopped, its service kept until the node returns "
+                                 "or node_lost_timeout passes", self._log_name, error)
         return {"Id": info.id, "State": {
             "Running": running, "ExitCode": task.exit_code if task else None,
-            "Error": (task.error or task.message) if task and not running else "",
-            "FinishedAt": task.state if task else "no task",
+            "Error": error, "FinishedAt": task.state if task else "no task",
         }}
+
+    async def _lost_node(self) -> NodeAddress | None:
+        """The node of this server's task when that node does not answer (None: it answers, or no task)."""
+        try:
+            node = await self.swarm.node_of(self.object_id)
+        except EngineError:
+            return None
+        return None if node.answering else node
 
     async def create_object(self) -> dict[str, Any]:
         self._progress(35, f"Preparing your network {self.network_name}")
         await self._ensure_network()
+        await self._ensure_home()
         self._progress(40, "Creating the service")
         low, high = port_range(self.published_ports)
         port = free_port(await self.swarm.published_ports(), low, high, first=random.randint(low, high))
@@ -178,6 +251,9 @@ class TitanSwarmSpawner(TitanDockerSpawner):
             why = await self._why_unplaceable()
             raise web.HTTPError(503, f"No node of the swarm can run your server now: {why}. "
                                      f"(Swarm: {error})") from None
+        except MountMissing as error:
+            await self._give_up()
+            raise web.HTTPError(500, str(error)) from None
         except ImageMissing as error:
             await self._give_up()
             raise web.HTTPError(500, f"The node chosen for your server lacks its image: {error}. An admin "
@@ -211,12 +287,29 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         return await self.swarm.address_of(self.object_id, SERVER_PORT)
 
     async def stop_object(self) -> None:
-        try:
-            await self.swarm.stop(self.object_id)
-        except ContainerGone:
-            pass
+        """Nothing on its own: ``remove_object`` stops the container (and waits for it) first."""
 
     async def remove_object(self) -> None:
+        """Remove the service once its container has ended: never two copies of a server (two writers on
+        one home). A container on a node that stopped answering may still run: the service stays
+        (the start is refused, with the reason) until the node returns, and is then stopped there
+        first; or until ``node_lost_timeout`` has passed, or an admin removed the node
+        (``docker node rm --force``): Swarm removes the stale container when the node comes back."""
+        lost = await self._lost_node()
+        if lost is not None:
+            down_for = time.time() - epoch_seconds(lost.since)
+            if down_for < self.node_lost_timeout:
+                wait = self.node_lost_timeout - down_for
+                raise web.HTTPError(409, f"Your server's last container may still be running on node {lost.hostname}, "
+                                         f"which stopped answering {down_for:.0f} s ago. Titan starts it again once "
+                                         f"that node is back, or in {wait:.0f} s, or when an admin removes the node.")
+            self.log.warning("Server %s: node %s lost for %.0f s (more than node_lost_timeout): removing its "
+                             "service without waiting for its container", self._log_name, lost.hostname, down_for)
+        else:
+            try:
+                await self.swarm.stop(self.object_id or self.object_name)
+            except ContainerGone:
+                pass
         self.log.info("Removing service %s (%s)", self.object_name, self.object_id[:12])
         await self.swarm.remove(self.object_id or self.object_name)
 

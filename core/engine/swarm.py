@@ -70,6 +70,12 @@ class NodeAddress:
     node_id: str
     hostname: str
     address: str  # the node's address in the swarm (its Status.Addr): where its host-network ports are
+    state: str = "ready"  # Swarm's word on the node: "ready", "down" (it stopped answering), "unknown", ...
+    since: str = ""  # when Swarm last changed the node (RFC 3339): for a down node, about when it went
+
+    @property
+    def answering(self) -> bool:
+        return self.state == "ready"
 
 
 def swarm_error(error: BaseException, what: str) -> EngineError:
@@ -300,8 +306,10 @@ class SwarmEngine(DockerEngine):
             raise EngineError(f"service {service_id[:12]} has no task on a node yet")
         node_id = task.node_id
         node = await self._swarm(f"node {node_id[:12]}", lambda api: api.inspect_node(node_id))
+        status = node.get("Status") or {}
         return NodeAddress(node_id=node_id, hostname=str((node.get("Description") or {}).get("Hostname", "")),
-                           address=str((node.get("Status") or {}).get("Addr", "")))
+                           address=str(status.get("Addr", "")), state=str(status.get("State", "unknown")),
+                           since=str(node.get("UpdatedAt", "")))
 
     async def _hostname(self, node_id: str) -> str:
         """The hostname of a node ("" when it is unknown or cannot be read)."""

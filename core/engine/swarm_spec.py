@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from docker.types import ContainerSpec as SwarmContainerSpec
@@ -150,6 +151,16 @@ def _instant(stamp: str) -> str:
     """An RFC 3339 time of Swarm's (fractions of any length) in a form that sorts as time."""
     whole, _, fraction = stamp.rstrip("Z").partition(".")
     return f"{whole}.{fraction.ljust(9, '0')}"
+
+
+def epoch_seconds(stamp: str) -> float:
+    """An RFC 3339 time of Swarm's (``2026-12-04T10:00:00.123456789Z``) as seconds since the epoch
+    (0.0 when there is none)."""
+    if not stamp:
+        return 0.0
+    whole, _, fraction = stamp.rstrip("Z").partition(".")
+    fraction = fraction.split("+")[0].split("-")[0]
+    return datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp() + float(f"0.{fraction or 0}")
 
 
 def container_state(task: TaskStatus | None) -> str:

@@ -3,7 +3,9 @@ servers as services on two worker nodes of a three-node swarm (tests/swarm/testb
 drained, as in production), each node keeping its own firewall that admits only the hub host to the
 servers' published ports.
 
-Three users spawn through the hub's REST API; the proxy reaches each server on its node; tokens are
+Images come from the registry on the manager (pushed as `scripts/titan.sh images` pushes them), homes
+from the hub host's homes directory, which every node mounts over the network (sshfs here, NFS in
+production). Three users spawn through the hub's REST API; the proxy reaches each server on its node; tokens are
 checked across users; servers of different users cannot reach each other on one node or across
 nodes while one user's servers reach each other; profiles are placed by node pool and by GPUs (fake
 generic resources), and what no node can hold is refused with the reason.
@@ -23,10 +25,11 @@ import requests
 import yaml
 
 from core.engine.swarm import SwarmEngine
-from core.images import image_tag
 from core.labels import NODE_POOL
+from images.build import push
 from tests.integration.hub import Hub, start_hub, stop_hub
 from tests.swarm.host import can_run
+from tests.swarm.registry import loopback_relay
 from tests.swarm.testbed import Testbed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -60,12 +63,13 @@ def bed() -> Iterator[Testbed]:
     if why:
         pytest.skip(why)
     testbed = Testbed(nodes=3, firewall=True, labels={3: {NODE_POOL: "big"}},
-                      resources={2: ["H100=fake-a", "H100=fake-b"]})
+                      resources={2: ["H100=fake-a", "H100=fake-b"]}, registry=True, homes=True)
     testbed.up()
     try:
         testbed.drain(1)
         testbed.admit_only(testbed.host_address, *PORTS)
-        testbed.load_images([image_tag("minimal")])
+        with loopback_relay(testbed.registry) as local:  # what `scripts/titan.sh images` does on a swarm
+            testbed.timings.update({f"push {k}": v for k, v in push(["minimal"], local).items()})
         print(f"\ntest bed {testbed.prefix}: " + ", ".join(f"{k} {v:.1f} s" for k, v in testbed.timings.items()))
         yield testbed
     finally:
@@ -78,7 +82,9 @@ def hub(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]
     root = tmp_path_factory.mktemp("swarm-hub")
     started = start_hub(root, {
         "engine": "swarm",
-        "swarm": {"manager": bed.manager, "hub_address": bed.host_address, "published_ports": f"{PORTS[0]}-{PORTS[1]}"},
+        "swarm": {"manager": bed.manager, "hub_address": bed.host_address, "published_ports": f"{PORTS[0]}-{PORTS[1]}",
+                  "registry": bed.registry, "homes_root": str(bed.homes_root)},
+        "spawner": {"poll_interval": 2},
         "gateway": {"enabled": False}, "service": {"enabled": False},
     })
     (started.profiles_dir / "30-swarm.yaml").write_text(yaml.safe_dump(SWARM_PROFILES, sort_keys=False))
@@ -257,6 +263,18 @@ def test_a_server_that_fits_a_node_only_when_empty_waits_with_swarms_reason_then
     assert not [s for s in services(bed, hub) if s["Spec"]["Labels"].get("titan.server") == "whole"]
 
 
+def test_a_home_written_on_one_node_is_there_on_the_other_and_on_the_hub_host(
+        bed: Testbed, hub: Hub, servers: dict[str, Server]) -> None:
+    first, second = servers["alice/"], servers["alice/second"]
+    assert first.node != second.node or pytest.skip("alice's servers share a node")
+    bed.docker(first.node, "exec", first.container_id, "sh", "-c", "echo from-node-$HOSTNAME > ~/across.txt")
+    seen = bed.docker(second.node, "exec", second.container_id, "cat", "/home/jovyan/across.txt").strip()
+    assert seen.startswith("from-node-")
+    on_hub = bed.homes_root / f"{hub.deployment}-home-alice" / "across.txt"
+    assert on_hub.read_text().strip() == seen and on_hub.stat().st_uid == 1000
+    assert not [p for i in (2, 3) for p in bed.local_homes(i).rglob("across.txt")]  # nothing on a node's own disk
+
+
 def test_stopping_every_server_leaves_no_service_and_no_network(bed: Testbed, hub: Hub,
                                                                  servers: dict[str, Server]) -> None:
     for key in servers:
@@ -268,3 +286,57 @@ def test_stopping_every_server_leaves_no_service_and_no_network(bed: Testbed, hu
     while time.monotonic() < deadline and [n for n in api.networks() if n["Name"].startswith(hub.deployment)]:
         time.sleep(0.5)
     assert [n["Name"] for n in api.networks() if n["Name"].startswith(hub.deployment)] == []
+
+
+def _wait_stopped(hub: Hub, user: str, name: str, within: float) -> float:
+    began = time.monotonic()
+    while time.monotonic() - began < within:
+        model = hub.admin.server(user, name)
+        if not model:
+            return time.monotonic() - began
+        time.sleep(0.5)
+    raise AssertionError(f"{user}/{name} still shown running {within:.0f} s after its node died")
+
+
+@pytest.mark.parametrize("failure", ["engine killed", "link cut"])
+def test_a_lost_node_shows_its_servers_stopped_and_no_second_copy_starts_until_it_returns(
+        bed: Testbed, hub: Hub, failure: str) -> None:
+    name = "lost-" + failure.split()[0]
+    user = {"engine killed": "dave", "link cut": "erin"}[failure]
+    hub.admin.create_user(user)
+    hub.admin.spawn(user, name, options={"profile": "tiny"})
+    server = Server(bed, hub, user, name)
+    node = server.node
+    if failure == "engine killed":
+        bed.kill_engine(node)
+    else:
+        bed.cut_link(node)
+    try:
+        shown = _wait_stopped(hub, user, name, within=90)
+        print(f"\n{failure}: {user}/{name} shown stopped {shown:.1f} s after node {node} was lost")
+        response = hub.admin.api("POST", f"/users/{user}/servers/{name}", json={"profile": "tiny"})
+        assert response.status_code == 409, response.text
+        assert f"may still be running on node {bed.namespace(node)}, which stopped answering" in \
+            response.json()["message"]
+        assert services(bed, hub)  # the service stays while its container may run
+    finally:
+        if failure == "engine killed":
+            bed.restart_engine(node)
+        else:
+            bed.cut_link(node, up=True)
+    # Back: the next start stops the stale container on its node first, then starts anew.
+    deadline = time.monotonic() + 90
+    while True:
+        response = hub.admin.api("POST", f"/users/{user}/servers/{name}", json={"profile": "tiny"})
+        if response.status_code in (201, 202) or time.monotonic() > deadline:
+            break
+        assert response.status_code == 409, response.text  # until Swarm sees the node ready again
+        time.sleep(2)
+    assert response.status_code in (201, 202), response.text
+    hub.admin.spawn(user, name, options={"profile": "tiny"})  # waits for it (already started: 201/202)
+    again = Server(bed, hub, user, name)
+    assert again.container_id != server.container_id
+    old = bed.docker(node, "ps", "-q", "--no-trunc", "--filter", f"id={server.container_id}").strip()
+    assert old == "", f"the stale container still runs on node {node}"
+    hub.admin.stop(user, name)
+    assert services(bed, hub) == []

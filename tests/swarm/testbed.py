@@ -314,6 +314,25 @@ class Testbed:
         """Node I runs no task (a manager kept for managing only, as in production)."""
         self.docker(1, "node", "update", "--availability", "drain", self.node_id(i))
 
+    def kill_engine(self, i: int) -> None:
+        """Node I's engine dies (SIGKILL, as in a crash); its containers run on (containerd and the
+        shims outlive it), unknown to the swarm."""
+        pid = self._engine_pid(i)
+        assert pid, f"node {i}'s engine is not running"
+        send(pid, signal.SIGKILL)
+        if i in self._engines:
+            self._engines[i].wait(timeout=10)
+
+    def restart_engine(self, i: int) -> None:
+        """Node I's engine starts again (after :meth:`kill_engine`) and rejoins the swarm by itself."""
+        (self.node_dir(i) / "docker.pid").unlink(missing_ok=True)  # a killed engine's pid file blocks a start
+        self._start_engine(i)
+        self._wait_engine(i)
+
+    def cut_link(self, i: int, up: bool = False) -> None:
+        """Node I's network link goes down (``up``: comes back): it and its containers run on, cut off."""
+        sh("ip", "-n", self.switch, "link", "set", f"{self.prefix}-v{i}", "up" if up else "down")
+
     def admit_only(self, host: str, low: int, high: int) -> None:
         """Each node's firewall admits only ``host`` to the servers' published ports ``low``-``high``,
         both ways a connection takes (docs/swarm-network.md, section 3; the Ansible role writes the same)."""
