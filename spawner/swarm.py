@@ -300,9 +300,10 @@ class TitanSwarmSpawner(TitanDockerSpawner):
             down_for = time.time() - epoch_seconds(lost.since)
             if down_for < self.node_lost_timeout:
                 wait = self.node_lost_timeout - down_for
-                raise web.HTTPError(409, f"Your server's last container may still be running on node {lost.hostname}, "
-                                         f"which stopped answering {down_for:.0f} s ago. Titan starts it again once "
-                                         f"that node is back, or in {wait:.0f} s, or when an admin removes the node.")
+                raise web.HTTPError(409, f"Your server's last container may still be running on node "
+                                         f"{lost.hostname}, which stopped answering (Swarm marked it {lost.state} "
+                                         f"{down_for:.0f} s ago). Titan starts your server again once that node is "
+                                         f"back, or in {wait:.0f} s, or when an admin removes the node.")
             self.log.warning("Server %s: node %s lost for %.0f s (more than node_lost_timeout): removing its "
                              "service without waiting for its container", self._log_name, lost.hostname, down_for)
         else:

@@ -316,7 +316,7 @@ def test_a_lost_node_shows_its_servers_stopped_and_no_second_copy_starts_until_i
         print(f"\n{failure}: {user}/{name} shown stopped {shown:.1f} s after node {node} was lost")
         response = hub.admin.api("POST", f"/users/{user}/servers/{name}", json={"profile": "tiny"})
         assert response.status_code == 409, response.text
-        assert f"may still be running on node {bed.namespace(node)}, which stopped answering" in \
+        assert f"may still be running on node {bed.namespace(node)}, which stopped answering (Swarm marked it" in \
             response.json()["message"]
         assert services(bed, hub)  # the service stays while its container may run
     finally:

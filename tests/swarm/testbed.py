@@ -279,9 +279,12 @@ class Testbed:
         while time.monotonic() < deadline:
             if self._engines[i].poll() is not None:
                 raise TestbedError(f"node {i}: dockerd exited: {self._log_tail(i)}")
-            if sh("docker", "-H", self.socket(i), "version", "--format", "{{.Server.Version}}",
-                  timeout=10, check=False).strip():
-                return
+            try:
+                if sh("docker", "-H", self.socket(i), "version", "--format", "{{.Server.Version}}",
+                      timeout=10, check=False).strip():
+                    return
+            except subprocess.TimeoutExpired:
+                pass  # an engine still starting (restarting after a kill: its containerd first) may not answer yet
             time.sleep(0.2)
         raise TestbedError(f"node {i}: dockerd did not answer in {timeout:.0f} s: {self._log_tail(i)}")
 
@@ -327,7 +330,7 @@ class Testbed:
         """Node I's engine starts again (after :meth:`kill_engine`) and rejoins the swarm by itself."""
         (self.node_dir(i) / "docker.pid").unlink(missing_ok=True)  # a killed engine's pid file blocks a start
         self._start_engine(i)
-        self._wait_engine(i)
+        self._wait_engine(i, timeout=120)
 
     def cut_link(self, i: int, up: bool = False) -> None:
         """Node I's network link goes down (``up``: comes back): it and its containers run on, cut off."""
