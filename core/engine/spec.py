@@ -58,6 +58,10 @@ class ContainerSpec:
     # Swarm only: container ports published on the node the container lands on (host mode), each to
     # the port given, or to one Swarm picks (0); how the hub reaches it there (docs/swarm-network.md).
     publish: Mapping[int, int] = field(default_factory=dict)
+    # Swarm only: files the container reads under /run/secrets/<name> (owned by ``user``, mode 0400),
+    # kept as Swarm secrets of this service (labelled as the service), removed with it. Never in the
+    # environment, the labels or an inspection of the service.
+    secrets: Mapping[str, bytes] = field(default_factory=dict)
     init: bool = True  # an init process reaps zombies and forwards signals
     hardening: Hardening = HARDENING
 

@@ -51,9 +51,18 @@ from core.engine.base import (
 from core.engine.docker import DockerEngine, label_filters
 from core.engine.spec import ContainerSpec
 from core.engine.swarm_nodes import NodeRoom, node_rooms, published_ports
-from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
+from core.engine.swarm_spec import (
+    ENDED,
+    TaskStatus,
+    container_state,
+    latest_task,
+    secret_labels,
+    secret_name,
+    service_arguments,
+    task_status,
+)
 
-__all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
+__all__ = ["NodeAddress", "NodeRoom", "SecretInfo", "SwarmEngine", "TaskStatus", "swarm_error"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,15 @@ class NodeAddress:
     node_id: str
     hostname: str
     address: str  # the node's address in the swarm (its Status.Addr): where its host-network ports are
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """One Swarm secret as a listing shows it (Swarm never gives its data back)."""
+
+    id: str
+    name: str
+    labels: Mapping[str, str]
 
 
 def swarm_error(error: BaseException, what: str) -> EngineError:
@@ -112,16 +130,56 @@ class SwarmEngine(DockerEngine):
     # ---- services as containers ------------------------------------------------------------
 
     async def create(self, spec: ContainerSpec) -> str:
-        arguments = service_arguments(spec)
+        """The service of ``spec``, with no replica; its secrets (``spec.secrets``) first, removed
+        again when the service cannot be made."""
+        secret_ids: dict[str, str] = {}
         try:
-            created = await self._call(lambda api: api.create_service(**arguments))
+            for file, data in sorted(spec.secrets.items()):
+                secret_ids[file] = await self._create_secret(secret_name(spec.name, file), data, secret_labels(spec))
+            arguments = service_arguments(spec, secret_ids=secret_ids)
+            try:
+                created = await self._call(lambda api: api.create_service(**arguments))
+            except docker.errors.APIError as error:
+                if error.status_code == 409:
+                    raise EngineError(f"creating service {spec.name}: a service of that name exists") from None
+                raise swarm_error(error, f"creating service {spec.name}") from None
+            except docker.errors.DockerException as error:
+                raise swarm_error(error, f"creating service {spec.name}") from None
+        except BaseException:
+            await asyncio.shield(asyncio.gather(*(self.remove_secret(i) for i in secret_ids.values()),
+                                                return_exceptions=True))
+            raise
+        return str(created["ID"])
+
+    async def _create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        def work(api: docker.APIClient) -> str:
+            return str(api.create_secret(name, data, labels=dict(labels))["ID"])
+
+        try:
+            return str(await self._call(work))
         except docker.errors.APIError as error:
             if error.status_code == 409:
-                raise EngineError(f"creating service {spec.name}: a service of that name exists") from None
-            raise swarm_error(error, f"creating service {spec.name}") from None
+                raise EngineError(f"creating secret {name}: a secret of that name exists") from None
+            raise swarm_error(error, f"creating secret {name}") from None
         except docker.errors.DockerException as error:
-            raise swarm_error(error, f"creating service {spec.name}") from None
-        return str(created["ID"])
+            raise swarm_error(error, f"creating secret {name}") from None
+
+    async def list_secrets(self, labels: LabelFilter) -> list[SecretInfo]:
+        """Every Swarm secret matching all of ``labels`` (its id, name and labels; never its data)."""
+        filters = {"label": label_filters(labels)}
+        found = await self._swarm("listing secrets", lambda api: api.secrets(filters=filters))
+        return [SecretInfo(id=str(s["ID"]), name=str((s.get("Spec") or {}).get("Name", "")),
+                           labels=dict((s.get("Spec") or {}).get("Labels") or {})) for s in found]
+
+    async def remove_secret(self, secret_id: str) -> bool:
+        """Remove a secret; False when it was gone. ``EngineError`` while a service still uses it."""
+        try:
+            await self._call(lambda api: api.remove_secret(secret_id))
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as error:
+            raise swarm_error(error, f"removing secret {secret_id[:12]}") from None
+        return True
 
     async def _scale(self, service_id: str, replicas: int, grace: float | None = None) -> None:
         def work(api: docker.APIClient) -> None:
@@ -160,14 +218,17 @@ class SwarmEngine(DockerEngine):
         raise EngineError(f"service {container_id[:12]}: its task did not stop within {grace + 15:.0f} s")
 
     async def remove(self, container_id: str) -> bool:
-        """Remove the service; False when it was gone. Swarm then stops and removes its container on
-        its node (within a few seconds; the task's stop grace period first)."""
+        """Remove the service, then its secrets; False when it was gone. Swarm then stops and removes
+        its container on its node (within a few seconds; the task's stop grace period first)."""
         try:
+            service = await self._call(lambda api: api.inspect_service(container_id))
             await self._call(lambda api: api.remove_service(container_id))
         except docker.errors.NotFound:
             return False
         except docker.errors.DockerException as error:
             raise swarm_error(error, f"removing service {container_id[:12]}") from None
+        container = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        await asyncio.gather(*(self.remove_secret(str(s["SecretID"])) for s in container.get("Secrets") or []))
         return True
 
     async def inspect(self, container_id: str) -> ContainerInfo:
@@ -194,9 +255,11 @@ class SwarmEngine(DockerEngine):
     def _info(service: Mapping[str, Any], task: TaskStatus | None) -> ContainerInfo:
         spec = service.get("Spec") or {}
         container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        networks = (spec.get("TaskTemplate") or {}).get("Networks") or spec.get("Networks") or []
         return ContainerInfo(id=str(service["ID"]), name=str(spec.get("Name", "")),
                              image=str(container.get("Image", "")), state=container_state(task),
-                             labels=dict(spec.get("Labels") or {}))
+                             labels=dict(spec.get("Labels") or {}),
+                             network_mode=str(networks[0].get("Target", "")) if networks else "")
 
     # ---- what only Swarm tells -----------------------------------------------------------------
 
