@@ -1,0 +1,254 @@
+"""Dask Gateway on a real three-node swarm (tests/swarm/testbed.py, each engine with its own firewall):
+the real dask-gateway-server with Titan's backend (``engine_kind = "swarm"``) on the hub host, its
+proxies on the hub host's address on the nodes' network.
+
+Alice's and bob's overlay networks, and a service standing in for each one's server on it (labelled as
+Titan labels servers; the Swarm spawner will start the real ones). From inside alice's server, as a
+notebook would: a new cluster, two workers, a groupby-mean equal to pandas' through the gateway's
+proxy. Checked from outside: the scheduler and the workers are services on alice's network, the workers
+on two nodes; each service's TLS certificate and key are Swarm secrets while the cluster runs, and no
+service and no secret is left after it stops. Bob cannot see, scale or stop alice's cluster (403).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import yaml
+
+from core.engine.spec import ContainerSpec
+from core.engine.swarm import SwarmEngine
+from core.images import image_tag
+from core.labels import (
+    LABEL_CLUSTER,
+    LABEL_DEPLOYMENT,
+    LABEL_OWNER,
+    LABEL_PROFILE,
+    LABEL_ROLE,
+    LABEL_SERVER,
+    WORKER,
+)
+from tests.helpers import free_port, wait_for
+from tests.swarm.host import can_run
+from tests.swarm.testbed import Testbed
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+IMAGE = image_tag("datascience")  # the groupby needs pandas in the scheduler's and workers' image
+DEPLOYMENT = "tgs"
+PASSWORD = "swarm-test-password"
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024**2
+DASK = {
+    "worker_cores": {"choices": [0.5, 1], "default": 0.5},
+    "worker_memory": {"choices": ["768M", "1G"], "default": "768M"},
+    "scheduler": {"cores": 0.5, "memory": "512M"},
+    "limits": {"max_clusters": 1, "max_cores": 3, "max_memory": "4G", "max_workers": 2},
+}
+CONFIG = """
+c.DaskGateway.address = "127.0.0.1:{api}"
+c.DaskGateway.log_level = "INFO"
+c.Proxy.address = "{host}:{proxy}"
+c.Proxy.tcp_address = "{host}:{tcp}"
+c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
+c.SimpleAuthenticator.password = "{password}"
+c.DaskGateway.backend_class = "gateway.backend.DockerBackend"
+c.DockerBackend.deployment = "{deployment}"
+c.DockerBackend.profiles_dir = "{profiles}"
+c.DockerBackend.engine_kind = "swarm"
+c.DockerBackend.swarm_manager = "{manager}"
+c.DockerBackend.swarm_published_ports = "30000-30999"
+c.DockerBackend.server_check_period = 2.0
+c.DockerBackend.cluster_status_period = 5.0
+c.DockerBackend.worker_status_period = 5.0
+c.DockerBackend.cluster_start_timeout = 120.0
+c.DockerBackend.worker_start_timeout = 120.0
+c.ClusterConfig.idle_timeout = 600.0
+"""
+
+# Run inside alice's server, as a notebook does.
+CREATE_AND_COMPUTE = """
+import gc, json, sys, time
+import numpy as np, pandas as pd, dask.dataframe as dd
+from dask_gateway import BasicAuth, Gateway
+
+gateway = Gateway(sys.argv[1], proxy_address=sys.argv[2], auth=BasicAuth("alice", sys.argv[3]))
+t0 = time.perf_counter()
+cluster = gateway.new_cluster(shutdown_on_close=False)
+t1 = time.perf_counter()
+cluster.scale(2)
+client = cluster.get_client()
+client.wait_for_workers(2, timeout=120)
+t2 = time.perf_counter()
+rng = np.random.default_rng(7)
+n = 300_000
+pdf = pd.DataFrame({"PULocationID": rng.integers(1, 266, n), "trip_distance": rng.gamma(2.0, 1.6, n).round(2)})
+got = dd.from_pandas(pdf, npartitions=6).groupby("PULocationID").trip_distance.mean().compute().sort_index()
+expected = pdf.groupby("PULocationID").trip_distance.mean().sort_index()
+same = bool(got.index.equals(expected.index) and np.allclose(got.values, expected.values))
+t3 = time.perf_counter()
+workers = client.scheduler_info()["workers"]
+print(json.dumps({"name": cluster.name, "create_s": t1 - t0, "scale_s": t2 - t1, "groupby_s": t3 - t2,
+                  "same_as_pandas": same, "zones": len(got),
+                  "worker_hosts": sorted({w.split("://")[1].rsplit(":", 1)[0] for w in workers})}))
+client.close()
+gc.collect()
+"""
+
+
+def run(work: Any) -> Any:
+    """``work(engine)`` on a SwarmEngine of the manager, from synchronous test code."""
+    async def main() -> Any:
+        engine = SwarmEngine(BED[0].manager)
+        try:
+            return await work(engine)
+        finally:
+            await engine.close()
+    return asyncio.run(main())
+
+
+BED: list[Testbed] = []
+
+
+@pytest.fixture(scope="module")
+def bed() -> Iterator[Testbed]:
+    why = can_run()
+    if why:
+        pytest.skip(why)
+    testbed = Testbed(nodes=3, firewall=True)
+    testbed.up()
+    BED.append(testbed)
+    try:
+        spent = testbed.load_images([IMAGE])
+        print(f"\n[gateway-swarm] loading {IMAGE} into 3 nodes: {spent[f'load {IMAGE} all nodes']:.1f} s")
+        yield testbed
+    finally:
+        BED.clear()
+        testbed.down()
+        assert testbed.leftovers() == []
+
+
+@pytest.fixture(scope="module")
+def servers(bed: Testbed) -> dict[str, tuple[int, str]]:
+    """Alice's and bob's overlay networks, each with a service standing in for their default server:
+    (node, container id) of each."""
+    octets = bed.address(1).rsplit(".", 2)[0]
+
+    async def start(engine: SwarmEngine) -> dict[str, tuple[int, str]]:
+        placed = {}
+        for n, user in enumerate(("alice", "bob")):
+            network = f"{DEPLOYMENT}-user-{user}"  # core.network.NetworkPlan.user_network
+            await engine.create_network(network, f"{octets}.{200 + n}.0/24", f"{octets}.{200 + n}.1",
+                                        {LABEL_DEPLOYMENT: DEPLOYMENT, LABEL_OWNER: user})
+            spec = ContainerSpec(name=f"{DEPLOYMENT}-{user}", image=IMAGE, command=("sleep", "infinity"),
+                                 labels={LABEL_DEPLOYMENT: DEPLOYMENT, LABEL_OWNER: user, LABEL_SERVER: "",
+                                         LABEL_PROFILE: "small"},
+                                 cores=0.1, memory=768 * MIB, user="1000:1000", network=network)
+            service = await engine.create(spec)
+            await engine.start(service)
+            task = await engine.wait_running(service, within=90)
+            node = await engine.node_of(service)
+            placed[user] = (next(i for i in range(1, 4) if bed.address(i) == node.address), task.container_id)
+        return placed
+
+    return dict(run(start))
+
+
+@pytest.fixture(scope="module")
+def gateway(bed: Testbed, servers: dict[str, tuple[int, str]], tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[dict[str, Any]]:
+    """The real dask-gateway-server with Titan's backend on the swarm, its proxies on the hub host's
+    address on the nodes' network."""
+    root = tmp_path_factory.mktemp("gateway-swarm")
+    (root / "profiles").mkdir()
+    (root / "profiles" / "p.yaml").write_text(yaml.safe_dump({
+        "profiles": [{"display_name": "Small", "image": "minimal", "resources": {"cpu": 1, "memory": "1G"}}],
+        "dask": DASK}))
+    ports = {"api": free_port(), "proxy": free_port(), "tcp": free_port()}
+    (root / "config.py").write_text(CONFIG.format(host=bed.host_address, password=PASSWORD, deployment=DEPLOYMENT,
+                                                  profiles=root / "profiles", manager=bed.manager, **ports))
+    log = open(root / "gateway.log", "wb")  # noqa: SIM115 (closed below)
+    process = subprocess.Popen([sys.executable, "-m", "dask_gateway_server", "-f", str(root / "config.py")],
+                               cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    http = f"http://{bed.host_address}:{ports['proxy']}"
+    try:
+        wait_for(lambda: requests.get(f"{http}/api/health", timeout=2).ok, 60, "the gateway answering")
+        yield {"http": http, "proxy": f"gateway://{bed.host_address}:{ports['tcp']}", "log": root / "gateway.log"}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        print((root / "gateway.log").read_text()[-3000:])
+
+        async def clean(engine: SwarmEngine) -> None:
+            for container in await engine.list_containers({LABEL_DEPLOYMENT: DEPLOYMENT}):
+                await engine.remove(container.id)
+            for secret in await engine.list_secrets({LABEL_DEPLOYMENT: DEPLOYMENT}):
+                await engine.remove_secret(secret.id)
+        run(clean)
+
+
+def cluster_services(name: str) -> Any:
+    async def listing(engine: SwarmEngine) -> Any:
+        services = await engine.list_containers({LABEL_CLUSTER: name})
+        nodes = {s.id: (await engine.node_of(s.id)).hostname for s in services if s.state == "running"}
+        secrets = await engine.list_secrets({LABEL_CLUSTER: name})
+        networks = {s.id: s.network_mode for s in services}
+        named = {n.id: n.name for n in await engine.list_networks()}
+        return services, nodes, secrets, {k: named.get(v, v) for k, v in networks.items()}
+    return run(listing)
+
+
+def test_a_cluster_across_nodes_computes_a_groupby_mean_equal_to_pandas(
+        bed: Testbed, servers: dict[str, tuple[int, str]], gateway: dict[str, Any]) -> None:
+    node, container = servers["alice"]
+    output = bed.docker(node, "exec", container, "python", "-c", CREATE_AND_COMPUTE, gateway["http"],
+                        gateway["proxy"], PASSWORD, timeout=240)
+    result = json.loads(output.strip().splitlines()[-1])
+    print(f"\n[gateway-swarm] create-to-ready {result['create_s']:.2f} s, scale 0->2 {result['scale_s']:.2f} s, "
+          f"groupby-mean on 300k rows {result['groupby_s']:.2f} s")
+    assert result["same_as_pandas"] and result["zones"] == 265
+    name = result["name"]
+
+    services, nodes, secrets, networks = cluster_services(name)
+    workers = [s for s in services if s.labels.get(LABEL_ROLE) == WORKER]
+    assert len(services) == 3 and len(workers) == 2 and all(s.state == "running" for s in services)
+    assert set(networks.values()) == {f"{DEPLOYMENT}-user-alice"}  # alice's network, and no other
+    assert len({nodes[w.id] for w in workers}) == 2, f"the workers are on {nodes}"
+    assert all(not h.startswith("127.") for h in result["worker_hosts"]), result["worker_hosts"]
+    # Each service's certificate and key, as Swarm secrets of its own, labelled with the cluster.
+    expected = sorted(f"{s.name}-{file}" for s in services for file in ("dask.crt", "dask.pem"))
+    assert sorted(s.name for s in secrets) == expected
+
+    # Bob: alice's cluster is not his to see, scale or stop.
+    bob = ("bob", PASSWORD)
+    url = f"{gateway['http']}/api/v1/clusters/{name}"
+    assert requests.get(url, auth=bob, timeout=10).status_code == 403
+    assert requests.post(f"{url}/scale", json={"count": 0}, auth=bob, timeout=10).status_code == 403
+    assert requests.delete(url, auth=bob, timeout=10).status_code == 403
+    assert requests.get(f"{gateway['http']}/api/v1/clusters/", auth=bob, timeout=10).json() == {}
+    alice = ("alice", PASSWORD)
+    assert requests.get(url, auth=alice, timeout=10).json()["status"] == "RUNNING"  # still running
+
+    # Alice stops it: no service, no secret is left.
+    assert requests.delete(url, auth=alice, timeout=10).status_code == 204
+    start = time.monotonic()
+    wait_for(lambda: cluster_services(name)[0] == [] and cluster_services(name)[2] == [], 60,
+             "the cluster's services and secrets gone")
+    print(f"[gateway-swarm] stop: services and secrets gone in {time.monotonic() - start:.1f} s")
