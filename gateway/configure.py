@@ -25,10 +25,18 @@ TLS_DIR_NAME = "dask-tls"  # in the state directory: one directory per cluster
 
 
 def configure(c: Config, settings: Settings, address: str) -> None:
-    """``address``: the Titan address (core.network.titan_address)."""
+    """``address``: the Titan address (core.network.titan_address); on Swarm, ``swarm.hub_address``
+    replaces it."""
     gateway = settings.gateway
     state = ensure_state_dir(settings.state_dir)
 
+    if settings.engine == "swarm":
+        # Schedulers are services on the swarm's nodes (gateway.swarm): the proxies, and the API they
+        # call under the HTTP proxy, listen on the hub host's address on the nodes' network.
+        address = settings.swarm["hub_address"]
+        c.DockerBackend.engine_kind = "swarm"
+        c.DockerBackend.swarm_manager = settings.swarm["manager"]
+        c.DockerBackend.swarm_published_ports = settings.swarm["published_ports"]
     c.DaskGateway.address = f"127.0.0.1:{gateway['api_port']}"
     c.DaskGateway.log_level = gateway["log_level"]
     c.Proxy.address = f"{address}:{gateway['proxy_port']}"
