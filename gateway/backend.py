@@ -132,7 +132,7 @@ class DockerBackend(DBBackendBase, BackendSettings):
         """The Swarm parts (gateway.swarm) when the engine is a Swarm's, else None."""
         if self._swarm is None and isinstance(self.engine, SwarmEngine):
             self._swarm = swarm_parts.SwarmClusters(self.engine, port_range(self.swarm_published_ports),
-                                              self.swarm_interface, self.log)
+                                                    self.swarm_interface, self.log)
         return self._swarm
 
     @property
