@@ -9,12 +9,15 @@ import logging
 import types
 from typing import Any
 
+import docker.errors
 import pytest
+import requests
 from dask_gateway_server.utils import FrozenAttrDict
 
 from core.engine.base import EngineError
 from core.engine.docker import DockerEngine
 from core.engine.spec import ContainerSpec, Mount
+from core.engine.swarm import SecretInfo, SwarmEngine
 from core.engine.swarm_spec import secret_labels, secret_name, service_arguments
 from gateway import swarm
 from gateway.backend import DockerBackend
@@ -144,3 +147,99 @@ def test_the_backend_on_swarm_uses_its_secrets_and_fixed_ports() -> None:
     assert scheduler[scheduler.index("--port") + 1] == "8786"
     one_host = DockerBackend(deployment="titan", api_url="http://127.0.0.1:1/api")
     assert one_host.swarm is None and one_host.get_tls_paths(c)[0] == f"{TLS_DIR}/dask.crt"
+
+
+class SecretSwarm:
+    """A stand-in for docker-py's APIClient with the calls a service's secrets go through: made before
+    the service, removed after it, also when the service cannot be made."""
+
+    def __init__(self, refuse_service: bool = False) -> None:
+        self.refuse_service = refuse_service
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.services: dict[str, dict[str, Any]] = {}
+
+    def create_secret(self, name: str, data: bytes, labels: dict[str, str] | None = None) -> dict[str, str]:
+        secret_id = f"s{len(self.secrets) + 1}"
+        self.secrets[secret_id] = {"ID": secret_id, "Spec": {"Name": name, "Labels": labels or {}}, "data": data}
+        return {"ID": secret_id}
+
+    def remove_secret(self, secret_id: str) -> bool:
+        if any(secret_id in str(s) for s in self.services.values()):
+            raise docker.errors.APIError("in use", explanation=f"secret {secret_id} is in use")
+        if self.secrets.pop(secret_id, None) is None:
+            raise docker.errors.NotFound("no such secret")
+        return True
+
+    def secrets_list(self, filters: Any = None) -> list[dict[str, Any]]:
+        return list(self.secrets.values())
+
+    def create_service(self, task_template: Any, name: str, **_: Any) -> dict[str, str]:
+        if self.refuse_service:
+            response = requests.Response()
+            response.status_code = 409
+            raise docker.errors.APIError("exists", response=response, explanation="name conflicts")
+        self.services[name] = {"ID": name, "Spec": {"Name": name, "TaskTemplate": dict(task_template)}}
+        return {"ID": name}
+
+    def inspect_service(self, service: str, insert_defaults: Any = None) -> dict[str, Any]:
+        if service not in self.services:
+            raise docker.errors.NotFound("no such service")
+        return self.services[service]
+
+    def remove_service(self, service: str) -> bool:
+        del self.services[service]
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.asyncio
+async def test_a_services_secrets_are_made_before_it_and_removed_with_it() -> None:
+    api = SecretSwarm()
+    engine = SwarmEngine(client_factory=lambda: api)
+    spec = ContainerSpec(name="sched", image="i", user="1000:1000", labels={"titan.dask.cluster": "c1"},
+                         secrets={"dask.crt": b"CERT", "dask.pem": b"KEY"})
+    service = await engine.create(spec)
+    assert sorted(s["Spec"]["Name"] for s in api.secrets.values()) == ["sched-dask.crt", "sched-dask.pem"]
+    assert {s["data"] for s in api.secrets.values()} == {b"CERT", b"KEY"}
+    referenced = api.services["sched"]["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"]
+    assert sorted(r["SecretID"] for r in referenced) == sorted(api.secrets)
+    assert await engine.remove(service) is True
+    assert api.secrets == {} and api.services == {}
+    assert await engine.remove(service) is False  # gone already
+
+    refused = SecretSwarm(refuse_service=True)
+    engine = SwarmEngine(client_factory=lambda: refused)
+    with pytest.raises(EngineError, match="a service of that name exists"):
+        await engine.create(spec)
+    assert refused.secrets == {}  # the secrets made for it went with the failed create
+
+
+class ListedSecrets:
+    """The part of a SwarmEngine that the reaper's secret pass asks."""
+
+    def __init__(self) -> None:
+        self.secrets = [SecretInfo("s1", "a-dask.crt", {"titan.dask.cluster": "gone"}),
+                        SecretInfo("s2", "b-dask.crt", {"titan.dask.cluster": "live"}),
+                        SecretInfo("s3", "c-dask.crt", {"titan.dask.cluster": "busy"})]
+        self.asked: list[Any] = []
+
+    async def list_secrets(self, labels: Any) -> list[SecretInfo]:
+        self.asked.append(dict(labels))
+        return list(self.secrets)
+
+    async def remove_secret(self, secret_id: str) -> bool:
+        if secret_id == "s3":
+            raise EngineError("secret s3 is in use by a service being removed")
+        self.secrets = [s for s in self.secrets if s.id != secret_id]
+        return True
+
+
+@pytest.mark.asyncio
+async def test_the_reaper_removes_the_secrets_of_clusters_that_are_gone() -> None:
+    engine = ListedSecrets()
+    parts = swarm.SwarmClusters(engine, (30000, 30999), "eth0", logging.getLogger("t"))  # type: ignore[arg-type]
+    await parts.reap_secrets({"titan.deployment": "t"}, lambda name: name != "live")
+    assert engine.asked == [{"titan.deployment": "t", "titan.dask.cluster": None}]
+    assert [s.id for s in engine.secrets] == ["s2", "s3"]  # s3 in use: the next pass
