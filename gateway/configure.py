@@ -18,7 +18,7 @@ from traitlets.config import Config
 
 from core.settings import Settings
 from core.state import ensure_state_dir, secret_file
-from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token
+from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token, listen_address
 
 GPU_DB_FILE = "gpu-allocations.sqlite"  # in the state directory, as c.TitanDockerSpawner.gpu_db_url has it
 TLS_DIR_NAME = "dask-tls"  # in the state directory: one directory per cluster
@@ -30,10 +30,10 @@ def configure(c: Config, settings: Settings, address: str) -> None:
     gateway = settings.gateway
     state = ensure_state_dir(settings.state_dir)
 
+    # On Swarm, schedulers are services on the swarm's nodes (gateway.swarm): the proxies, and the API
+    # they call under the HTTP proxy, listen on the hub host's address on the nodes' network.
+    address = listen_address(settings, address)
     if settings.engine == "swarm":
-        # Schedulers are services on the swarm's nodes (gateway.swarm): the proxies, and the API they
-        # call under the HTTP proxy, listen on the hub host's address on the nodes' network.
-        address = settings.swarm["hub_address"]
         c.DockerBackend.engine_kind = "swarm"
         c.DockerBackend.swarm_manager = settings.swarm["manager"]
         c.DockerBackend.swarm_published_ports = settings.swarm["published_ports"]
