@@ -13,36 +13,20 @@ service and no secret is left after it stops. Bob cannot see, scale or stop alic
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-import yaml
 
-from core.engine.spec import ContainerSpec
 from core.engine.swarm import SwarmEngine
 from core.images import image_tag
-from core.labels import (
-    LABEL_CLUSTER,
-    LABEL_DEPLOYMENT,
-    LABEL_OWNER,
-    LABEL_PROFILE,
-    LABEL_ROLE,
-    LABEL_SERVER,
-    WORKER,
-)
-from tests.helpers import free_port, wait_for
+from core.labels import LABEL_CLUSTER, LABEL_ROLE, WORKER
+from tests.helpers import wait_for
+from tests.swarm.gateway import gateway_on, load_image, on_swarm, stand_in_servers
 from tests.swarm.host import can_run
 from tests.swarm.testbed import Testbed
 
@@ -51,34 +35,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 IMAGE = image_tag("datascience")  # the groupby needs pandas in the scheduler's and workers' image
 DEPLOYMENT = "tgs"
 PASSWORD = "swarm-test-password"
-ROOT = Path(__file__).resolve().parents[2]
-MIB = 1024**2
 DASK = {
     "worker_cores": {"choices": [0.5, 1], "default": 0.5},
     "worker_memory": {"choices": ["768M", "1G"], "default": "768M"},
     "scheduler": {"cores": 0.5, "memory": "512M"},
     "limits": {"max_clusters": 1, "max_cores": 3, "max_memory": "4G", "max_workers": 2},
 }
-CONFIG = """
-c.DaskGateway.address = "127.0.0.1:{api}"
-c.DaskGateway.log_level = "INFO"
-c.Proxy.address = "{host}:{proxy}"
-c.Proxy.tcp_address = "{host}:{tcp}"
-c.DaskGateway.authenticator_class = "dask_gateway_server.auth.SimpleAuthenticator"
-c.SimpleAuthenticator.password = "{password}"
-c.DaskGateway.backend_class = "gateway.backend.DockerBackend"
-c.DockerBackend.deployment = "{deployment}"
-c.DockerBackend.profiles_dir = "{profiles}"
-c.DockerBackend.engine_kind = "swarm"
-c.DockerBackend.swarm_manager = "{manager}"
-c.DockerBackend.swarm_published_ports = "30000-30999"
-c.DockerBackend.server_check_period = 2.0
-c.DockerBackend.cluster_status_period = 5.0
-c.DockerBackend.worker_status_period = 5.0
-c.DockerBackend.cluster_start_timeout = 120.0
-c.DockerBackend.worker_start_timeout = 120.0
-c.ClusterConfig.idle_timeout = 600.0
-"""
 
 # Run inside alice's server, as a notebook does.
 CREATE_AND_COMPUTE = """
@@ -128,36 +90,6 @@ print(json.dumps(times))
 """
 
 
-def run(work: Any) -> Any:
-    """``work(engine)`` on a SwarmEngine of the manager, from synchronous test code."""
-    async def main() -> Any:
-        engine = SwarmEngine(BED[0].manager)
-        try:
-            return await work(engine)
-        finally:
-            await engine.close()
-    return asyncio.run(main())
-
-
-BED: list[Testbed] = []
-
-
-def load_images(bed: Testbed, image: str, nodes: tuple[int, ...]) -> float:
-    """``docker save`` ``image`` once, ``docker load`` it into ``nodes`` in parallel; the seconds spent."""
-    start = time.monotonic()
-    tar = bed.dir / "image.tar"
-    subprocess.run(["docker", "save", "-o", str(tar), image], check=True, timeout=300)
-    try:
-        def load(i: int) -> None:
-            with open(tar, "rb") as stream:
-                bed.docker(i, "load", "-q", timeout=300, stdin=stream)
-        with ThreadPoolExecutor(len(nodes)) as pool:
-            list(pool.map(load, nodes))
-    finally:
-        tar.unlink(missing_ok=True)
-    return time.monotonic() - start
-
-
 @pytest.fixture(scope="module")
 def bed() -> Iterator[Testbed]:
     why = can_run()
@@ -165,88 +97,38 @@ def bed() -> Iterator[Testbed]:
         pytest.skip(why)
     testbed = Testbed(nodes=3, firewall=True)
     testbed.up()
-    BED.append(testbed)
     try:
         # The manager runs no task (as a manager-only host would): the 2 GB image goes to the two
         # workers only, a third less to load and to remove.
         testbed.docker(1, "node", "update", "--availability", "drain", testbed.node_id(1))
-        spent = load_images(testbed, IMAGE, (2, 3))
+        spent = load_image(testbed, IMAGE, (2, 3))
         print(f"\n[gateway-swarm] loading {IMAGE} into nodes 2 and 3: {spent:.1f} s")
         yield testbed
     finally:
-        BED.clear()
         testbed.down()
         assert testbed.leftovers() == []
 
 
 @pytest.fixture(scope="module")
 def servers(bed: Testbed) -> dict[str, tuple[int, str]]:
-    """The manager is drained (no task runs there, as on a manager-only host); nodes 2 and 3 run everything.
-Alice's and bob's overlay networks, each with a service standing in for their default server:
+    """Alice's and bob's overlay networks, each with a service standing in for their default server:
     (node, container id) of each."""
-    octets = bed.address(1).rsplit(".", 2)[0]
-
-    async def start(engine: SwarmEngine) -> dict[str, tuple[int, str]]:
-        placed = {}
-        for n, user in enumerate(("alice", "bob")):
-            network = f"{DEPLOYMENT}-user-{user}"  # core.network.NetworkPlan.user_network
-            await engine.create_network(network, f"{octets}.{200 + n}.0/24", f"{octets}.{200 + n}.1",
-                                        {LABEL_DEPLOYMENT: DEPLOYMENT, LABEL_OWNER: user})
-            spec = ContainerSpec(name=f"{DEPLOYMENT}-{user}", image=IMAGE, command=("sleep", "infinity"),
-                                 labels={LABEL_DEPLOYMENT: DEPLOYMENT, LABEL_OWNER: user, LABEL_SERVER: "",
-                                         LABEL_PROFILE: "small"},
-                                 cores=0.1, memory=768 * MIB, user="1000:1000", network=network)
-            service = await engine.create(spec)
-            await engine.start(service)
-            task = await engine.wait_running(service, within=90)
-            node = await engine.node_of(service)
-            placed[user] = (next(i for i in range(1, 4) if bed.address(i) == node.address), task.container_id)
-        return placed
-
-    return dict(run(start))
+    return stand_in_servers(bed, DEPLOYMENT, ("alice", "bob"), IMAGE)
 
 
 @pytest.fixture(scope="module")
 def gateway(bed: Testbed, servers: dict[str, tuple[int, str]], tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[dict[str, Any]]:
-    """The real dask-gateway-server with Titan's backend on the swarm, its proxies on the hub host's
-    address on the nodes' network."""
-    root = tmp_path_factory.mktemp("gateway-swarm")
-    (root / "profiles").mkdir()
-    (root / "profiles" / "p.yaml").write_text(yaml.safe_dump({
-        "profiles": [{"display_name": "Small", "image": "minimal", "resources": {"cpu": 1, "memory": "1G"}}],
-        "dask": DASK}))
-    ports = {"api": free_port(), "proxy": free_port(), "tcp": free_port()}
-    (root / "config.py").write_text(CONFIG.format(host=bed.host_address, password=PASSWORD, deployment=DEPLOYMENT,
-                                                  profiles=root / "profiles", manager=bed.manager, **ports))
-    log = open(root / "gateway.log", "wb")  # noqa: SIM115 (closed below)
-    process = subprocess.Popen([sys.executable, "-m", "dask_gateway_server", "-f", str(root / "config.py")],
-                               cwd=root, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONPATH": str(ROOT)})
-    http = f"http://{bed.host_address}:{ports['proxy']}"
-    try:
-        wait_for(lambda: requests.get(f"{http}/api/health", timeout=2).ok, 60, "the gateway answering")
-        yield {"http": http, "proxy": f"gateway://{bed.host_address}:{ports['tcp']}", "log": root / "gateway.log"}
-    finally:
-        process.send_signal(signal.SIGTERM)
+    """The real dask-gateway-server with Titan's backend on the swarm."""
+    with gateway_on(bed, tmp_path_factory.mktemp("gateway-swarm"), DEPLOYMENT, PASSWORD, DASK) as running:
         try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-        events = ("Submitting", "submitted", "heartbeat [", "is running", "stopped", "Error", "Traceback")
-        print("".join(line for line in (root / "gateway.log").open() if any(e in line for e in events)))
-
-        async def clean(engine: SwarmEngine) -> None:
-            for container in await engine.list_containers({LABEL_DEPLOYMENT: DEPLOYMENT}):
-                await engine.remove(container.id)
-            for secret in await engine.list_secrets({LABEL_DEPLOYMENT: DEPLOYMENT}):
-                await engine.remove_secret(secret.id)
-        run(clean)
+            yield running
+        finally:
+            events = ("Submitting", "submitted", "heartbeat [", "is running", "stopped", "Error", "Traceback")
+            print("".join(line for line in running["log"].open() if any(e in line for e in events)))
 
 
-def cluster_services(name: str) -> Any:
+def cluster_services(bed: Testbed, name: str) -> Any:
     async def listing(engine: SwarmEngine) -> Any:
         services = await engine.list_containers({LABEL_CLUSTER: name})
         nodes = {s.id: (await engine.node_of(s.id)).hostname for s in services if s.state == "running"}
@@ -254,7 +136,7 @@ def cluster_services(name: str) -> Any:
         networks = {s.id: s.network_mode for s in services}
         named = {n.id: n.name for n in await engine.list_networks()}
         return services, nodes, secrets, {k: named.get(v, v) for k, v in networks.items()}
-    return run(listing)
+    return on_swarm(bed, listing)
 
 
 def instant(stamp: str) -> float:
@@ -288,7 +170,7 @@ def test_a_cluster_across_nodes_computes_a_groupby_mean_equal_to_pandas(
     assert result["same_as_pandas"] and result["zones"] == 265
     name = result["name"]
 
-    services, nodes, secrets, networks = cluster_services(name)
+    services, nodes, secrets, networks = cluster_services(bed, name)
     workers = [s for s in services if s.labels.get(LABEL_ROLE) == WORKER]
     assert len(services) == 3 and len(workers) == 2 and all(s.state == "running" for s in services)
     assert set(networks.values()) == {f"{DEPLOYMENT}-user-alice"}  # alice's network, and no other
@@ -314,7 +196,7 @@ def test_a_cluster_across_nodes_computes_a_groupby_mean_equal_to_pandas(
     # Alice stops it: no service, no secret is left.
     assert requests.delete(url, auth=alice, timeout=10).status_code == 204
     start = time.monotonic()
-    wait_for(lambda: cluster_services(name)[0] == [] and cluster_services(name)[2] == [], 60,
+    wait_for(lambda: cluster_services(bed, name)[0] == [] and cluster_services(bed, name)[2] == [], 60,
              "the cluster's services and secrets gone")
     print(f"[gateway-swarm] stop: services and secrets gone in {time.monotonic() - start:.1f} s")
 
