@@ -13,6 +13,7 @@ LABEL_DEPLOYMENT = "titan.deployment"  # every container and network of a deploy
 LABEL_OWNER = "titan.owner"  # the user a container or network belongs to
 LABEL_NETWORK = "titan.network"  # on networks: "titan" (the deployment's own) or "user"
 LABEL_GPUS = "titan.gpus"  # comma-separated uuids of the GPU units the container holds
+LABEL_FOR_SERVICE = "titan.for-service"  # on Swarm secrets: the service whose secret it is (core.engine.swarm)
 NODE_POOL = "titan.pool"  # a Swarm node's label: the node pool it belongs to (ContainerSpec.pool)
 
 # ---- users' servers --------------------------------------------------------------------------

@@ -25,6 +25,7 @@ class Origin:
     image: str
     profile: str
     gpus: tuple[str, ...] = ()  # uuids of the GPUs the server holds (its titan.gpus label)
+    network: str = ""  # on Swarm: the network the server's service is on (its cluster joins it)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def cluster_config(settings: DaskSettings, request: ClusterRequest, limits: Limi
     """The ``ClusterConfig`` values of a new cluster."""
     return {
         "image": origin.image, "origin_server": request.server, "origin_container": origin.container_id,
+        "origin_network": origin.network,
         "worker_cores": request.worker_cores, "worker_memory": request.worker_memory_bytes,
         "worker_gpus": request.worker_gpus, "worker_gpu_type": request.worker_gpu_type,
         "scheduler_cores": settings.scheduler_cores, "scheduler_memory": settings.scheduler_memory,

@@ -7,7 +7,8 @@ The base class owns the state machine, the database and the proxy; this subclass
   the user's running servers (``server`` option); its scheduler and workers run in that server's
   image and network namespace (``network_mode: container:<server>``), so they are on their owner's
   own network (core.network) and nowhere else, limited and hardened, labelled by deployment,
-  owner, server and cluster (gateway.containers);
+  owner, server and cluster (gateway.containers); on a Swarm (``engine_kind``), services on their
+  server's overlay network across nodes, with their TLS material as Swarm secrets (gateway.swarm);
 - admission of a new cluster, one pure decision (gateway.admission) over the options and limits of
   the profile data (gateway.options, gateway.limits), with no ``await`` between check and change;
 - scaling within the limits (gateway.scaling), the TLS files (gateway.tls), the workers' GPUs
@@ -32,8 +33,9 @@ from dask_gateway_server.traitlets import Type
 from traitlets import TraitError, default
 
 from core.engine.base import ContainerEngine, ContainerInfo
-from core.engine.docker import DockerEngine
+from core.engine.factory import build_engine
 from core.engine.spec import ContainerSpec
+from core.engine.swarm import SwarmEngine
 from core.gpu.allocator import GpuAllocator, parse_gpu_label
 from core.gpu.inventory import GpuUnit
 from core.labels import (
@@ -51,7 +53,9 @@ from core.labels import (
     worker_gpu_owner,
 )
 from core.profiles import ProfileSet
+from core.settings import port_range
 from gateway import dashboards, reaper, routes
+from gateway import swarm as swarm_parts
 from gateway.admission import Accepted, GpuFacts, Origin, admit
 from gateway.backend_settings import BackendSettings
 from gateway.cluster_config import DockerClusterConfig
@@ -110,17 +114,26 @@ class DockerBackend(DBBackendBase, BackendSettings):
     _tls_files: TlsFiles | None = None
     _worker_gpus: WorkerGpus | None = None
     _scaling: Scaling | None = None
+    _swarm: swarm_parts.SwarmClusters | None = None
 
     @property
     def engine(self) -> ContainerEngine:
-        """The engine running the clusters' containers: a DockerEngine unless one was given."""
+        """The engine running the clusters' containers: ``engine_kind``'s unless one was given."""
         if self._engine is None:
-            self._engine = DockerEngine(threads=self.docker_threads)
+            self._engine = build_engine(self.engine_kind, self.docker_threads, self.swarm_manager)
         return self._engine
 
     @engine.setter
     def engine(self, engine: ContainerEngine) -> None:
-        self._engine = engine
+        self._engine, self._swarm = engine, None
+
+    @property
+    def swarm(self) -> swarm_parts.SwarmClusters | None:
+        """The Swarm parts (gateway.swarm) when the engine is a Swarm's, else None."""
+        if self._swarm is None and isinstance(self.engine, SwarmEngine):
+            self._swarm = swarm_parts.SwarmClusters(self.engine, port_range(self.swarm_published_ports),
+                                                    self.swarm_interface, self.log)
+        return self._swarm
 
     @property
     def tls_files(self) -> TlsFiles:
@@ -148,7 +161,7 @@ class DockerBackend(DBBackendBase, BackendSettings):
         """The GPU allocator over the spawner's database; ``None`` when none is configured."""
         return self.worker_gpus.allocator()
 
-    def tls_source(self, cluster: Cluster) -> Path:
+    def tls_source(self, cluster: Cluster) -> Path:  # the host directory (one host only)
         return self.tls_files.source(str(cluster.name))
 
     async def deployment_containers(self, labels: Mapping[str, str | None] | None = None) -> list[ContainerInfo]:
@@ -165,14 +178,21 @@ class DockerBackend(DBBackendBase, BackendSettings):
     # ---- the containers -----------------------------------------------------------------
 
     def get_tls_paths(self, cluster: Cluster) -> tuple[str, str]:
-        return TLS_CERT, TLS_KEY
+        return (swarm_parts.TLS_CERT, swarm_parts.TLS_KEY) if self.swarm else (TLS_CERT, TLS_KEY)
+
+    def get_scheduler_command(self, cluster: Cluster) -> list[str]:
+        command: list[str] = super().get_scheduler_command(cluster)
+        return swarm_parts.scheduler_command(command) if self.swarm else command
 
     def get_worker_command(self, cluster: Cluster, worker_name: str,
                            scheduler_address: str | None = None) -> list[str]:
+        if self.swarm and scheduler_address is None:
+            scheduler_address = swarm_parts.scheduler_overlay_address(self.deployment, cluster.username, cluster.name)
         command: list[str] = super().get_worker_command(cluster, worker_name, scheduler_address)
         gpus = int(cluster.config.get("worker_gpus") or 0)
         # Tasks can ask for a GPU with resources={"GPU": 1}.
-        return [*command, *(["--resources", f"GPU={gpus}"] if gpus else [])]
+        command = [*command, *(["--resources", f"GPU={gpus}"] if gpus else [])]
+        return swarm_parts.worker_command(command, self.swarm.interface) if self.swarm else command
 
     def scheduler_spec(self, cluster: Cluster) -> ContainerSpec:
         return dask_container(self.deployment, cluster, SCHEDULER, "", self.get_scheduler_command(cluster),
@@ -188,9 +208,11 @@ class DockerBackend(DBBackendBase, BackendSettings):
                               [u.uuid for u in gpus])
 
     async def _start_container(self, spec: ContainerSpec, cluster: Cluster) -> AsyncIterator[dict[str, Any]]:
-        # The TLS files before the container exists: it starts with them in place.
-        await asyncio.to_thread(self.tls_files.write, str(cluster.name), cluster.tls_cert, cluster.tls_key)
-        container_id = await self.engine.create(spec)
+        if self.swarm:  # a service on its server's network, its TLS material its secrets
+            container_id = await self.swarm.create(spec, cluster)
+        else:  # the TLS files before the container exists: it starts with them in place
+            await asyncio.to_thread(self.tls_files.write, str(cluster.name), cluster.tls_cert, cluster.tls_key)
+            container_id = await self.engine.create(spec)
         # Checkpoint: from here on a failure is cleaned up from this state.
         yield {"container_id": container_id, "container_name": spec.name}
         await self.engine.start(container_id)
@@ -249,7 +271,8 @@ class DockerBackend(DBBackendBase, BackendSettings):
         container = found[0]
         return Origin(container_id=container.id, image=container.image,
                       profile=container.labels.get(LABEL_PROFILE, ""),
-                      gpus=tuple(parse_gpu_label(container.labels.get(LABEL_GPUS))))
+                      gpus=tuple(parse_gpu_label(container.labels.get(LABEL_GPUS))),
+                      network=container.network_mode if self.swarm else "")
 
     async def start_cluster(self, user: User, cluster_options: Any) -> str:
         try:
@@ -291,8 +314,12 @@ class DockerBackend(DBBackendBase, BackendSettings):
         await super().forward_message_to_scheduler(cluster, msg)
 
     async def on_cluster_heartbeat(self, cluster_name: str, msg: dict[str, Any]) -> None:
-        """Every worker count the scheduler asks for (scale or adaptive) passes the limits here."""
-        msg = self.scaling.clip_heartbeat(self.db, self.db.get_cluster(cluster_name), msg)
+        """Every worker count the scheduler asks for (scale or adaptive) passes the limits here. On
+        Swarm the gateway reaches the scheduler at its node's published ports (gateway.swarm)."""
+        cluster = self.db.get_cluster(cluster_name)
+        msg = self.scaling.clip_heartbeat(self.db, cluster, msg)
+        if self.swarm and cluster is not None and cluster.status < JobStatus.RUNNING:
+            msg = await self.swarm.reached_at(str((cluster.state or {}).get("container_id", "")), msg)
         await super().on_cluster_heartbeat(cluster_name, msg)
 
     # ---- lifecycle with the user's servers ----------------------------------------------
@@ -304,11 +331,7 @@ class DockerBackend(DBBackendBase, BackendSettings):
         for cluster in clusters:
             self.log.info("Server %s/%s stopped: stopping its cluster %s", username, server, cluster.name)
             await self.stop_cluster(cluster.name)
-        if clusters and wait > 0:
-            try:
-                await asyncio.wait_for(asyncio.gather(*(_flag(c.shutdown) for c in clusters)), wait)
-            except TimeoutError:
-                self.log.warning("Clusters of %s/%s still stopping after %.0f s", username, server, wait)
+        await reaper.wait_stopped(clusters, wait, f"Clusters of {username}/{server}", self.log)
         return [str(c.name) for c in clusters]
 
     async def stop_cluster_by_name(self, name: str, wait: float = 20.0) -> str | None:
@@ -319,11 +342,7 @@ class DockerBackend(DBBackendBase, BackendSettings):
             return None
         self.log.info("Stopping cluster %s (%s) on an admin's request", name, cluster.username)
         await self.stop_cluster(name)
-        if wait > 0:
-            try:
-                await asyncio.wait_for(_flag(cluster.shutdown), wait)
-            except TimeoutError:
-                self.log.warning("Cluster %s still stopping after %.0f s", name, wait)
+        await reaper.wait_stopped([cluster], wait, f"Cluster {name}", self.log)
         return str(cluster.username)
 
     async def reap(self) -> None:
@@ -374,7 +393,3 @@ class DockerBackend(DBBackendBase, BackendSettings):
             await self._gate.close()
         await self.engine.close()
         self.tls_files.close()
-
-
-async def _flag(flag: Any) -> None:
-    await flag

@@ -4,8 +4,9 @@ own config section."""
 
 from __future__ import annotations
 
-from traitlets import Float, HasTraits, Integer, Unicode
+from traitlets import Enum, Float, HasTraits, Integer, Unicode
 
+from core.engine.factory import ENGINES
 from core.profiles import PROFILES_DIR
 
 
@@ -87,4 +88,37 @@ class BackendSettings(HasTraits):
         help="""Where the gateway's proxy reaches this gateway's private API (``http://127.0.0.1:<api_port>``):
         cluster dashboards are routed through its login gate there (gateway.dashboards) instead of straight
         to the scheduler. Default "": the private API's own address.""",
+    )
+
+    engine_kind = Enum(
+        ENGINES,
+        "docker",
+        config=True,
+        help="""The engine running schedulers and workers: "docker" (containers on this host, in their
+        server's network namespace) or "swarm" (services across a swarm's nodes, on their server's
+        overlay network: gateway.swarm). titan.yaml's `engine:`. Default "docker".""",
+    )
+
+    swarm_manager = Unicode(
+        "",
+        config=True,
+        help="""With engine_kind "swarm": a manager's Docker API URL (DOCKER_HOST form, e.g.
+        "tcp://10.0.0.10:2376" or "unix:///var/run/docker.sock"); titan.yaml's swarm.manager.
+        Default "": DOCKER_HOST or the local socket.""",
+    )
+
+    swarm_published_ports = Unicode(
+        "30000-30999",
+        config=True,
+        help="""With engine_kind "swarm": the node ports ("low-high") schedulers publish their TLS,
+        dashboard and API ports on (host mode), where the gateway reaches them; each node's firewall
+        admits only the hub host to them. titan.yaml's swarm.published_ports. Default "30000-30999".""",
+    )
+
+    swarm_interface = Unicode(
+        "eth0",
+        config=True,
+        help="""With engine_kind "swarm": the network interface of a worker's container on its overlay
+        network (the first network a service joins is eth0), which the worker advertises to the
+        scheduler and the other workers. Default "eth0".""",
     )

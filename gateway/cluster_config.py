@@ -24,4 +24,6 @@ class DockerClusterConfig(ClusterConfig):
     image = Unicode("", help="Image of the scheduler and workers: the image of the cluster's server.")
     origin_server = Unicode("", help="Name of the server the cluster belongs to ('' is the default server).")
     origin_container = Unicode("", help="Container id of that server; the cluster stops when it is gone.")
+    origin_network = Unicode("", help="On Swarm: the network of that server's service, which the cluster's "
+                             "services join ('' on one host: they join the server's namespace).")
     user_limits = Dict(help="The owner's limits when the cluster was created (gateway.limits.Limits fields).")

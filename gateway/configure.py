@@ -18,17 +18,25 @@ from traitlets.config import Config
 
 from core.settings import Settings
 from core.state import ensure_state_dir, secret_file
-from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token
+from gateway.hub import SERVICE_NAME, SERVICE_PREFIX, control_token, listen_address
 
 GPU_DB_FILE = "gpu-allocations.sqlite"  # in the state directory, as c.TitanDockerSpawner.gpu_db_url has it
 TLS_DIR_NAME = "dask-tls"  # in the state directory: one directory per cluster
 
 
 def configure(c: Config, settings: Settings, address: str) -> None:
-    """``address``: the Titan address (core.network.titan_address)."""
+    """``address``: the Titan address (core.network.titan_address); on Swarm, ``swarm.hub_address``
+    replaces it."""
     gateway = settings.gateway
     state = ensure_state_dir(settings.state_dir)
 
+    # On Swarm, schedulers are services on the swarm's nodes (gateway.swarm): the proxies, and the API
+    # they call under the HTTP proxy, listen on the hub host's address on the nodes' network.
+    address = listen_address(settings, address)
+    if settings.engine == "swarm":
+        c.DockerBackend.engine_kind = "swarm"
+        c.DockerBackend.swarm_manager = settings.swarm["manager"]
+        c.DockerBackend.swarm_published_ports = settings.swarm["published_ports"]
     c.DaskGateway.address = f"127.0.0.1:{gateway['api_port']}"
     c.DaskGateway.log_level = gateway["log_level"]
     c.Proxy.address = f"{address}:{gateway['proxy_port']}"

@@ -31,6 +31,13 @@ SERVER_TOKEN_SCOPES = ["users:activity!user", "access:servers!server", ACCESS_SC
 _PASSED_ENV = ("PATH", "LANG", "LC_ALL", "DOCKER_HOST", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY")
 
 
+def listen_address(settings: Settings, titan_address: str) -> str:
+    """Where the gateway's proxies listen and servers and schedulers reach them: the Titan address on
+    one host; on Swarm (``engine: swarm``), the hub host's address on the nodes' network
+    (``swarm.hub_address``), since servers and schedulers run on the nodes."""
+    return str(settings.swarm["hub_address"]) if settings.engine == "swarm" else titan_address
+
+
 def control_token(settings: Settings) -> str:
     """The secret the hub shows the gateway when a server stops (state/, mode 0600)."""
     return secret_file(ensure_state_dir(settings.state_dir) / "dask-gateway-control-token")
@@ -40,6 +47,7 @@ def service(settings: Settings, address: str) -> dict[str, Any]:
     """The ``c.JupyterHub.services`` entry: the hub starts, restarts and stops the gateway, whose
     HTTP and TLS proxies listen on the Titan ``address`` (core.network), where containers reach them."""
     gateway = settings.gateway
+    address = listen_address(settings, address)
     environment = {k: os.environ[k] for k in _PASSED_ENV if k in os.environ}
     environment.update({"TITAN_SETTINGS": settings.source, "TITAN_STATE_DIR": str(settings.state_dir),
                         "TITAN_ADDRESS": address})
@@ -60,6 +68,7 @@ def spawner_link(settings: Settings, titan_address: str) -> dict[str, str]:
     """``c.TitanDockerSpawner.dask_gateway``: read by spawner.dask_env and spawner.clusters. Servers
     reach the gateway at the Titan address; the hub reaches its control route on 127.0.0.1."""
     gateway = settings.gateway
+    titan_address = listen_address(settings, titan_address)
     address = f"http://{titan_address}:{gateway['proxy_port']}{SERVICE_PREFIX}"
     return {
         "address": address,

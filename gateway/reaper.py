@@ -2,7 +2,9 @@
 
 - :func:`reap`: stop clusters whose server container is gone; remove containers no active
   cluster or worker owns (left by a crash between a create and its checkpoint, or a failed
-  removal); remove the TLS files and free the GPUs of clusters and workers that are gone.
+  removal); remove the TLS files (on Swarm: the secrets) and free the GPUs of clusters and workers
+  that are gone.
+- :func:`wait_stopped`: wait, for a while, for clusters being stopped to be gone.
 - :func:`reap_closed_workers`: remove workers the scheduler retired as soon as their container
   has exited, not at the scheduler's next heartbeat (up to ``cluster_heartbeat_period`` later).
 """
@@ -17,7 +19,8 @@ from typing import Any, Protocol
 from dask_gateway_server.backends.db_base import Cluster, DataManager, JobStatus, Worker
 
 from core.engine.base import ContainerEngine, ContainerInfo
-from core.labels import LABEL_CLUSTER, LABEL_ROLE, LABEL_WORKER, WORKER
+from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT, LABEL_ROLE, LABEL_WORKER, WORKER
+from gateway.swarm import SwarmClusters
 from gateway.tls import TlsFiles
 from gateway.worker_gpus import WorkerGpus
 
@@ -28,6 +31,7 @@ class Reaped(Protocol):
     db: DataManager
     queue: Any  # dask-gateway's work queue: put(cluster or worker)
     log: logging.Logger
+    deployment: str
 
     @property
     def engine(self) -> ContainerEngine: ...
@@ -35,6 +39,8 @@ class Reaped(Protocol):
     def tls_files(self) -> TlsFiles: ...
     @property
     def worker_gpus(self) -> WorkerGpus: ...
+    @property
+    def swarm(self) -> SwarmClusters | None: ...
 
     async def deployment_containers(self, labels: Mapping[str, str | None] | None = None) -> list[ContainerInfo]: ...
     async def alive(self, objects: Iterable[Cluster | Worker]) -> list[bool]: ...
@@ -74,6 +80,8 @@ async def reap(backend: Reaped) -> None:
         backend.log.info("Removing orphan container %s", container_id[:12])
     await asyncio.gather(*(backend.engine.remove(i) for i in orphans))
     backend.tls_files.reap(lambda name: cluster_gone(backend.db, name))
+    if backend.swarm is not None:  # the secrets of services removed behind the gateway's back
+        await backend.swarm.reap_secrets({LABEL_DEPLOYMENT: backend.deployment}, lambda n: cluster_gone(backend.db, n))
     await backend.worker_gpus.reap(backend.db)
 
 
@@ -97,6 +105,19 @@ async def reap_closed_workers(backend: Reaped) -> None:
     for worker in gone:
         backend.log.info("Worker %s of cluster %s was retired and has exited", worker.name, worker.cluster.name)
         backend.queue.put(worker)
+
+
+async def wait_stopped(clusters: list[Cluster], wait: float, what: str, log: logging.Logger) -> None:
+    """Wait up to ``wait`` seconds for ``clusters`` (being stopped) to be gone; a warning after."""
+    try:
+        if clusters and wait > 0:
+            await asyncio.wait_for(asyncio.gather(*(_flag(c.shutdown) for c in clusters)), wait)
+    except TimeoutError:
+        log.warning("%s still stopping after %.0f s", what, wait)
+
+
+async def _flag(flag: Any) -> None:
+    await flag
 
 
 async def every(period: Callable[[], float], work: Callable[[], Awaitable[None]], what: str,

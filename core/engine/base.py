@@ -67,7 +67,7 @@ class ContainerInfo:
     image: str  # as the container was created with (a tag, or an image id)
     state: str  # "created", "running", "restarting", "exited", "paused", "dead", "removing"
     labels: Mapping[str, str] = field(default_factory=dict)
-    network_mode: str = ""  # known from an inspection; "" from a listing
+    network_mode: str = ""  # known from an inspection; "" from a listing (Swarm: its first network's id, always)
 
 
 @dataclass(frozen=True)

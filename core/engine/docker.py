@@ -164,8 +164,8 @@ class DockerEngine:
     # ---- containers ----------------------------------------------------------------------
 
     async def create(self, spec: ContainerSpec) -> str:
-        if spec.resources or spec.publish:  # spec.pool means nothing on one host: all is in its one pool
-            what = "generic resources" if spec.resources else "published ports"
+        if spec.resources or spec.publish or spec.secrets:  # spec.pool means nothing on one host
+            what = "generic resources" if spec.resources else "published ports" if spec.publish else "secrets"
             raise EngineError(f"creating container {spec.name}: {what} need the Swarm engine")
         create, host = create_arguments(spec)
 

@@ -61,6 +61,10 @@ class ContainerSpec:
     # Swarm only: the node (its id) the container must run on ("": wherever Swarm places it); a
     # container given ``gpus`` on Swarm names its node (core.engine.swarm_gpus).
     node: str = ""
+    # Swarm only: files the container reads under /run/secrets/<name> (owned by ``user``, mode 0400),
+    # kept as Swarm secrets of this service (labelled as the service), removed with it. Never in the
+    # environment, the labels or an inspection of the service.
+    secrets: Mapping[str, bytes] = field(default_factory=dict)
     init: bool = True  # an init process reaps zombies and forwards signals
     hardening: Hardening = HARDENING
 

@@ -32,7 +32,6 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import docker
@@ -40,13 +39,10 @@ import docker.errors
 from docker.types import ServiceMode
 
 from core.engine.base import (
-    ContainerGone,
     ContainerInfo,
     EngineError,
     EngineInfo,
-    ImageMissing,
     LabelFilter,
-    MountMissing,
     NetworkExists,
     NetworkGone,
     SubnetTaken,
@@ -56,80 +52,25 @@ from core.engine.docker import DockerEngine, label_filters
 from core.engine.spec import ContainerSpec
 from core.engine.swarm_gpus import NodeGpus, gpus_in_use, node_gpus
 from core.engine.swarm_nodes import NodeRoom, node_rooms, published_ports
-from core.engine.swarm_spec import ENDED, TaskStatus, container_state, latest_task, service_arguments, task_status
+from core.engine.swarm_records import NodeAddress, SecretInfo, failure, missing_image, reassignable, swarm_error
+from core.engine.swarm_spec import (
+    ENDED,
+    TaskStatus,
+    container_state,
+    latest_task,
+    secret_labels,
+    secret_name,
+    service_arguments,
+    task_status,
+)
 from core.labels import LABEL_GPUS
 from core.registry import pull_diagnosis
 
-__all__ = ["NodeAddress", "NodeRoom", "SwarmEngine", "TaskStatus", "swarm_error"]
-
-
-@dataclass(frozen=True)
-class NodeAddress:
-    """The node a task runs on."""
-
-    node_id: str
-    hostname: str
-    address: str  # the node's address in the swarm (its Status.Addr): where its host-network ports are
-    state: str = "ready"  # Swarm's word on the node: "ready", "down" (it stopped answering), "unknown", ...
-    since: str = ""  # when Swarm last changed the node (RFC 3339): for a down node, about when it went
-
-    @property
-    def answering(self) -> bool:
-        return self.state == "ready"
-
-
-def swarm_error(error: BaseException, what: str) -> EngineError:
-    """Titan's error for a docker-py exception raised by a service call."""
-    if isinstance(error, EngineError):
-        return error
-    text = str(getattr(error, "explanation", None) or error)
-    lowered = text.lower()
-    status = getattr(error, "status_code", None)
-    if status == 404 or "not found" in lowered:
-        if "network" in lowered:
-            return NetworkGone(f"{what}: {text}")
-        return ContainerGone(f"{what}: {text}")
-    if status == 503 or "not a swarm manager" in lowered:
-        return EngineError(f"{what}: the engine is not a Swarm manager ({text})")
-    return EngineError(f"{what}: {text}")
+__all__ = ["NodeAddress", "NodeRoom", "SecretInfo", "SwarmEngine", "TaskStatus", "swarm_error"]
 
 
 def _client_of(url: str, threads: int) -> Callable[[], docker.APIClient]:
     return lambda: docker.DockerClient(base_url=url, max_pool_size=threads).api
-
-
-def _missing_image(task: TaskStatus) -> str:
-    """The image a task ended without (Swarm's "No such image: <image>", whether the node's pull found
-    no such image in the registry or no registry at all: measured on 20.10), "" for another end."""
-    reason = task.error or task.message
-    head, _, image = reason.partition(":")
-    return image.strip() if head.strip().lower() == "no such image" else ""
-
-
-#: What a node's engine says when a bind's source is missing there (20.10: the first from Swarm's
-#: executor, the second from the engine's mount check) or is a shared mount whose server is gone.
-_MOUNT_MISSING = ("source path not found", "bind source path does not exist", "transport endpoint is not connected")
-
-
-def _failure(name: str, task: TaskStatus, node: str = "", why: str = "") -> EngineError:
-    """The error of a task that ended before it ran, on the node called ``node``; ``why``: what the
-    hub host found of the missing image's registry (core.registry.pull_diagnosis)."""
-    reason = task.error or task.message or task.state
-    where = f"node {node}" if node else "its node"
-    image = _missing_image(task)
-    if image:
-        return ImageMissing(f"{name}: {where} has no image {image} and could not pull it" + (f": {why}" if why else ""))
-    if any(words in reason.lower() for words in _MOUNT_MISSING):
-        # Binds of Titan's services are the users' homes on the shared storage (docs/swarm-homes.md).
-        return MountMissing(f"Your home storage is not mounted on node {node or task.node_id[:12] or '(unknown)'}: "
-                            f"an admin must mount the shared homes on that node or drain it "
-                            f"(service {name}: {reason})")
-    return EngineError(f"{name}: the task {task.state} on {where}: {reason}")
-
-
-def _reassignable(task: TaskStatus) -> bool:
-    """The task was rejected before it ran because its node "no longer meets constraints"."""
-    return task.state == "rejected" and "no longer meets constraints" in (task.error or task.message)
 
 
 class SwarmEngine(DockerEngine):
@@ -151,16 +92,56 @@ class SwarmEngine(DockerEngine):
     # ---- services as containers ------------------------------------------------------------
 
     async def create(self, spec: ContainerSpec) -> str:
-        arguments = service_arguments(spec)
+        """The service of ``spec``, with no replica; its secrets (``spec.secrets``) first, removed
+        again when the service cannot be made."""
+        secret_ids: dict[str, str] = {}
         try:
-            created = await self._call(lambda api: api.create_service(**arguments))
+            for file, data in sorted(spec.secrets.items()):
+                secret_ids[file] = await self._create_secret(secret_name(spec.name, file), data, secret_labels(spec))
+            arguments = service_arguments(spec, secret_ids=secret_ids)
+            try:
+                created = await self._call(lambda api: api.create_service(**arguments))
+            except docker.errors.APIError as error:
+                if error.status_code == 409:
+                    raise EngineError(f"creating service {spec.name}: a service of that name exists") from None
+                raise swarm_error(error, f"creating service {spec.name}") from None
+            except docker.errors.DockerException as error:
+                raise swarm_error(error, f"creating service {spec.name}") from None
+        except BaseException:
+            await asyncio.shield(asyncio.gather(*(self.remove_secret(i) for i in secret_ids.values()),
+                                                return_exceptions=True))
+            raise
+        return str(created["ID"])
+
+    async def _create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
+        def work(api: docker.APIClient) -> str:
+            return str(api.create_secret(name, data, labels=dict(labels))["ID"])
+
+        try:
+            return str(await self._call(work))
         except docker.errors.APIError as error:
             if error.status_code == 409:
-                raise EngineError(f"creating service {spec.name}: a service of that name exists") from None
-            raise swarm_error(error, f"creating service {spec.name}") from None
+                raise EngineError(f"creating secret {name}: a secret of that name exists") from None
+            raise swarm_error(error, f"creating secret {name}") from None
         except docker.errors.DockerException as error:
-            raise swarm_error(error, f"creating service {spec.name}") from None
-        return str(created["ID"])
+            raise swarm_error(error, f"creating secret {name}") from None
+
+    async def list_secrets(self, labels: LabelFilter) -> list[SecretInfo]:
+        """Every Swarm secret matching all of ``labels`` (its id, name and labels; never its data)."""
+        filters = {"label": label_filters(labels)}
+        found = await self._swarm("listing secrets", lambda api: api.secrets(filters=filters))
+        return [SecretInfo(id=str(s["ID"]), name=str((s.get("Spec") or {}).get("Name", "")),
+                           labels=dict((s.get("Spec") or {}).get("Labels") or {})) for s in found]
+
+    async def remove_secret(self, secret_id: str) -> bool:
+        """Remove a secret; False when it was gone. ``EngineError`` while a service still uses it."""
+        try:
+            await self._call(lambda api: api.remove_secret(secret_id))
+        except docker.errors.NotFound:
+            return False
+        except docker.errors.DockerException as error:
+            raise swarm_error(error, f"removing secret {secret_id[:12]}") from None
+        return True
 
     async def _scale(self, service_id: str, replicas: int, grace: float | None = None) -> None:
         def work(api: docker.APIClient) -> None:
@@ -199,14 +180,17 @@ class SwarmEngine(DockerEngine):
         raise EngineError(f"service {container_id[:12]}: its task did not stop within {grace + 15:.0f} s")
 
     async def remove(self, container_id: str) -> bool:
-        """Remove the service; False when it was gone. Swarm then stops and removes its container on
-        its node (within a few seconds; the task's stop grace period first)."""
+        """Remove the service, then its secrets; False when it was gone. Swarm then stops and removes
+        its container on its node (within a few seconds; the task's stop grace period first)."""
         try:
+            service = await self._call(lambda api: api.inspect_service(container_id))
             await self._call(lambda api: api.remove_service(container_id))
         except docker.errors.NotFound:
             return False
         except docker.errors.DockerException as error:
             raise swarm_error(error, f"removing service {container_id[:12]}") from None
+        container = ((service.get("Spec") or {}).get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        await asyncio.gather(*(self.remove_secret(str(s["SecretID"])) for s in container.get("Secrets") or []))
         return True
 
     async def inspect(self, container_id: str) -> ContainerInfo:
@@ -233,9 +217,11 @@ class SwarmEngine(DockerEngine):
     def _info(service: Mapping[str, Any], task: TaskStatus | None) -> ContainerInfo:
         spec = service.get("Spec") or {}
         container = (spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}
+        networks = (spec.get("TaskTemplate") or {}).get("Networks") or spec.get("Networks") or []
         return ContainerInfo(id=str(service["ID"]), name=str(spec.get("Name", "")),
                              image=str(container.get("Image", "")), state=container_state(task),
-                             labels=dict(spec.get("Labels") or {}))
+                             labels=dict(spec.get("Labels") or {}),
+                             network_mode=str(networks[0].get("Target", "")) if networks else "")
 
     # ---- what only Swarm tells -----------------------------------------------------------------
 
@@ -271,7 +257,7 @@ class SwarmEngine(DockerEngine):
                 seen = (task.state, task.error)
                 if task.state == "running":
                     return task
-                if task.state in ENDED and _reassignable(task) and retries > 0:
+                if task.state in ENDED and reassignable(task) and retries > 0:
                     # Swarm's constraint enforcer took the node back between placement and start (it
                     # counts reservations while tasks change; seen with generic resources): ask again.
                     retries -= 1
@@ -295,9 +281,9 @@ class SwarmEngine(DockerEngine):
     async def _ended(self, name: str, task: TaskStatus) -> EngineError:
         """:func:`_failure` with the node's name and, for a missing image, what its registry says."""
         node = await self._hostname(task.node_id) or task.node_id[:12]  # the node's id is name enough
-        image = _missing_image(task)
+        image = missing_image(task)
         why = await asyncio.to_thread(pull_diagnosis, image) if image else ""
-        return _failure(name, task, node, why)
+        return failure(name, task, node, why)
 
     async def node_of(self, service_id: str) -> NodeAddress:
         """The node the service's task is on; ``EngineError`` while it has none."""

@@ -20,6 +20,10 @@ What of a ContainerSpec a Swarm service can carry (engine API 1.41, Docker 20.10
 - published ports: host mode on the task's node (``TaskStatus.ports`` says which port it got).
 - networks: a named (overlay) network with endpoint mode ``dnsrr`` (VIP needs IPVS, absent from
   some kernels); another container's namespace (``container:<id>``) is impossible on Swarm.
+- secrets (``spec.secrets``): each file a Swarm secret of the service's own (named after it, with its
+  labels and ``titan.for-service``), referenced at ``/run/secrets/<name>``, owned by the spec's user,
+  mode 0400; :class:`~core.engine.swarm.SwarmEngine` makes them before the service and removes them
+  with it.
 - one replica, restart condition ``none``: a server that ended is not started again behind the
   hub's back. The image is never resolved against a registry (docker-py sends no digest lookup, as
   the CLI's ``--no-resolve-image``): it must be on the node.
@@ -33,19 +37,52 @@ from datetime import UTC, datetime
 from typing import Any
 
 from docker.types import ContainerSpec as SwarmContainerSpec
-from docker.types import EndpointSpec, Mount, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import (
+    EndpointSpec,
+    Mount,
+    Placement,
+    Resources,
+    RestartPolicy,
+    SecretReference,
+    ServiceMode,
+    TaskTemplate,
+)
 
 from core.engine.base import EngineError
 from core.engine.spec import ContainerSpec
-from core.labels import NODE_POOL
+from core.labels import LABEL_FOR_SERVICE, NODE_POOL
 
 #: Swarm task states, in their order; from "running" on nothing more happens to the task but its end.
 BEFORE_RUNNING = ("new", "pending", "assigned", "accepted", "ready", "preparing", "starting")
 ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
 
 
-def service_arguments(spec: ContainerSpec, replicas: int = 0) -> dict[str, Any]:
-    """``create_service`` keyword arguments of ``spec`` (``replicas`` 0: created, not started)."""
+def secret_name(service: str, file: str) -> str:
+    """The Swarm secret holding ``file`` of service ``service`` (a name of its own: one per service)."""
+    if not file or "/" in file or file.startswith("."):
+        raise EngineError(f"{service}: unexpected secret file name {file!r} (a name under /run/secrets)")
+    return f"{service}-{file}"
+
+
+def secret_labels(spec: ContainerSpec) -> dict[str, str]:
+    """A secret's labels: its service's, and ``titan.for-service`` naming the service."""
+    return {**spec.labels, LABEL_FOR_SERVICE: spec.name}
+
+
+def secret_references(spec: ContainerSpec, ids: Mapping[str, str]) -> list[SecretReference]:
+    """References to the secrets of ``spec.secrets`` (``ids``: file name -> secret id): readable by the
+    spec's user only (mode 0400; root's when the spec names no user)."""
+    uid, _, gid = spec.user.partition(":")
+    return [SecretReference(ids[file], secret_name(spec.name, file), filename=file, uid=uid or "0",
+                            gid=gid or uid or "0", mode=0o400) for file in sorted(spec.secrets)]
+
+
+def service_arguments(spec: ContainerSpec, replicas: int = 0,
+                      secret_ids: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``create_service`` keyword arguments of ``spec`` (``replicas`` 0: created, not started);
+    ``secret_ids``: the ids of the secrets made for ``spec.secrets`` (file name -> id)."""
+    if set(spec.secrets) != set(secret_ids or {}):
+        raise EngineError(f"{spec.name}: its secrets must be made before the service")
     if spec.gpus and not spec.node:
         raise EngineError(f"{spec.name}: GPUs by uuid need the node they are on (ContainerSpec.node): "
                           f"core.engine.swarm_gpus picks both")
@@ -59,6 +96,7 @@ def service_arguments(spec: ContainerSpec, replicas: int = 0) -> dict[str, Any]:
         spec.image, command=list(spec.command) or None, env=environment, labels=dict(spec.labels),
         user=spec.user or None, init=spec.init, cap_drop=list(spec.hardening.cap_drop) or None,
         mounts=[Mount(m.target, m.source, type=m.kind, read_only=m.read_only) for m in spec.mounts] or None,
+        secrets=secret_references(spec, secret_ids or {}) or None,
     )
     nano = int(round(spec.cores * 1e9)) if spec.cores else None
     memory = spec.memory or None

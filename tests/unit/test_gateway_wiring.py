@@ -109,6 +109,30 @@ def test_gateway_configuration_keeps_its_secrets_private(settings_file: Path) ->
     assert again.DockerBackend.db_encrypt_keys == c.DockerBackend.db_encrypt_keys
 
 
+def test_on_swarm_the_gateway_runs_its_clusters_as_services_and_listens_where_nodes_reach_it(
+        settings_file: Path) -> None:
+    document = yaml.safe_load(settings_file.read_text())
+    one_host = Config()
+    configure(one_host, load_settings(settings_file, environ={}), "10.213.0.1")
+    assert "engine_kind" not in one_host.DockerBackend  # the backend's default: docker
+    document.update({"engine": "swarm", "swarm": {"manager": "tcp://10.9.0.11:2376", "hub_address": "10.9.0.254",
+                                                  "published_ports": "31000-31999"}})
+    settings_file.write_text(yaml.safe_dump(document))
+    c = Config()
+    settings = load_settings(settings_file, environ={})
+    configure(c, settings, "10.213.0.1")
+    assert (c.Proxy.address, c.Proxy.tcp_address) == ("10.9.0.254:18011", "10.9.0.254:18012")
+    # The hub, and the servers on the nodes, reach it there.
+    assert hub.service(settings, "10.213.0.1")["url"] == "http://10.9.0.254:18011"
+    link = hub.spawner_link(settings, "10.213.0.1")
+    assert (link["address"], link["proxy_address"]) == ("http://10.9.0.254:18011/services/dask-gateway",
+                                                        "gateway://10.9.0.254:18012")
+    assert link["control_url"].startswith("http://127.0.0.1:18010/")  # the hub's own call stays on loopback
+    assert c.DaskGateway.address == "127.0.0.1:18010"  # the private API stays on loopback
+    assert (c.DockerBackend.engine_kind, c.DockerBackend.swarm_manager, c.DockerBackend.swarm_published_ports) == (
+        "swarm", "tcp://10.9.0.11:2376", "31000-31999")
+
+
 class StubBackend:
     control_token = "right"
 
