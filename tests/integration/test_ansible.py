@@ -20,7 +20,9 @@ own, so that nothing it does to cgroups outlives it on this machine: the test ch
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -34,12 +36,17 @@ from pathlib import Path
 import pytest
 
 from core.images import image_tag
+from core.network import host_routes
 from tests.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 ANSIBLE = REPO / "ansible"
 VENV_BIN = Path(sys.executable).parent
 IMAGE = "titan-molecule-debian12:latest"
+#: The swarm scenario's hosts: Docker (and what the apt module needs) preinstalled, package lists kept
+#: and marked fresh, so nothing is fetched inside (the hosts sit on a Docker network of their own).
+SWARM_IMAGE = "titan-molecule-swarm-debian12:latest"
+SWARM_PACKAGES = "systemd,systemd-sysv,dbus,python3,python3-apt,sudo,ca-certificates,iproute2,docker.io,iptables"
 MIRROR = os.environ.get("TITAN_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 #: The release the upgrade starts from: the first commit with ansible/ (its service database lacks
 #: the autosave_users.strip_outputs column and the clone_repos table that later releases migrate in).
@@ -198,6 +205,41 @@ def systemd_image() -> Iterator[str]:
             _docker("image", "rm", IMAGE)
 
 
+@pytest.fixture(scope="module")
+def swarm_image() -> Iterator[str]:
+    """A Debian 12 image that boots systemd with Docker installed (about 100 s); removed afterwards."""
+    if _docker("info").returncode != 0:
+        pytest.fail("No Docker engine answers. `make test` starts one; run the tests through it.")
+    created = _docker("image", "inspect", SWARM_IMAGE).returncode != 0
+    if created:
+        stamp = 'mkdir -p "$1/var/lib/apt/periodic" && touch "$1/var/lib/apt/periodic/update-success-stamp"'
+        pipeline = (
+            f"set -o pipefail; mmdebstrap --quiet --variant=apt --skip=cleanup/apt/lists --include={SWARM_PACKAGES} "
+            f"--customize-hook='{stamp}' bookworm - {MIRROR} | docker import --change 'CMD [\"/sbin/init\"]' "
+            f"--change 'ENV container=docker' - {SWARM_IMAGE}"
+        )
+        subprocess.run(["bash", "-c", pipeline], check=True, timeout=900)
+    try:
+        yield SWARM_IMAGE
+    finally:
+        if created:
+            _docker("image", "rm", SWARM_IMAGE)
+
+
+def _free_test_subnet() -> str:
+    """A /24 under 10.231.0.0/16 that no route of this machine and no Docker network uses."""
+    used = list(host_routes())
+    for name in _docker("network", "ls", "--format", "{{.Name}}").stdout.split():
+        inspected = _docker("network", "inspect", "--format", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", name)
+        used += [ipaddress.IPv4Network(net, strict=False) for net in inspected.stdout.split() if ":" not in net]
+    candidates = list(ipaddress.IPv4Network("10.231.0.0/16").subnets(new_prefix=24))
+    random.shuffle(candidates)
+    for subnet in candidates:
+        if not any(subnet.overlaps(net) for net in used):
+            return str(subnet)
+    pytest.fail("no free /24 under 10.231.0.0/16 for the swarm scenario's network")
+
+
 @pytest.fixture
 def old_release(tmp_path: Path) -> Path:
     """OLD_REVISION of this repository, from its git history (CI clones it whole)."""
@@ -219,6 +261,41 @@ def _copy_tree(target: Path) -> None:
         ".pytest_cache", ".mypy_cache", ".ruff_cache"))
 
 
+def _molecule(args: list[str], cwd: Path, env: dict[str, str], tmp_path: Path, instances: list[str],
+              networks: tuple[str, ...] = ()) -> tuple[str, int]:
+    """``molecule *args`` in ``cwd`` with its output timestamped in a log; the stage timings printed.
+    Checks the machine's cgroups before, and removes the instances and networks afterwards."""
+    _ensure_systemd_hierarchy()
+    assert not _unmounted_hierarchies(), (
+        f"cgroup hierarchies mounted nowhere before the run (left by an older run?): {_unmounted_hierarchies()}")
+    started = time.monotonic()
+    log = tmp_path / "molecule.log"
+    try:
+        with _cgroup2_cleanup(), log.open("w") as output:
+            process = subprocess.Popen([str(VENV_BIN / "molecule"), *args], cwd=cwd, env=env,
+                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            assert process.stdout is not None
+            watchdog = threading.Timer(MOLECULE_TIMEOUT, process.kill)
+            watchdog.start()
+            try:
+                for line in process.stdout:  # timestamped, for the stage timings printed below
+                    output.write(f"{time.monotonic() - started:7.1f} {line}")
+                returncode = process.wait(timeout=60)
+            finally:
+                watchdog.cancel()
+    finally:
+        for instance in instances:
+            _docker("rm", "-f", instance)
+        for network in networks:
+            if _docker("network", "inspect", network).returncode == 0:
+                _docker("network", "rm", network)
+    text = log.read_text()
+    print("\n".join(line for line in text.splitlines()
+                    if "Executed" in line or "Starting" in line))
+    print(f"molecule {' '.join(args)}: {time.monotonic() - started:.0f} s")
+    return text, returncode
+
+
 def test_molecule_upgrade_idempotence_spawn_backup_restore(systemd_image: str, old_release: Path,
                                                             tmp_path: Path) -> None:
     source = tmp_path / "source"
@@ -233,32 +310,36 @@ def test_molecule_upgrade_idempotence_spawn_backup_restore(systemd_image: str, o
     for name in ("HTTPS", "PROXY", "HUB", "PROXY_API", "GATEWAY_API", "GATEWAY_PROXY", "GATEWAY_SCHEDULER",
                  "AUTOSAVE"):
         env[f"TITAN_MOLECULE_{name}_PORT"] = str(free_port())
-    _ensure_systemd_hierarchy()
-    assert not _unmounted_hierarchies(), (
-        f"cgroup hierarchies mounted nowhere before the run (left by an older run?): {_unmounted_hierarchies()}")
-    started = time.monotonic()
-    log = tmp_path / "molecule.log"
-    try:
-        with _cgroup2_cleanup(), log.open("w") as output:
-            process = subprocess.Popen([str(VENV_BIN / "molecule"), "test"], cwd=source / "ansible", env=env,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            assert process.stdout is not None
-            watchdog = threading.Timer(MOLECULE_TIMEOUT, process.kill)
-            watchdog.start()
-            try:
-                for line in process.stdout:  # timestamped, for the stage timings printed below
-                    output.write(f"{time.monotonic() - started:7.1f} {line}")
-                returncode = process.wait(timeout=60)
-            finally:
-                watchdog.cancel()
-    finally:
-        _docker("rm", "-f", instance)
-    text = log.read_text()
-    print("\n".join(line for line in text.splitlines()
-                    if "Executed" in line or "Starting" in line))
-    print(f"molecule test: {time.monotonic() - started:.0f} s")
+    text, returncode = _molecule(["test"], source / "ansible", env, tmp_path, instances=[instance])
     assert returncode == 0, text[-20000:]
     assert "idempotence: Executed: Successful" in text.replace("➜ ", ""), text[-5000:]
+
+    lingering = _repair_hierarchies()
+    assert not lingering, f"the run left cgroup hierarchies mounted nowhere on this machine: {lingering}"
+    memory = _memory_reported()
+    assert memory and not memory.startswith("0B"), f"docker stats reports {memory!r} after the run"
+
+
+def test_molecule_swarm_manager_and_gpu_worker_labels_resources_firewall_idempotence(
+        swarm_image: str, tmp_path: Path) -> None:
+    """ansible/molecule/swarm: swarm.yml on a manager (the hub host) and a worker, each a systemd
+    container with its own Docker engine on a network of the test's subnet; the worker is a fake GPU
+    node fed the real H100 capture. Converge, idempotence (nothing changed), verify: one swarm of two
+    Ready nodes, the manager drained, the worker labelled titan.pool=gpu and announcing h100=<uuid>
+    to Swarm, every daemon.json as it should be, the NVIDIA runtime's swarm-resource, both firewall
+    rules exactly once and at work (the hub host connects to a published port, another source does not)."""
+    source = tmp_path / "source"
+    _copy_tree(source)
+    instance = f"titan-swarm-{uuid.uuid4().hex[:8]}"
+    env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+               NO_COLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0",
+               TITAN_MOLECULE_INSTANCE=instance, MOLECULE_EPHEMERAL_DIRECTORY=str(tmp_path / "molecule"),
+               TITAN_MOLECULE_SWARM_SUBNET=_free_test_subnet())
+    text, returncode = _molecule(["test", "--scenario-name", "swarm"], source / "ansible", env, tmp_path,
+                                 instances=[f"{instance}-m", f"{instance}-w"], networks=(instance,))
+    assert returncode == 0, text[-20000:]
+    flat = text.replace("➜ ", "")
+    assert "idempotence: Executed: Successful" in flat and "verify: Executed: Successful" in flat, text[-5000:]
 
     lingering = _repair_hierarchies()
     assert not lingering, f"the run left cgroup hierarchies mounted nowhere on this machine: {lingering}"
