@@ -3,10 +3,11 @@ beyond it: ``capacity.unmet(resources)``, one question the form and the options 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from core.engine.swarm_nodes import NodeRoom, no_room_reason
+from core.gpu.swarm_resources import swarm_kind
 from core.profiles import Resources
 from core.units import format_cpu, format_memory
 
@@ -39,21 +40,24 @@ class SwarmCapacity(HostCapacity):
 
     def unmet(self, resources: Resources, gpu_names: Mapping[str, str] | None = None,
               check_free_gpus: bool = False) -> list[str]:
-        wanted = {resources.gpu_type: resources.gpu_count} if resources.gpu_type and resources.gpu_count else {}
+        kind = swarm_kind(resources.gpu_type) if resources.gpu_type and resources.gpu_count else ""
+        wanted = {kind: resources.gpu_count} if kind else {}
         reason = no_room_reason(self.nodes, resources.cpu, resources.memory, resources.pool, wanted, now=False)
         if reason and resources.gpu_type:
             name = (gpu_names or {}).get(resources.gpu_type, resources.gpu_type)
-            reason = reason.replace(f"{resources.gpu_count} {resources.gpu_type}", f"{resources.gpu_count} {name} GPUs")
+            reason = reason.replace(f"{resources.gpu_count} {kind}", f"{resources.gpu_count} {name} GPUs")
         return [reason] if reason else []
 
 
-def swarm_capacity(empty: list[NodeRoom], free: list[NodeRoom]) -> SwarmCapacity:
-    """The capacity of a swarm from its nodes as if empty (``empty``) and as they are (``free``)."""
-    kinds = {kind for room in empty for kind in room.resources}
+def swarm_capacity(empty: list[NodeRoom], gpu_types: Iterable[str], gpus_total: Mapping[str, int],
+                   gpus_free: Mapping[str, int]) -> SwarmCapacity:
+    """The capacity of a swarm from its nodes as if empty (``empty``) and its GPUs of each Swarm kind
+    (``gpus_total``, ``gpus_free``: core.engine.swarm_gpus.gpu_counts), told by the profiles' GPU types."""
+    kinds = {gpu_type: swarm_kind(gpu_type) for gpu_type in gpu_types}
     return SwarmCapacity(
         cpus=max((room.cpus for room in empty), default=0.0), memory=max((room.memory for room in empty), default=0),
-        gpus_total={kind: sum(room.resources.get(kind, 0) for room in empty) for kind in kinds},
-        gpus_free={kind: sum(room.resources.get(kind, 0) for room in free) for kind in kinds},
+        gpus_total={gpu_type: gpus_total.get(kind, 0) for gpu_type, kind in kinds.items()},
+        gpus_free={gpu_type: gpus_free.get(kind, 0) for gpu_type, kind in kinds.items()},
         nodes=tuple(empty),
     )
 

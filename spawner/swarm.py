@@ -47,6 +47,7 @@ from core.engine.swarm_gpus import gpu_counts, pick_gpus
 from core.engine.swarm_nodes import free_port, no_room_reason
 from core.engine.swarm_spec import epoch_seconds
 from core.gpu.inventory import GpuUnit
+from core.gpu.swarm_resources import swarm_kind
 from core.homes import HomesRootMissing, ensure_home
 from core.profiles import Resources
 from core.registry import pull_diagnosis, registry_has, registry_image
@@ -127,9 +128,8 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         return engine
 
     async def host_capacity(self) -> HostCapacity:
-        capacity = swarm_capacity(await self.swarm.rooms(empty=True), await self.swarm.rooms())
         total, free = gpu_counts(*await self.swarm.gpu_inventory())
-        return replace(capacity, gpus_total=total, gpus_free=free)
+        return swarm_capacity(await self.swarm.rooms(empty=True), self.profile_set.gpu_types, total, free)
 
     async def _allocate_gpus(self, selection: Selection) -> list[GpuUnit]:
         """GPUs are picked on the swarm's nodes when the service is made (``create_object``)."""
@@ -141,14 +141,14 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         if not resources.gpu_type or not resources.gpu_count:
             return "", ()
         nodes, used = await self.swarm.gpu_inventory()
-        picked = pick_gpus(nodes, used, resources.gpu_type, resources.gpu_count, resources.pool)
+        kind = swarm_kind(resources.gpu_type)
+        picked = pick_gpus(nodes, used, kind, resources.gpu_count, resources.pool)
         if picked is None:
             total, free = gpu_counts(nodes, used)
             where = f" in the pool {resources.pool!r}" if resources.pool else ""
             raise web.HTTPError(503, f"No node{where} has {resources.gpu_count} {resources.gpu_type} GPU(s) free "
-                                     f"now ({free.get(resources.gpu_type, 0)} of {total.get(resources.gpu_type, 0)} "
-                                     f"in the swarm are free, and a server's GPUs are on one node). Try again "
-                                     f"later, or ask for fewer.")
+                                     f"now ({free.get(kind, 0)} of {total.get(kind, 0)} in the swarm are free, "
+                                     f"and a server's GPUs are on one node). Try again later, or ask for fewer.")
         node, units = picked
         self._progress(38, f"GPUs {', '.join(units)} on node {node.hostname}")
         return node.node_id, units

@@ -76,7 +76,7 @@ def _client_of(url: str, threads: int) -> Callable[[], docker.APIClient]:
 class SwarmEngine(DockerEngine):
     """A Swarm through one of its managers (``manager``: a DOCKER_HOST URL; "": the environment's)."""
 
-    def __init__(self, manager: str = "", threads: int = 8, poll: float = 0.2,
+    def __init__(self, manager: str = "", threads: int = 8, poll: float = 0.1,
                  client_factory: Callable[[], docker.APIClient] | None = None) -> None:
         if client_factory is None and manager:
             client_factory = _client_of(manager, threads)

@@ -90,8 +90,9 @@ def service_arguments(spec: ContainerSpec, replicas: int = 0,
         raise EngineError(f"{spec.name}: a Swarm service cannot join another container's network namespace "
                           f"({spec.network}); give it a network")
     environment = dict(spec.environment)
-    if spec.gpus:  # the node's NVIDIA runtime gives the container exactly these
-        environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(spec.gpus)
+    # The node's NVIDIA runtime (a GPU node's default runtime) gives the container exactly these; a
+    # container without GPUs gets none, whatever its image says (CUDA images set "all").
+    environment["NVIDIA_VISIBLE_DEVICES"] = ",".join(spec.gpus) if spec.gpus else "void"
     container = SwarmContainerSpec(
         spec.image, command=list(spec.command) or None, env=environment, labels=dict(spec.labels),
         user=spec.user or None, init=spec.init, cap_drop=list(spec.hardening.cap_drop) or None,
