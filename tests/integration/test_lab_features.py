@@ -454,7 +454,7 @@ def test_the_dask_sidebar_opens_a_gateway_clusters_dashboard_panel(lab: Lab,
         try:
             WebDriverWait(driver, 60).until(lambda d: d.execute_script(BOKEH_RENDERED))
             load_seconds = time.monotonic() - clicked
-            title = driver.title
+            title = driver.execute_script("return document.title")  # driver.title: the top page's
             columns = WebDriverWait(driver, 30).until(lambda d: d.execute_script(COLUMNS_WITH_SLEEP))
         finally:
             driver.switch_to.default_content()
