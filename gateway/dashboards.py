@@ -10,9 +10,10 @@ rest to ``<gate>/titan/dashboards/<name>/...``. The gate
   sent through the hub's login and back; no consent page: ``oauth_no_confirm``);
 - answers 401 to an anonymous API client, 403 to anyone but the owner and hub admins, 404 to an
   unknown or stopped cluster;
-- relays HTTP and websockets (the dashboard's plots) to the scheduler's dashboard, which listens on
-  its owner's own network, out of every other user's reach (``core.relay``; the caller's
-  ``Authorization`` and cookies stay here, and no cookie comes back).
+- relays HTTP and websockets (the dashboard's plots, with the subprotocols bokeh's sessions need) to
+  the scheduler's dashboard, which listens on its owner's own network, out of every other user's
+  reach (``core.relay``; the caller's ``Authorization`` and cookies stay here, and no cookie comes
+  back).
 
 Sessions live in memory (a gateway restart sends a browser through the hub's login again, which
 it does not notice) and last ``SESSION_SECONDS``.
@@ -251,14 +252,22 @@ class DashboardGate:
         return sink.response
 
     async def _relay_websocket(self, request: web.Request, target: str) -> web.StreamResponse:
-        client = web.WebSocketResponse()
-        await client.prepare(request)
+        """The upstream socket first, with the subprotocols the browser offered (bokeh sends its
+        session token as one, and refuses a socket without it); then the browser's, answering with
+        the subprotocol the dashboard chose."""
         url = "ws" + target[len("http"):] if target.startswith("http") else target
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
         try:
-            upstream = await self.relay.websocket(url, [("Origin", "/".join(target.split("/", 3)[:3]))])
+            upstream = await self.relay.websocket(url, [("Origin", "/".join(target.split("/", 3)[:3]))], offered)
         except UpstreamUnavailable:
-            await client.close(code=1011, message=b"dashboard unavailable")
-            return client
+            raise web.HTTPBadGateway(text="The cluster's dashboard does not answer.") from None
+        client = web.WebSocketResponse(protocols=(upstream.protocol,) if upstream.protocol else (),
+                                       max_msg_size=self.relay.max_message_bytes)
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close()
+            raise
         await pump(AiohttpChannel(client), AiohttpChannel(upstream))
         return client
 

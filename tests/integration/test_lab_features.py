@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -332,3 +333,163 @@ def test_the_autosave_status_follows_a_snapshot(lab: Lab) -> None:
         assert driver.save_screenshot(str(ARTIFACTS / "lab-autosave-status.png"))
     # A dev login holds no GitHub token: the snapshot stays on the server, and the item says why.
     assert after.endswith("· sign in again to push"), after
+
+
+# ---------------------------------------------------------------------------- the Dask sidebar's dashboard panels
+
+#: A cluster with one worker, some work done and a minute and a half of sleeps left running after the
+#: notebook's client goes (what the Progress panel then shows).
+MAKE_CLUSTER_WITH_WORK = """
+import time
+from dask_gateway import GatewayCluster
+from distributed import fire_and_forget
+import dask.array as da
+cluster = GatewayCluster(shutdown_on_close=False)
+cluster.scale(1)
+client = cluster.get_client()
+client.wait_for_workers(1, timeout=90)
+print(float(da.ones((2000, 2000), chunks=250).sum().compute()))
+fire_and_forget(client.map(time.sleep, [1.0] * 90, pure=False))
+time.sleep(1)
+print(cluster.name)
+"""
+
+#: From inside a server: the Gateway's answer to its token asking for a cluster's plots (argv[1]).
+ASK_GATEWAY_FOR_PLOTS = """
+import os, sys, urllib.request, urllib.error
+url = f"{os.environ['DASK_GATEWAY__ADDRESS']}/clusters/{sys.argv[1]}/individual-plots.json"
+request = urllib.request.Request(url, headers={"Authorization": "token " + os.environ["JUPYTERHUB_API_TOKEN"]})
+try:
+    print(urllib.request.urlopen(request, timeout=30).status)
+except urllib.error.HTTPError as error:
+    print(error.code)
+"""
+
+#: Run inside the panel's iframe: true once it holds a rendered bokeh document: Bokeh loaded (its
+#: scripts came through the relay), a document made from the server's session (its websocket works)
+#: and a canvas drawn in the root's shadow DOM.
+BOKEH_RENDERED = """
+if (!window.Bokeh || !window.Bokeh.documents || window.Bokeh.documents.length === 0) return false;
+const canvas = (node) => {
+  if (!node) return false;
+  if (node.tagName === 'CANVAS') return true;
+  if (node.shadowRoot && canvas(node.shadowRoot)) return true;
+  return Array.from(node.children || []).some(canvas);
+};
+return window.Bokeh.documents[0].roots().length > 0 && canvas(document.body);
+"""
+
+#: Run inside the panel's iframe: the names of the document's data columns that hold a task named
+#: "sleep" (live data from the scheduler, through the session's websocket).
+COLUMNS_WITH_SLEEP = """
+const found = [];
+for (const model of window.Bokeh.documents[0].all_models) {
+  const data = model.data;
+  if (!data || typeof data !== 'object') continue;
+  for (const [key, values] of (data instanceof Map ? [...data.entries()] : Object.entries(data))) {
+    if (Array.isArray(values) && values.some(v => typeof v === 'string' && v.includes('sleep'))) found.push(key);
+  }
+}
+return found;
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster_with_work(lab: Lab) -> Iterator[tuple[str, str]]:
+    """A Gateway cluster of alice's made from a notebook, one worker, some work done: (name, sidebar id)."""
+    made = exec_in(server_container(lab.hub, lab.alice, ""), "python3", "-c", MAKE_CLUSTER_WITH_WORK, user="jovyan")
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert made.stdout.splitlines()[-2] == str(2000.0 * 2000.0), made.stdout
+    name = made.stdout.strip().splitlines()[-1]
+    sidebar_id = str(uuid.UUID(hex=name))
+    wait_for(lambda: [c for c in lab.user_api("GET", "dask/clusters").json() if c["id"] == sidebar_id], 60,
+             "the notebook's cluster in the sidebar")
+    yield name, sidebar_id
+    lab.user_api("DELETE", f"dask/clusters/{sidebar_id}")
+    wait_for(lambda: not requests.get(f"{lab.hub.url}/services/dask-gateway/api/v1/clusters/",
+                                      headers={"Authorization": f"jupyterhub {lab.alice_token}"}, timeout=60).json(),
+             60, "the cluster to be gone")
+
+
+def test_the_dask_sidebar_opens_a_gateway_clusters_dashboard_panel(lab: Lab,
+                                                                   cluster_with_work: tuple[str, str]) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.integration.pagecheck import enable_network_log, requests_seen
+
+    _, sidebar_id = cluster_with_work
+    # The plots the panel offers, through this server's relay to the Gateway (alice's own token).
+    plots = lab.user_api("GET", f"dask/dashboard/{sidebar_id}/individual-plots.json")
+    assert plots.status_code == 200, plots.text[:500]
+    assert plots.json()["Individual Progress"] == "/individual-progress", plots.json()
+    # The scheduler's redirect from its root lands on this route, not on the hub's root.
+    root = lab.user_api("GET", f"dask/dashboard/{sidebar_id}/", allow_redirects=False)
+    assert root.status_code in (301, 302), root.status_code
+    assert root.headers["Location"] == f"/user/{lab.alice}/dask/dashboard/{sidebar_id}/status", root.headers
+    with chromium(TIMEOUT) as driver:
+        enable_network_log(driver)
+        dev_login(driver, lab.hub.url, lab.alice)
+        driver.get(f"{lab.hub.url}/user/{lab.alice}/lab")
+        tab = WebDriverWait(driver, TIMEOUT).until(
+            lambda d: next((t for t in d.find_elements(By.CSS_SELECTOR, ".lm-TabBar-tab")
+                            if "Dask" in (t.get_attribute("title") or "")), None))
+        if "lm-mod-current" not in (tab.get_attribute("class") or ""):  # the sidebar may be open already
+            tab.click()
+        item = WebDriverWait(driver, TIMEOUT).until(
+            lambda d: next(iter(d.find_elements(By.CSS_SELECTOR,
+                                                f'.dask-ClusterListingItem[data-cluster-id="{sidebar_id}"]')), None))
+        item.click()
+        progress = WebDriverWait(driver, 60).until(
+            lambda d: next((b for b in d.find_elements(By.CSS_SELECTOR, ".dask-DashboardListing-item button")
+                            if b.get_attribute("value") == "Progress" and b.is_enabled()), None))
+        requests_seen(driver)  # from here on: the panel's requests
+        clicked = time.monotonic()
+        progress.click()
+        frame = WebDriverWait(driver, 30).until(
+            lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, ".dask-DaskDashboard-widget iframe")), None))
+        src = frame.get_attribute("src")
+        assert src.endswith(f"/user/{lab.alice}/dask/dashboard/{sidebar_id}/individual-progress"), src
+        driver.switch_to.frame(frame)
+        try:
+            WebDriverWait(driver, 60).until(lambda d: d.execute_script(BOKEH_RENDERED))
+            load_seconds = time.monotonic() - clicked
+            title = driver.execute_script("return document.title")  # driver.title: the top page's
+            columns = WebDriverWait(driver, 30).until(lambda d: d.execute_script(COLUMNS_WITH_SLEEP))
+        finally:
+            driver.switch_to.default_content()
+        assert title == "Dask: TaskProgress", title
+        assert "name" in columns, columns  # the progress bars of the running sleeps
+        time.sleep(1)
+        ARTIFACTS.mkdir(exist_ok=True)
+        assert driver.save_screenshot(str(ARTIFACTS / "lab-dask-progress-panel.png"))
+        seen = requests_seen(driver)
+        panel = [r for r in seen if f"/dask/dashboard/{sidebar_id}/" in r.url]
+        assert any("/static/js/bokeh" in r.url and r.status == 200 for r in panel), [r.url for r in panel]
+        # (dask-labextension sets the iframe's address twice: the first loads are aborted, not failed.)
+        failed = [(r.url, r.status, r.error) for r in panel if (r.error and "ERR_ABORTED" not in r.error)
+                  or (r.status or 0) >= 400]
+        assert failed == []
+        assert [r.url for r in seen if r.host != urlsplit(lab.hub.url).netloc] == []
+    print(f"Progress panel rendered {load_seconds:.1f} s after the click")
+    assert load_seconds < 30
+
+
+def test_bob_cannot_open_alices_dashboard_through_a_server(lab: Lab, cluster_with_work: tuple[str, str]) -> None:
+    name, sidebar_id = cluster_with_work
+    bob_token = lab.hub.admin.user_token(lab.bob)
+    # Alice's server, bob's token: jupyter_server refuses him before any relay.
+    assert lab.user_api("GET", f"dask/dashboard/{sidebar_id}/individual-plots.json", token=bob_token).status_code == 403
+    # Bob's own server knows no such cluster (his sidebar lists his clusters only): dask-labextension's 404.
+    lab.hub.admin.spawn(lab.bob, "", {"profile": "small", "image": "datascience"}, timeout=TIMEOUT)
+    try:
+        mine = requests.get(f"{lab.hub.url}/user/{lab.bob}/dask/dashboard/{sidebar_id}/individual-plots.json",
+                            headers={"Authorization": f"token {bob_token}"}, timeout=60)
+        assert mine.status_code == 404, (mine.status_code, mine.text[:300])
+        assert "Individual Progress" not in mine.text
+        # And the Gateway itself, asked by bob's server with its own token (what the relay sends), refuses.
+        asked = exec_in(server_container(lab.hub, lab.bob, ""), "python3", "-c", ASK_GATEWAY_FOR_PLOTS, name,
+                        user="jovyan")
+        assert asked.stdout.strip() == "403", (asked.stdout, asked.stderr[-500:])
+    finally:
+        lab.hub.admin.stop(lab.bob)

@@ -6,7 +6,8 @@
   share links, asked with this server's own token (the owner's identity; the service decides what
   the owner may do and words its errors, which the extension shows as they are). See handlers.py.
 - The Dask sidebar (dask-labextension, where the image has it) also shows the user's Gateway
-  clusters made elsewhere, from a notebook say (adopt.py).
+  clusters made elsewhere, from a notebook say (adopt.py), and opens their dashboard panels through
+  the Gateway (dashboards.py).
 """
 
 from __future__ import annotations
@@ -26,9 +27,17 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(server_app: Any) -> None:
     from titan_lab.handlers import routes
 
-    server_app.web_app.add_handlers(".*$", routes(server_app.web_app.settings["base_url"]))
+    web_app = server_app.web_app
+    web_app.add_handlers(".*$", routes(web_app.settings["base_url"]))
     if not os.environ.get("DASK_GATEWAY__ADDRESS") or importlib.util.find_spec("dask_labextension") is None:
         return
+    from titan_lab import dashboards
     from titan_lab.adopt import adopt_forever
+
+    # Tornado tries rule groups in the order they were added and extensions load by name, so
+    # dask-labextension's own dashboard proxy came first: the Gateway clusters' route goes in front.
+    web_app.add_handlers(".*$", dashboards.routes(web_app.settings["base_url"]))
+    rules = web_app.default_router.rules
+    rules.insert(0, rules.pop(-2))  # add_handlers put it just before the server's own handlers
 
     server_app.io_loop.add_callback(lambda: asyncio.ensure_future(adopt_forever(server_app.log, ADOPT_EVERY)))
