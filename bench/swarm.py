@@ -36,9 +36,8 @@ import docker
 import requests
 
 from bench.spawn import OPTIONS, RESULTS, Running, ratio, schedule, spawn_until_ready, summary
-from images.build import push
 from tests.integration.hub import Hub, remove_deployment, start_hub, stop_hub
-from tests.swarm.registry import loopback_relay
+from tests.swarm.registry import push_to_bed
 from tests.swarm.testbed import Testbed
 
 USER = "benchuser"
@@ -129,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         bed.drain(1)
         low, high = (int(p) for p in PORTS.split("-"))
         bed.admit_only(bed.host_address, low, high)
-        with loopback_relay(bed.registry) as local:
-            push(["minimal"], local)
+        push_to_bed(bed.registry, ["minimal"])
         for side, size in schedule(args.spawns, args.rounds):
             side = {"titan": "docker", "baseline": "swarm"}[side]
             with hub_on(side, bed) as running:

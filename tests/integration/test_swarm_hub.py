@@ -26,10 +26,9 @@ import yaml
 
 from core.engine.swarm import SwarmEngine
 from core.labels import NODE_POOL
-from images.build import push
 from tests.integration.hub import Hub, start_hub, stop_hub
 from tests.swarm.host import can_run
-from tests.swarm.registry import loopback_relay
+from tests.swarm.registry import push_to_bed
 from tests.swarm.testbed import Testbed
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -63,13 +62,13 @@ def bed() -> Iterator[Testbed]:
     if why:
         pytest.skip(why)
     testbed = Testbed(nodes=3, firewall=True, labels={3: {NODE_POOL: "big"}},
-                      resources={2: ["H100=fake-a", "H100=fake-b"]}, registry=True, homes=True)
+                      resources={2: ["h100=fake-a", "h100=fake-b"]}, registry=True, homes=True)
     testbed.up()
     try:
         testbed.drain(1)
         testbed.admit_only(testbed.host_address, *PORTS)
-        with loopback_relay(testbed.registry) as local:  # what `scripts/titan.sh images` does on a swarm
-            testbed.timings.update({f"push {k}": v for k, v in push(["minimal"], local).items()})
+        # What `scripts/titan.sh images` does on a swarm.
+        testbed.timings.update({f"push {k}": v for k, v in push_to_bed(testbed.registry, ["minimal"]).items()})
         print(f"\ntest bed {testbed.prefix}: " + ", ".join(f"{k} {v:.1f} s" for k, v in testbed.timings.items()))
         yield testbed
     finally:
@@ -85,7 +84,7 @@ def hub(bed: Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]
         "swarm": {"manager": bed.manager, "hub_address": bed.host_address, "published_ports": f"{PORTS[0]}-{PORTS[1]}",
                   "registry": bed.registry, "homes_root": str(bed.homes_root)},
         "spawner": {"poll_interval": 2},
-        "gateway": {"enabled": False}, "service": {"enabled": False},
+        "service": {"enabled": False},
     })
     (started.profiles_dir / "30-swarm.yaml").write_text(yaml.safe_dump(SWARM_PROFILES, sort_keys=False))
     try:
@@ -273,6 +272,84 @@ def test_a_home_written_on_one_node_is_there_on_the_other_and_on_the_hub_host(
     on_hub = bed.homes_root / f"{hub.deployment}-home-alice" / "across.txt"
     assert on_hub.read_text().strip() == seen and on_hub.stat().st_uid == 1000
     assert not [p for i in (2, 3) for p in bed.local_homes(i).rglob("across.txt")]  # nothing on a node's own disk
+
+
+# Run inside alice's server, as a notebook does: the server has DASK_GATEWAY__* and its token.
+DASK_CLIENT = """
+import json, random, sys, time
+import dask.bag as db
+from dask_gateway import Gateway
+
+gateway = Gateway()
+began = time.perf_counter()
+cluster = gateway.new_cluster(worker_cores=0.5, worker_memory="512M")
+created = time.perf_counter() - began
+cluster.scale(2)
+client = cluster.get_client()
+client.wait_for_workers(2, timeout=150)
+rng = random.Random(7)
+rows = [(rng.randrange(40), round(rng.random() * 10, 6)) for _ in range(20000)]
+folded = db.from_sequence(rows, npartitions=6).foldby(
+    lambda row: row[0], lambda acc, row: (acc[0] + row[1], acc[1] + 1), (0.0, 0),
+    lambda a, b: (a[0] + b[0], a[1] + b[1]), (0.0, 0)).compute()
+means = {str(key): total / count for key, (total, count) in folded}
+hosts = sorted({w["host"] for w in client.scheduler_info()["workers"].values()})
+print(json.dumps({"name": cluster.name, "create_s": created, "means": means, "rows": rows, "hosts": hosts}))
+"""
+
+
+def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas_does(
+        bed: Testbed, hub: Hub, servers: dict[str, Server], tokens: dict[str, str]) -> None:
+    import pandas as pd
+
+    from core.labels import LABEL_CLUSTER, LABEL_ROLE, WORKER
+
+    alice = servers["alice/"]
+    out = bed.docker(alice.node, "exec", alice.container_id, "python3", "-c", DASK_CLIENT, timeout=300)
+    result = json.loads(out.strip().splitlines()[-1])
+    frame = pd.DataFrame(result["rows"], columns=["zone", "distance"])
+    expected = frame.groupby("zone").distance.mean()
+    got = pd.Series({int(k): v for k, v in result["means"].items()}).sort_index()
+    assert len(got) == len(expected) and (got - expected).abs().max() < 1e-9
+    print(f"\n[swarm dask] cluster created in {result['create_s']:.2f} s; 2 workers, groupby-mean of "
+          f"{len(frame)} rows equal to pandas")
+    name = result["name"]
+
+    async def cluster_services() -> tuple[list[Any], dict[str, str], list[Any]]:
+        engine = SwarmEngine(bed.manager)
+        try:
+            found = await engine.list_containers({LABEL_CLUSTER: name})
+            nodes = {s.id: (await engine.node_of(s.id)).hostname for s in found}
+            return found, nodes, await engine.list_secrets({LABEL_CLUSTER: name})
+        finally:
+            await engine.close()
+
+    found, nodes, secrets = asyncio.run(cluster_services())
+    workers = [s for s in found if s.labels.get(LABEL_ROLE) == WORKER]
+    assert len(found) == 3 and len(workers) == 2, [s.name for s in found]
+    assert {nodes[w.id] for w in workers} == {bed.namespace(2), bed.namespace(3)}  # across the two nodes
+    assert all(s.labels.get("titan.owner") == "alice" for s in found)
+    assert len(secrets) == 6  # each service's certificate and key, Swarm secrets of its own
+    api = docker.APIClient(base_url=bed.manager, timeout=30)
+    overlay = f"{hub.deployment}-user-alice"
+    for service in found:
+        attached = [n["Target"] for n in api.inspect_service(service.id)["Spec"]["TaskTemplate"]["Networks"]]
+        assert [api.inspect_network(n)["Name"] for n in attached] == [overlay]
+    # Bob sees none of it, and cannot stop it.
+    gateway_api = f"{hub.url}/services/dask-gateway/api/v1/clusters"
+    as_bob = {"Authorization": f"token {tokens['bob']}"}
+    listed = requests.get(gateway_api, headers=as_bob, timeout=30)
+    assert listed.status_code == 200 and name not in json.dumps(listed.json())
+    assert requests.get(f"{gateway_api}/{name}", headers=as_bob, timeout=30).status_code in (403, 404)
+    assert requests.delete(f"{gateway_api}/{name}", headers=as_bob, timeout=30).status_code in (403, 404)
+    # Alice stops it: no service, no secret is left.
+    as_alice = {"Authorization": f"token {tokens['alice']}"}
+    assert requests.delete(f"{gateway_api}/{name}", headers=as_alice, timeout=30).status_code in (200, 204)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(asyncio.run(cluster_services())[::2]):
+        time.sleep(1)
+    left, _, left_secrets = asyncio.run(cluster_services())
+    assert left == [] and left_secrets == []
 
 
 def test_stopping_every_server_leaves_no_service_and_no_network(bed: Testbed, hub: Hub,

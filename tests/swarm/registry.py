@@ -102,3 +102,18 @@ def loopback_relay(target: str) -> Iterator[str]:
             with suppress(OSError):
                 connection.close()
         thread.join(timeout=5)
+
+
+def push_to_bed(registry: str, names: list[str]) -> dict[str, float]:
+    """Push Titan's images ``names`` (and their ancestors) from the main engine to the test bed's
+    registry, as `scripts/titan.sh images` pushes to a swarm's; the main engine keeps no tag of it."""
+    from core.images import build_order, image_tag
+    from core.registry import registry_image
+    from images.build import push
+
+    with loopback_relay(registry) as local:
+        try:
+            return push(names, local)
+        finally:
+            tags = [registry_image(image_tag(name), local) for name in build_order(names)]
+            subprocess.run(["docker", "rmi", *tags], capture_output=True, check=False)
