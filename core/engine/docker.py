@@ -253,7 +253,8 @@ class DockerEngine:
             raise NetworkGone(f"no network {name}") from None
         except docker.errors.APIError as error:
             text = str(error.explanation or error)
-            if error.status_code in (403, 409) or "active endpoints" in text:
+            # A swarm's manager says "network … is in use by service …" (FailedPrecondition, a 500).
+            if error.status_code in (403, 409) or "active endpoints" in text or "is in use by" in text:
                 raise NetworkInUse(f"network {name} is in use") from None
             raise EngineError(f"removing network {name}: {text}") from None
 

@@ -31,6 +31,7 @@ What of a ContainerSpec a Swarm service can carry (engine API 1.41, Docker 20.10
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -57,11 +58,20 @@ BEFORE_RUNNING = ("new", "pending", "assigned", "accepted", "ready", "preparing"
 ENDED = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
 
 
+#: The longest name Swarm takes for a secret.
+SECRET_NAME_MAX = 64
+
+
 def secret_name(service: str, file: str) -> str:
     """The Swarm secret holding ``file`` of service ``service`` (a name of its own: one per service)."""
     if not file or "/" in file or file.startswith("."):
         raise EngineError(f"{service}: unexpected secret file name {file!r} (a name under /run/secrets)")
-    return f"{service}-{file}"
+    name = f"{service}-{file}"
+    if len(name) <= SECRET_NAME_MAX:
+        return name
+    # Swarm refuses longer names: the service's name cut, and a digest of it so that names stay apart.
+    digest = hashlib.sha256(service.encode()).hexdigest()[:10]
+    return f"{service[:SECRET_NAME_MAX - len(file) - len(digest) - 2].rstrip('-_.')}-{digest}-{file}"
 
 
 def secret_labels(spec: ContainerSpec) -> dict[str, str]:

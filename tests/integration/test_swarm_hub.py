@@ -282,7 +282,7 @@ from dask_gateway import Gateway
 
 gateway = Gateway()
 began = time.perf_counter()
-cluster = gateway.new_cluster(worker_cores=0.5, worker_memory="512M")
+cluster = gateway.new_cluster(worker_cores=0.5, worker_memory="512M", shutdown_on_close=False)
 created = time.perf_counter() - began
 cluster.scale(2)
 client = cluster.get_client()
@@ -305,7 +305,11 @@ def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas
     from core.labels import LABEL_CLUSTER, LABEL_ROLE, WORKER
 
     alice = servers["alice/"]
-    out = bed.docker(alice.node, "exec", alice.container_id, "python3", "-c", DASK_CLIENT, timeout=300)
+    try:
+        out = bed.docker(alice.node, "exec", alice.container_id, "python3", "-c", DASK_CLIENT, timeout=300)
+    except Exception:
+        _print_cluster_reachability(bed)
+        raise
     result = json.loads(out.strip().splitlines()[-1])
     frame = pd.DataFrame(result["rows"], columns=["zone", "distance"])
     expected = frame.groupby("zone").distance.mean()
@@ -336,6 +340,7 @@ def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas
         attached = [n["Target"] for n in api.inspect_service(service.id)["Spec"]["TaskTemplate"]["Networks"]]
         assert [api.inspect_network(n)["Name"] for n in attached] == [overlay]
     # Bob sees none of it, and cannot stop it.
+    assert not [line for line in hub.log_path.read_text().splitlines() if "Could not remove network" in line]
     gateway_api = f"{hub.url}/services/dask-gateway/api/v1/clusters"
     as_bob = {"Authorization": f"token {tokens['bob']}"}
     listed = requests.get(gateway_api, headers=as_bob, timeout=30)
@@ -350,6 +355,27 @@ def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas
         time.sleep(1)
     left, _, left_secrets = asyncio.run(cluster_services())
     assert left == [] and left_secrets == []
+
+
+def _print_cluster_reachability(bed: Testbed) -> None:
+    """What a failed Dask test needs said: each Dask service's node and published ports, and whether
+    the hub host reaches them."""
+    import socket
+
+    api = docker.APIClient(base_url=bed.manager, timeout=30)
+    for service in api.services(filters={"label": "titan.dask.cluster"}):
+        for task in api.tasks(filters={"service": service["ID"]}):
+            node = api.inspect_node(task["NodeID"])["Status"]["Addr"] if task.get("NodeID") else "-"
+            ports = (task["Status"].get("PortStatus") or {}).get("Ports") or []
+            reach = {}
+            for port in ports:
+                try:
+                    socket.create_connection((node, port["PublishedPort"]), timeout=3).close()
+                    reach[port["PublishedPort"]] = True
+                except OSError:
+                    reach[port["PublishedPort"]] = False
+            print(f"[dask diag] {service['Spec']['Name']} {task['Status']['State']} {task['Status'].get('Err', '')} "
+                  f"on {node}: {reach}")
 
 
 def test_stopping_every_server_leaves_no_service_and_no_network(bed: Testbed, hub: Hub,

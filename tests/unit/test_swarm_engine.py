@@ -37,7 +37,7 @@ def test_a_spec_becomes_a_one_replica_service_created_with_no_replica() -> None:
                          "endpoint_spec": {"Mode": "dnsrr"}, "networks": ["t-user-alice"]}
     container = template["ContainerSpec"]
     assert (container["Image"], container["Command"], container["Env"], container["User"]) == (
-        "titan/minimal:1", ["jupyterhub-singleuser"], ["A=1"], "1000:100")
+        "titan/minimal:1", ["jupyterhub-singleuser"], ["A=1", "NVIDIA_VISIBLE_DEVICES=void"], "1000:100")
     assert container["Labels"] == {"titan.owner": "alice"}  # on the container too, not only the service
     assert (container["Init"], container["CapabilityDrop"]) == (True, ["ALL"])
     assert container["Mounts"] == [  # the named volume stays a volume (DockerSpawner's SwarmSpawner binds it)
@@ -380,3 +380,14 @@ def test_a_home_missing_on_its_node_fails_at_once_naming_the_node(error: str) ->
     with pytest.raises(MountMissing, match="Your home storage is not mounted on node host-n3") as caught:
         asyncio.run(_engine(ScriptedSwarm([[rejected]])).wait_running("s1", within=5))
     assert "/srv/homes/t-home-alice" in str(caught.value)
+
+
+def test_a_secret_name_stays_within_what_swarm_takes_and_apart_from_others() -> None:
+    from core.engine.swarm_spec import SECRET_NAME_MAX, secret_name
+
+    assert secret_name("tgs-dask-alice-4260-scheduler", "dask.crt") == "tgs-dask-alice-4260-scheduler-dask.crt"
+    long_a = "titantest-ffa161-dask-alice-42603568a55b-worker-66c874a56db2"
+    long_b = "titantest-ffa161-dask-alice-42603568a55b-worker-66c874a56db3"
+    a, b = secret_name(long_a, "dask.crt"), secret_name(long_b, "dask.crt")
+    assert len(a) <= SECRET_NAME_MAX and len(b) <= SECRET_NAME_MAX and a != b
+    assert a.endswith("-dask.crt") and a.startswith("titantest-ffa161-dask-alice")
