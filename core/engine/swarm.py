@@ -39,6 +39,7 @@ import docker.errors
 from docker.types import ServiceMode
 
 from core.engine.base import (
+    ContainerGone,
     ContainerInfo,
     EngineError,
     EngineInfo,
@@ -199,11 +200,16 @@ class SwarmEngine(DockerEngine):
 
     async def list_containers(self, labels: LabelFilter) -> list[ContainerInfo]:
         filters = {"label": label_filters(labels)}
-        services = await self._swarm("listing services", lambda api: api.services(filters=filters))
-        if not services:
-            return []
-        ids = [str(s["ID"]) for s in services]
-        tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"service": ids}))
+        for attempt in range(3):
+            services = await self._swarm("listing services", lambda api: api.services(filters=filters))
+            if not services:
+                return []
+            try:
+                tasks = await self._tasks_of([str(s["ID"]) for s in services])
+                break
+            except ContainerGone:  # a service went between the two listings: list again
+                if attempt == 2:
+                    raise
         by_service: dict[str, list[Mapping[str, Any]]] = {}
         for task in tasks:
             by_service.setdefault(str(task.get("ServiceID", "")), []).append(task)
@@ -212,6 +218,11 @@ class SwarmEngine(DockerEngine):
             latest = latest_task(by_service.get(str(service["ID"]), []))
             result.append(self._info(service, task_status(latest) if latest else None))
         return result
+
+    async def _tasks_of(self, ids: list[str]) -> list[Mapping[str, Any]]:
+        tasks: list[Mapping[str, Any]] = await self._swarm(
+            "listing tasks", lambda api: api.tasks(filters={"service": ids}))
+        return tasks
 
     @staticmethod
     def _info(service: Mapping[str, Any], task: TaskStatus | None) -> ContainerInfo:

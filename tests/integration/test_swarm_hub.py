@@ -342,19 +342,26 @@ def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas
     # Bob sees none of it, and cannot stop it.
     assert not [line for line in hub.log_path.read_text().splitlines() if "Could not remove network" in line]
     gateway_api = f"{hub.url}/services/dask-gateway/api/v1/clusters"
-    as_bob = {"Authorization": f"token {tokens['bob']}"}
-    listed = requests.get(gateway_api, headers=as_bob, timeout=30)
+    as_bob = {"Authorization": f"jupyterhub {tokens['bob']}"}  # dask-gateway's JupyterHub auth
+    listed = requests.get(f"{gateway_api}/", headers=as_bob, timeout=30)
     assert listed.status_code == 200 and name not in json.dumps(listed.json())
     assert requests.get(f"{gateway_api}/{name}", headers=as_bob, timeout=30).status_code in (403, 404)
     assert requests.delete(f"{gateway_api}/{name}", headers=as_bob, timeout=30).status_code in (403, 404)
     # Alice stops it: no service, no secret is left.
-    as_alice = {"Authorization": f"token {tokens['alice']}"}
+    as_alice = {"Authorization": f"jupyterhub {tokens['alice']}"}
     assert requests.delete(f"{gateway_api}/{name}", headers=as_alice, timeout=30).status_code in (200, 204)
+
+    async def remaining() -> tuple[list[Any], list[Any]]:
+        engine = SwarmEngine(bed.manager)
+        try:
+            return await engine.list_containers({LABEL_CLUSTER: name}), await engine.list_secrets({LABEL_CLUSTER: name})
+        finally:
+            await engine.close()
+
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(asyncio.run(cluster_services())[::2]):
+    while time.monotonic() < deadline and any(asyncio.run(remaining())):
         time.sleep(1)
-    left, _, left_secrets = asyncio.run(cluster_services())
-    assert left == [] and left_secrets == []
+    assert asyncio.run(remaining()) == ([], [])
 
 
 def _print_cluster_reachability(bed: Testbed) -> None:

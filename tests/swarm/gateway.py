@@ -3,7 +3,7 @@
 network; and services standing in for users' servers (labelled as Titan labels servers, on each
 user's overlay network) until the Swarm spawner starts real ones.
 
-Used by tests/integration/test_gateway_swarm.py and bench/dask_swarm.py.
+Used by bench/dask_swarm.py (tests/integration/test_swarm_hub.py runs the real gateway from a real hub).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Dask clusters on Swarm, the pure parts: the scheduler's fixed ports, the workers' scheduler address
 and interface, a container as a service (network, secrets, published ports), the addresses the
 gateway reaches a scheduler at; and a service's secrets in the Swarm engine's arguments. The real
-thing runs on a real swarm in tests/integration/test_gateway_swarm.py."""
+thing runs on a real swarm in tests/integration/test_swarm_hub.py (from a real server, through the real gateway)."""
 
 from __future__ import annotations
 

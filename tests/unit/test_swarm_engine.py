@@ -391,3 +391,24 @@ def test_a_secret_name_stays_within_what_swarm_takes_and_apart_from_others() -> 
     a, b = secret_name(long_a, "dask.crt"), secret_name(long_b, "dask.crt")
     assert len(a) <= SECRET_NAME_MAX and len(b) <= SECRET_NAME_MAX and a != b
     assert a.endswith("-dask.crt") and a.startswith("titantest-ffa161-dask-alice")
+
+
+def test_a_listing_lists_again_when_a_service_goes_between_its_two_calls() -> None:
+    class Vanishing(ScriptedSwarm):
+        def __init__(self) -> None:
+            super().__init__([[RUNNING]])
+            self.listings = 0
+
+        def services(self, filters: Any = None) -> list[dict[str, Any]]:
+            self.listings += 1
+            gone = [{"ID": "gone", "Spec": {"Name": "g"}}] if self.listings == 1 else []
+            return [*gone, {"ID": "s1", "Spec": {"Name": "kept", "Labels": {"titan.test": "1"}}}]
+
+        def tasks(self, filters: Any = None) -> list[dict[str, Any]]:
+            if "gone" in (filters or {}).get("service", []):
+                raise _api_error(404, "service gone not found")
+            return [{**RUNNING, "ServiceID": "s1"}]
+
+    api = Vanishing()
+    listed = asyncio.run(_engine(api).list_containers({"titan.test": "1"}))
+    assert [(c.name, c.state) for c in listed] == [("kept", "running")] and api.listings == 2
