@@ -238,7 +238,7 @@ def test_a_missing_image_and_other_refusals_are_named_errors(bed: Testbed) -> No
                 await engine.create(spec("t-nonet", network="no-such-network"))
             with pytest.raises(EngineError, match="network namespace"):
                 await engine.create(spec("t-ns", network="container:abc"))
-            with pytest.raises(EngineError, match="generic resources"):
+            with pytest.raises(EngineError, match="GPUs by uuid need the node they are on"):
                 await engine.create(spec("t-uuid", gpus=("GPU-1",)))
             service = await engine.create(spec("t-dup"))
             with pytest.raises(EngineError, match="exists"):
