@@ -100,14 +100,8 @@ class SwarmEngine(DockerEngine):
             for file, data in sorted(spec.secrets.items()):
                 secret_ids[file] = await self._create_secret(secret_name(spec.name, file), data, secret_labels(spec))
             arguments = service_arguments(spec, secret_ids=secret_ids)
-            try:
-                created = await self._call(lambda api: api.create_service(**arguments))
-            except docker.errors.APIError as error:
-                if error.status_code == 409:
-                    raise EngineError(f"creating service {spec.name}: a service of that name exists") from None
-                raise swarm_error(error, f"creating service {spec.name}") from None
-            except docker.errors.DockerException as error:
-                raise swarm_error(error, f"creating service {spec.name}") from None
+            created = await self._swarm(f"creating service {spec.name}",
+                                        lambda api: api.create_service(**arguments))
         except BaseException:
             await asyncio.shield(asyncio.gather(*(self.remove_secret(i) for i in secret_ids.values()),
                                                 return_exceptions=True))
@@ -115,17 +109,9 @@ class SwarmEngine(DockerEngine):
         return str(created["ID"])
 
     async def _create_secret(self, name: str, data: bytes, labels: Mapping[str, str]) -> str:
-        def work(api: docker.APIClient) -> str:
-            return str(api.create_secret(name, data, labels=dict(labels))["ID"])
-
-        try:
-            return str(await self._call(work))
-        except docker.errors.APIError as error:
-            if error.status_code == 409:
-                raise EngineError(f"creating secret {name}: a secret of that name exists") from None
-            raise swarm_error(error, f"creating secret {name}") from None
-        except docker.errors.DockerException as error:
-            raise swarm_error(error, f"creating secret {name}") from None
+        created = await self._swarm(f"creating secret {name}",
+                                    lambda api: api.create_secret(name, data, labels=dict(labels)))
+        return str(created["ID"])
 
     async def list_secrets(self, labels: LabelFilter) -> list[SecretInfo]:
         """Every Swarm secret matching all of ``labels`` (its id, name and labels; never its data)."""

@@ -48,6 +48,9 @@ def swarm_error(error: BaseException, what: str) -> EngineError:
         return ContainerGone(f"{what}: {text}")
     if status == 503 or "not a swarm manager" in lowered:
         return EngineError(f"{what}: the engine is not a Swarm manager ({text})")
+    if status == 409:  # what = "creating <kind> <name>": one of that kind and name exists
+        kind = what.split()[1] if what.startswith("creating ") else "one"
+        return EngineError(f"{what}: a {kind} of that name exists")
     return EngineError(f"{what}: {text}")
 
 

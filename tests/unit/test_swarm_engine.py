@@ -179,6 +179,11 @@ def test_docker_errors_become_named_errors(status: int, text: str, kind: type[En
     assert type(error) is kind and words in str(error) and str(error).startswith("doing it: ")
 
 
+def test_a_name_taken_says_what_of_that_name_exists() -> None:
+    error = swarm_error(_api_error(409, "rpc error: code = AlreadyExists"), "creating secret s-dask.crt")
+    assert type(error) is EngineError and str(error) == "creating secret s-dask.crt: a secret of that name exists"
+
+
 def test_the_factory_builds_the_named_engine_without_connecting() -> None:
     docker_engine = build_engine("docker")
     assert type(docker_engine) is DockerEngine and docker_engine._api is None
