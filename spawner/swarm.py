@@ -50,7 +50,7 @@ from core.gpu.inventory import GpuUnit
 from core.gpu.swarm_resources import swarm_kind
 from core.homes import HomesRootMissing, ensure_home
 from core.profiles import Resources
-from core.registry import pull_diagnosis, registry_has, registry_image
+from core.registry import pull_diagnosis, registry_has, registry_image, split_registry
 from core.settings import port_range
 from spawner.container import SERVER_PORT, ContainerSettings
 from spawner.docker import TitanDockerSpawner
@@ -166,7 +166,7 @@ class TitanSwarmSpawner(TitanDockerSpawner):
             await super().pull_image(image)
             return
         self._progress(10, f"Checking image {image}")
-        tag = image[len(self.registry) + 1:]
+        _, tag = split_registry(image)
         if not await asyncio.to_thread(registry_has, self.registry, tag):
             why = await asyncio.to_thread(pull_diagnosis, image)
             raise web.HTTPError(500, f"The image {image} cannot reach the nodes: {why}")
@@ -193,10 +193,10 @@ class TitanSwarmSpawner(TitanDockerSpawner):
             return None
         self.object_id = info.id
         task = await self.swarm.task(info.id)
-        running = info.state == "running"
+        running = task is not None and task.state == "running"
         error = (task.error or task.message) if task and not running else ""
         if running:
-            lost = await self._lost_node()
+            lost = await self._lost_node(task)
             if lost is not None:  # its container may still run there: stopped for the hub, kept for the fence
                 running = False
                 error = f"node {lost.hostname} stopped answering (Swarm: {lost.state} since {lost.since})"
@@ -207,10 +207,13 @@ class TitanSwarmSpawner(TitanDockerSpawner):
             "Error": error, "FinishedAt": task.state if task else "no task",
         }}
 
-    async def _lost_node(self) -> NodeAddress | None:
-        """The node of this server's task when that node does not answer (None: it answers, or no task)."""
+    async def _lost_node(self, task: TaskStatus | None) -> NodeAddress | None:
+        """The node of this server's ``task`` when that node does not answer (None: it answers, or no
+        task on a node)."""
+        if task is None or not task.node_id:
+            return None
         try:
-            node = await self.swarm.node_of(self.object_id)
+            node = await self.swarm.node(task.node_id)
         except EngineError:
             return None
         return None if node.answering else node
@@ -295,7 +298,7 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         (the start is refused, with the reason) until the node returns, and is then stopped there
         first; or until ``node_lost_timeout`` has passed, or an admin removed the node
         (``docker node rm --force``): Swarm removes the stale container when the node comes back."""
-        lost = await self._lost_node()
+        lost = await self._lost_node(await self.swarm.task(self.object_id)) if self.object_id else None
         if lost is not None:
             down_for = time.time() - epoch_seconds(lost.since)
             if down_for < self.node_lost_timeout:

@@ -287,7 +287,10 @@ class SwarmEngine(DockerEngine):
         task = await self.task(service_id)
         if task is None or not task.node_id:
             raise EngineError(f"service {service_id[:12]} has no task on a node yet")
-        node_id = task.node_id
+        return await self.node(task.node_id)
+
+    async def node(self, node_id: str) -> NodeAddress:
+        """One node: its name, address and whether it answers; ``ContainerGone`` when it was removed."""
         node = await self._swarm(f"node {node_id[:12]}", lambda api: api.inspect_node(node_id))
         status = node.get("Status") or {}
         return NodeAddress(node_id=node_id, hostname=str((node.get("Description") or {}).get("Hostname", "")),
