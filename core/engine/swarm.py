@@ -83,6 +83,8 @@ class SwarmEngine(DockerEngine):
             client_factory = _client_of(manager, threads)
         super().__init__(threads=threads, client_factory=client_factory)
         self.poll = poll  # seconds between two looks at a task that is not there yet
+        # Swarm makes an overlay whose subnet overlaps another's: check-then-create, one at a time.
+        self._network_lock = asyncio.Lock()
 
     async def _swarm(self, what: str, work: Callable[[docker.APIClient], Any]) -> Any:
         try:
@@ -352,8 +354,13 @@ class SwarmEngine(DockerEngine):
 
     async def create_network(self, name: str, subnet: str, gateway: str, labels: Mapping[str, str]) -> None:
         """An attachable overlay network. Swarm accepts an overlay whose subnet overlaps another
-        network's (measured on 20.10), so the overlap is checked here first: ``SubnetTaken`` (two
-        creates at the same moment from two processes can still both pass the check)."""
+        network's (measured on 20.10), so the overlap is checked here first: ``SubnetTaken``. Creates
+        through one engine object (the hub's) run one at a time, so two starts at once never both pass
+        the check (two processes creating at the same moment still could)."""
+        async with self._network_lock:
+            await self._create_overlay(name, subnet, gateway, labels)
+
+    async def _create_overlay(self, name: str, subnet: str, gateway: str, labels: Mapping[str, str]) -> None:
         wanted = ipaddress.ip_network(subnet, strict=False)
         for network in await self.list_networks():
             if network.name == name:

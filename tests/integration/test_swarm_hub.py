@@ -17,6 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker
@@ -147,12 +148,19 @@ def tokens(hub: Hub) -> dict[str, str]:
 def servers(bed: Testbed, hub: Hub) -> dict[str, Server]:
     began = time.monotonic()
     # Placed by pool, not left to Swarm's spread: alice's two servers on different nodes, carol's next to
-    # alice's second (an intruder on the same node), bob's wherever Swarm puts it.
-    for user, profile in (("alice", "small-pool"), ("bob", "tiny"), ("carol", "big-pool")):
-        hub.admin.spawn(user, options={"profile": profile})
-    hub.admin.spawn("alice", "second", options={"profile": "big-pool"})
+    # alice's second (an intruder on the same node), bob's wherever Swarm puts it. All four at once, as
+    # a team starting its day: three users' overlays are made at the same moment.
+    wanted = (("alice", "", "small-pool"), ("bob", "", "tiny"), ("carol", "", "big-pool"),
+              ("alice", "second", "big-pool"))
+    with ThreadPoolExecutor(len(wanted)) as pool:
+        list(pool.map(lambda w: hub.admin.spawn(w[0], w[1], options={"profile": w[2]}), wanted))
     print(f"\n4 servers ready on the swarm in {time.monotonic() - began:.1f} s")
-    return {key: Server(bed, hub, *key.split("/")) for key in ("alice/", "bob/", "carol/", "alice/second")}
+    found = {key: Server(bed, hub, *key.split("/")) for key in ("alice/", "bob/", "carol/", "alice/second")}
+    api = docker.APIClient(base_url=bed.manager, timeout=30)
+    subnets = [api.inspect_network(n["Id"])["IPAM"]["Config"][0]["Subnet"] for n in api.networks()
+               if n["Name"].startswith(f"{hub.deployment}-user-")]
+    assert len(subnets) == 3 and len(set(subnets)) == 3, subnets  # one overlay each, none overlapping
+    return found
 
 
 def test_servers_run_on_the_worker_nodes_and_the_proxy_reaches_each(hub: Hub, servers: dict[str, Server],
@@ -396,9 +404,8 @@ def _print_cluster_reachability(bed: Testbed) -> None:
 
 def test_stopping_every_server_leaves_no_service_and_no_network(bed: Testbed, hub: Hub,
                                                                  servers: dict[str, Server]) -> None:
-    for key in servers:
-        user, name = key.split("/")
-        hub.admin.stop(user, name)
+    with ThreadPoolExecutor(len(servers)) as pool:
+        list(pool.map(lambda key: hub.admin.stop(*key.split("/")), servers))
     assert services(bed, hub) == []
     api = docker.APIClient(base_url=bed.manager, timeout=30)
     deadline = time.monotonic() + 20

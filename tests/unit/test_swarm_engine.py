@@ -5,6 +5,7 @@ The engine itself runs against a real swarm in tests/integration/test_swarm_engi
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from core.engine.factory import build_engine
 from core.engine.spec import ContainerSpec, Hardening, Mount
 from core.engine.swarm import SwarmEngine, swarm_error
 from core.engine.swarm_spec import TaskStatus, container_state, latest_task, service_arguments, task_status
+from core.network import NetworkPlan, ensure_user_network
 from core.settings import SettingsError, load_settings
 
 GIB = 1024**3
@@ -417,3 +419,42 @@ def test_a_listing_lists_again_when_a_service_goes_between_its_two_calls() -> No
     api = Vanishing()
     listed = asyncio.run(_engine(api).list_containers({"titan.test": "1"}))
     assert [(c.name, c.state) for c in listed] == [("kept", "running")] and api.listings == 2
+
+
+def test_two_users_starting_at_once_get_overlays_on_different_subnets() -> None:
+    """Swarm itself makes an overlay whose subnet overlaps another's: the hub's engine checks, and two
+    starts at once must not both pass the check before either network exists."""
+    class Overlays(ScriptedSwarm):
+        def __init__(self) -> None:
+            super().__init__([[]])
+            self.made: dict[str, dict[str, Any]] = {}
+            self.lock = threading.Lock()
+
+        def networks(self) -> list[dict[str, Any]]:
+            with self.lock:
+                return list(self.made.values())
+
+        def inspect_network(self, name: str) -> dict[str, Any]:
+            with self.lock:
+                if name not in self.made:
+                    raise docker.errors.NotFound(f"network {name} not found")
+                return self.made[name]
+
+        def create_network(self, name: str, ipam: Any = None, labels: Any = None, **_: Any) -> dict[str, Any]:
+            time.sleep(0.05)  # the manager's round trip: a second check runs meanwhile
+            with self.lock:
+                subnet = ipam["Config"][0]["Subnet"]
+                self.made[name] = {"Id": name, "Name": name, "Labels": labels,
+                                   "IPAM": {"Config": [{"Subnet": subnet, "Gateway": ipam["Config"][0]["Gateway"]}]}}
+            return {"Id": name}
+
+    api = Overlays()
+    engine = _engine(api)
+    plan = NetworkPlan.of("race", "10.251.0.0/16", 24)
+
+    async def both() -> list[str]:
+        return list(await asyncio.gather(*(ensure_user_network(engine, plan, u) for u in ("alice", "bob", "carol"))))
+
+    names = asyncio.run(both())
+    subnets = [api.made[n]["IPAM"]["Config"][0]["Subnet"] for n in names]
+    assert len(set(subnets)) == 3, subnets
