@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         bed.drain(1)
         low, high = (int(p) for p in PORTS.split("-"))
         bed.admit_only(bed.host_address, low, high)
-        push_to_bed(bed.registry, ["minimal"])
+        push_to_bed(bed.registry, ["minimal"], manager=bed.manager)  # as scripts/titan.sh images: every node pulls
         for side, size in schedule(args.spawns, args.rounds):
             side = {"titan": "docker", "baseline": "swarm"}[side]
             with hub_on(side, bed) as running:

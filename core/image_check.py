@@ -97,6 +97,26 @@ def check_images(api: docker.APIClient, images: Sequence[str], within: float = 6
                 pass
 
 
+def report_lines(reports: Mapping[str, Mapping[str, str]]) -> tuple[list[str], int]:
+    """One line per node and image ("<node>: ok <image>" or "<node>: MISSING <image>: <why>; <the
+    registry's side>"), and how many are missing."""
+    lines, missing = [], 0
+    for image, report in reports.items():
+        for node, why in sorted(report.items()):
+            if why:
+                missing += 1
+                lines.append(f"{node}: MISSING {image}: {why}; {pull_diagnosis(image)}")
+            else:
+                lines.append(f"{node}: ok {image}")
+    return lines, missing
+
+
+def manager_api(manager: str) -> docker.APIClient:
+    """The Docker API of the swarm's manager (``manager``: a DOCKER_HOST URL; "": DOCKER_HOST or the
+    local socket)."""
+    return docker.DockerClient(base_url=manager).api if manager else docker.from_env().api
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m core.image_check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,15 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         manager = swarm["manager"] if manager is None else manager
     names = options.names or list(catalog())
     images = [registry_image(image_tag(name), registry) for name in names]
-    api = docker.DockerClient(base_url=manager or None).api if manager else docker.from_env().api
-    missing = 0
-    for image, report in check_images(api, images, options.within).items():
-        for node, why in sorted(report.items()):
-            if why:
-                missing += 1
-                print(f"{node}: MISSING {image}: {why}; {pull_diagnosis(image)}")
-            else:
-                print(f"{node}: ok {image}")
+    lines, missing = report_lines(check_images(manager_api(manager), images, options.within))
+    print("\n".join(lines))
     return 1 if missing else 0
 
 

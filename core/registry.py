@@ -22,7 +22,7 @@ import urllib.request
 
 import yaml
 
-__all__ = ["RegistryError", "check_registry", "registry_answers", "registry_config", "registry_has",
+__all__ = ["RegistryError", "check_registry", "registry_answers", "registry_config", "registry_digest", "registry_has",
            "registry_image"]
 
 #: host[:port]: a DNS name or an IPv4 address, and a port. Docker reads the first part of an image
@@ -89,20 +89,26 @@ def registry_config(listen: str, storage: str) -> str:
 
 
 def _status(registry: str, path: str, method: str, timeout: float) -> int:
-    """The HTTP status of ``method <registry><path>`` (0: no answer at all): over plain HTTP, and over
-    HTTPS (the system's CAs) when the registry answers plain HTTP with 400 (it speaks TLS)."""
+    """The HTTP status of ``method <registry><path>`` (0: no answer at all)."""
+    return _answer(registry, path, method, timeout)[0]
+
+
+def _answer(registry: str, path: str, method: str, timeout: float) -> tuple[int, str]:
+    """(HTTP status, Docker-Content-Digest header) of ``method <registry><path>`` (0: no answer at all):
+    over plain HTTP, and over HTTPS (the system's CAs) when the registry answers plain HTTP with 400
+    (it speaks TLS)."""
     for scheme in ("http", "https"):
         url = f"{scheme}://{check_registry(registry)}{path}"
         request = urllib.request.Request(url, method=method, headers={"Accept": MANIFEST_TYPES})  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 -- http(s), built here
-                return int(response.status)
+                return int(response.status), str(response.headers.get("Docker-Content-Digest") or "")
         except urllib.error.HTTPError as error:
             if error.code != 400 or scheme == "https":
-                return int(error.code)
+                return int(error.code), ""
         except (OSError, ValueError):
-            return 0
-    return 0
+            return 0, ""
+    return 0, ""
 
 
 def registry_answers(registry: str, timeout: float = 5) -> bool:
@@ -122,6 +128,18 @@ def registry_has(registry: str, tag: str, timeout: float = 5) -> bool:
     return _status(registry, _manifest_path(tag), "HEAD", timeout) == 200
 
 
+def registry_digest(registry: str, tag: str, timeout: float = 5) -> str:
+    """The digest (``sha256:...``) of what ``tag`` names in the registry now; "" when the registry does
+    not hold it or names no digest. Blocking (HTTP)."""
+    status, digest = _answer(registry, _manifest_path(tag), "HEAD", timeout)
+    return digest if status == 200 and digest.startswith("sha256:") else ""
+
+
+def without_digest(image: str) -> str:
+    """``image`` without a pinned digest (``r:5000/titan/base:1@sha256:ab...`` -> ``r:5000/titan/base:1``)."""
+    return image.split("@", 1)[0]
+
+
 def split_registry(image: str) -> tuple[str, str]:
     """(registry, the rest) of an image name, as Docker reads it: the first part is a registry when
     it has a "." or a ":" or is "localhost" (``10.0.0.11:5000/titan/base:1`` -> (``10.0.0.11:5000``,
@@ -135,7 +153,7 @@ def split_registry(image: str) -> tuple[str, str]:
 def pull_diagnosis(image: str, timeout: float = 2) -> str:
     """Why a node may have failed to get ``image`` (Swarm says only "No such image"), as the hub host
     sees the image's registry now: one sentence for the user and the admin. Blocking (HTTP)."""
-    registry, rest = split_registry(image)
+    registry, rest = split_registry(without_digest(image))
     if not registry:
         return ("no registry is named in it (titan.yaml swarm.registry is empty): the image must be loaded on "
                 "that node (docker load), or set swarm.registry and run scripts/titan.sh images")

@@ -7,7 +7,9 @@ so a second run builds nothing unless a recipe changed.
 With a registry (``--registry``, else titan.yaml's ``swarm.registry``), every named image and its
 ancestors, built now or before, is then tagged ``<registry>/titan/<name>:<tag>`` and pushed there
 through this host's engine (which must trust the registry: docs/swarm-registry.md); layers the
-registry has already are not sent again.
+registry has already are not sent again. On a swarm (titan.yaml ``engine: swarm``) every ready node
+then pulls the named images (core.image_check), so that no user's first start on a node waits for a
+pull, and a node that cannot get one is named now rather than at a user's start.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import docker.errors
 
 from core.images import Recipe, build_args, build_order, catalog, image_tag
 from core.registry import RegistryError, check_registry, registry_image
@@ -191,6 +195,27 @@ def configured_registry() -> str:
     return str(load_settings().swarm.get("registry", ""))
 
 
+def configured_manager() -> str | None:
+    """titan.yaml's ``swarm.manager`` when its engine is swarm ("": the local engine), else None."""
+    settings = load_settings()
+    return str(settings.swarm.get("manager", "")) if settings.engine == "swarm" else None
+
+
+def warm_nodes(names: list[str], registry: str, manager: str, within: float = 1800) -> int:
+    """Every ready, active node of the swarm at ``manager`` pulls the images ``names`` from ``registry``
+    now (core.image_check); says per node what it has; the number of (node, image) it could not get."""
+    from core.image_check import check_images, manager_api, report_lines
+
+    images = [registry_image(image_tag(name), registry) for name in names]
+    started = time.monotonic()
+    lines, missing = report_lines(check_images(manager_api(manager), images, within))
+    for line in lines:
+        say(f"nodes: {line}")
+    say(f"every node asked to pull {len(images)} image(s) in {time.monotonic() - started:.0f} s"
+        + (f"; {missing} missing (docs/swarm-registry.md)" if missing else ""))
+    return missing
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="images to build (default: all in images/catalog.yaml)")
@@ -215,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     ca_bundle = options.ca_bundle if options.ca_bundle is not None else default_ca_bundle()
     try:
         registry = check_registry(options.registry if options.registry is not None else configured_registry())
+        manager = configured_manager() if registry else None
     except (RegistryError, SettingsError) as error:
         say(f"error: {error}")
         return 2
@@ -222,8 +248,13 @@ def main(argv: list[str] | None = None) -> int:
         build(names, options.mirror, ca_bundle, force=options.force)
         if registry:
             push(names, registry)
+            if manager is not None and warm_nodes(names, registry, manager):
+                return 1
     except BuildError as error:
         say(f"error: {error}")
+        return 1
+    except docker.errors.DockerException as error:
+        say(f"error: the swarm's manager ({manager or 'the local engine'}) did not answer: {error}")
         return 1
     return 0
 

@@ -50,7 +50,7 @@ from core.gpu.inventory import GpuUnit
 from core.gpu.swarm_resources import swarm_kind
 from core.homes import HomesRootMissing, ensure_home
 from core.profiles import Resources
-from core.registry import pull_diagnosis, registry_has, registry_image, split_registry
+from core.registry import pull_diagnosis, registry_digest, registry_image, split_registry
 from core.settings import port_range
 from spawner.container import SERVER_PORT, ContainerSettings
 from spawner.docker import TitanDockerSpawner
@@ -161,16 +161,21 @@ class TitanSwarmSpawner(TitanDockerSpawner):
         return replace(settings, image=registry_image(settings.image, self.registry))
 
     async def pull_image(self, image: str) -> None:
-        """Each node pulls from the registry: check it holds the image (without one, the manager's engine)."""
+        """Each node pulls from the registry: check it holds the image (without one, the manager's
+        engine), and pin the service to the digest the tag names now. Every node then runs the same
+        bytes, and a node that has them starts without asking the registry again (Docker pulls a
+        tag at each start of a task, not a digest it holds)."""
         if not self.registry:
             await super().pull_image(image)
             return
         self._progress(10, f"Checking image {image}")
         _, tag = split_registry(image)
-        if not await asyncio.to_thread(registry_has, self.registry, tag):
+        digest = await asyncio.to_thread(registry_digest, self.registry, tag)
+        if not digest:
             why = await asyncio.to_thread(pull_diagnosis, image)
             raise web.HTTPError(500, f"The image {image} cannot reach the nodes: {why}")
-        self._progress(25, f"Image {image} is in the registry")
+        self._settings_applied = replace(self._settings_applied, image=f"{image}@{digest}")
+        self._progress(25, f"Image {image} is in the registry ({digest[:19]})")
 
     async def _ensure_home(self) -> None:
         """The user's home on the shared storage (swarm.homes_root), made on first use."""

@@ -26,7 +26,7 @@ from core.engine.swarm import SwarmEngine
 from core.image_check import check_images
 from core.images import image_tag
 from core.labels import NODE_POOL
-from core.registry import registry_has, registry_image
+from core.registry import registry_digest, registry_has, registry_image
 from images.build import push
 from tests.swarm.host import can_run
 from tests.swarm.registry import loopback_relay, stop_registry
@@ -88,13 +88,16 @@ def test_a_pushed_image_reaches_a_node_that_never_had_it(bed: Testbed) -> None:
         pushed_again = time.monotonic() - again
         subprocess.run(["docker", "rmi", registry_image(IMAGE, local)], check=True, capture_output=True)  # the tag
     assert registry_has(bed.registry, IMAGE) and not registry_has(bed.registry, ABSENT)
+    digest = registry_digest(bed.registry, IMAGE)
+    assert digest.startswith("sha256:") and registry_digest(bed.registry, ABSENT) == ""
 
     async def scenario() -> tuple[float, float]:
         engine = SwarmEngine(bed.manager)
         try:
             first, first_seconds = await start_timed(engine, "r-first", image)
             assert (await engine.node_of(first)).hostname == bed.namespace(2)
-            second, second_seconds = await start_timed(engine, "r-second", image)
+            # As the spawner names it: the tag pinned to the digest the registry gives (the same bytes).
+            second, second_seconds = await start_timed(engine, "r-second", f"{image}@{digest}")
             for service in (first, second):
                 await engine.remove(service)
             return first_seconds, second_seconds
@@ -105,6 +108,7 @@ def test_a_pushed_image_reaches_a_node_that_never_had_it(bed: Testbed) -> None:
     print(f"push {pushed:.1f} s (again, nothing new: {pushed_again:.1f} s); start on the worker with its "
           f"first pull {first:.1f} s, then {second:.1f} s")
     assert worker.images(name=image)
+    assert f"{bed.registry}/{IMAGE.split(':')[0]}@{digest}" in worker.inspect_image(image)["RepoDigests"]
     assert second < first
 
 

@@ -104,16 +104,23 @@ def loopback_relay(target: str) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def push_to_bed(registry: str, names: list[str]) -> dict[str, float]:
+def push_to_bed(registry: str, names: list[str], manager: str = "") -> dict[str, float]:
     """Push Titan's images ``names`` (and their ancestors) from the main engine to the test bed's
-    registry, as `scripts/titan.sh images` pushes to a swarm's; the main engine keeps no tag of it."""
+    registry, as `scripts/titan.sh images` pushes to a swarm's; the main engine keeps no tag of it.
+    With the bed's ``manager``, every node then pulls them, as `scripts/titan.sh images` has them do."""
     from core.images import build_order, image_tag
     from core.registry import registry_image
-    from images.build import push
+    from images.build import push, warm_nodes
 
     with loopback_relay(registry) as local:
         try:
-            return push(names, local)
+            spent = push(names, local)
         finally:
             tags = [registry_image(image_tag(name), local) for name in build_order(names)]
             subprocess.run(["docker", "rmi", *tags], capture_output=True, check=False)
+    if manager:
+        started = time.monotonic()
+        missing = warm_nodes(names, registry, manager, within=300)
+        assert missing == 0, f"{missing} node(s) could not pull {names} from {registry}"
+        spent["nodes pull"] = time.monotonic() - started
+    return spent

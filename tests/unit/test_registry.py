@@ -22,6 +22,7 @@ from core.registry import (
     pull_diagnosis,
     registry_answers,
     registry_config,
+    registry_digest,
     registry_has,
     registry_image,
     split_registry,
@@ -94,6 +95,8 @@ class _Registry(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         wanted = self.path == "/v2/titan/base/manifests/1" and "manifest.v2+json" in self.headers.get("Accept", "")
         self.send_response(200 if wanted else 404)
+        if wanted:
+            self.send_header("Docker-Content-Digest", "sha256:" + "ab" * 32)
         self.send_header("Content-Length", "0")
         self.end_headers()
 
@@ -143,11 +146,15 @@ def test_what_a_registry_holds_is_asked_over_its_api(registry: str) -> None:
     assert not registry_answers(_closed_port(), timeout=1)
     with pytest.raises(ValueError, match="not repository:tag"):
         registry_has(registry, "titan/base")
+    assert registry_digest(registry, "titan/base:1") == "sha256:" + "ab" * 32
+    assert registry_digest(registry, "titan/base:2") == ""
+    assert registry_digest(_closed_port(), "titan/base:1", timeout=1) == ""
 
 
 def test_the_diagnosis_of_a_missing_image_says_what_to_do(registry: str) -> None:
     assert "push it: scripts/titan.sh images" in pull_diagnosis(f"{registry}/titan/base:2")
     assert "does not trust it" in pull_diagnosis(f"{registry}/titan/base:1")
+    assert "does not trust it" in pull_diagnosis(f"{registry}/titan/base:1@sha256:" + "ab" * 32)  # as pinned
     assert "does not answer" in pull_diagnosis(f"{_closed_port()}/titan/base:1", timeout=1)
     assert "swarm.registry is empty" in pull_diagnosis("titan/base:1")
     with _serving(_LoginRegistry) as login:
@@ -182,3 +189,17 @@ def test_the_build_refuses_a_registry_docker_would_not_read_before_building_anyt
 
     assert main(["--registry", "http://10.0.0.11:5000", "base"]) == 2
     assert "not a registry address" in capsys.readouterr().out
+
+
+def test_the_build_has_the_nodes_pull_only_on_a_swarm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from images.build import configured_manager
+
+    path = tmp_path / "titan.yaml"
+    monkeypatch.setenv("TITAN_SETTINGS", str(path))
+    path.write_text("swarm:\n  registry: 10.0.0.11:5000\n")
+    assert configured_manager() is None  # one host: a registry, no nodes to warm
+    path.write_text("engine: swarm\nswarm:\n  registry: 10.0.0.11:5000\n  hub_address: 10.0.0.10\n"
+                    "  manager: tcp://10.0.0.11:2375\n")
+    assert configured_manager() == "tcp://10.0.0.11:2375"
+    path.write_text("engine: swarm\nswarm:\n  registry: 10.0.0.11:5000\n  hub_address: 10.0.0.10\n")
+    assert configured_manager() == ""  # the hub host is the manager
