@@ -34,7 +34,7 @@ class SwarmCapacity(HostCapacity):
     hold all of it. ``unmet`` judges against the nodes as if empty: a server that fits a node, only not
     now, is left to Swarm, which shows why it waits (the spawner's progress) and when it gives up."""
 
-    nodes: tuple[NodeRoom, ...] = ()  # each ready, active node with nothing running on it
+    nodes: tuple[NodeRoom, ...] = ()  # each node with nothing running on it (and whether it is ready)
 
     where = "any node of this swarm"
 
@@ -54,8 +54,9 @@ def swarm_capacity(empty: list[NodeRoom], gpu_types: Iterable[str], gpus_total: 
     """The capacity of a swarm from its nodes as if empty (``empty``) and its GPUs of each Swarm kind
     (``gpus_total``, ``gpus_free``: core.engine.swarm_gpus.gpu_counts), told by the profiles' GPU types."""
     kinds = {gpu_type: swarm_kind(gpu_type) for gpu_type in gpu_types}
+    ready = [room for room in empty if room.ready]
     return SwarmCapacity(
-        cpus=max((room.cpus for room in empty), default=0.0), memory=max((room.memory for room in empty), default=0),
+        cpus=max((room.cpus for room in ready), default=0.0), memory=max((room.memory for room in ready), default=0),
         gpus_total={gpu_type: gpus_total.get(kind, 0) for gpu_type, kind in kinds.items()},
         gpus_free={gpu_type: gpus_free.get(kind, 0) for gpu_type, kind in kinds.items()},
         nodes=tuple(empty),

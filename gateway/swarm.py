@@ -23,8 +23,10 @@ Nothing here decides admission or limits; the backend (gateway.backend) calls th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -32,8 +34,8 @@ from urllib.parse import urlsplit
 
 from core.engine.spec import ContainerSpec
 from core.engine.swarm import SwarmEngine
-from core.engine.swarm_nodes import free_port
-from core.labels import LABEL_CLUSTER, LABEL_ROLE, SCHEDULER
+from core.engine.swarm_nodes import free_port, spread_node
+from core.labels import LABEL_CLUSTER, LABEL_ROLE, SCHEDULER, WORKER
 from gateway.containers import container_name
 from gateway.tls import TLS_CERT_NAME, TLS_KEY_NAME
 
@@ -108,6 +110,8 @@ class SwarmClusters:
         self.interface = interface
         self.log = log
         self._picked: set[int] = set()  # ports given to schedulers being made (not yet seen by Swarm)
+        self._workers: dict[str, dict[str, str]] = {}  # cluster -> {worker service id: node id it was put on}
+        self._placing = asyncio.Lock()  # one worker placed at a time: two never count the same nodes
 
     async def ports(self) -> dict[int, int]:
         """A node port of the range for each of the scheduler's ports, none published by any service."""
@@ -121,6 +125,25 @@ class SwarmClusters:
 
     async def create(self, spec: ContainerSpec, cluster: Any) -> str:
         """Create ``cluster``'s scheduler or worker ``spec`` (gateway.containers) as a service; its id."""
+        if spec.labels.get(LABEL_ROLE) == WORKER:
+            async with self._placing:
+                return await self._create_worker(spec, cluster)
+        return await self._create(spec, cluster)
+
+    async def _create_worker(self, spec: ContainerSpec, cluster: Any) -> str:
+        """A worker on the node with room holding fewest of its cluster's workers (Swarm places each
+        service on its own and would not spread one cluster's workers: each is a service of its own)."""
+        name = str(cluster.name)
+        alive = {c.id for c in await self.engine.list_containers({LABEL_CLUSTER: name, LABEL_ROLE: WORKER})}
+        placed = {sid: node for sid, node in self._workers.get(name, {}).items() if sid in alive}
+        held = Counter(placed.values())
+        node = spread_node(await self.engine.rooms(), held, spec.cores, spec.memory, spec.pool)
+        service_id = await self._create(replace(spec, node=node) if node else spec, cluster)
+        placed[service_id] = node
+        self._workers[name] = placed
+        return service_id
+
+    async def _create(self, spec: ContainerSpec, cluster: Any) -> str:
         ports = await self.ports() if spec.labels.get(LABEL_ROLE) == SCHEDULER else {}
         try:
             service = as_service(spec, str(cluster.config.get("origin_network") or ""), cluster.tls_cert,
@@ -140,6 +163,8 @@ class SwarmClusters:
     async def reap_secrets(self, deployment_labels: Mapping[str, str | None], gone: Callable[[str], bool]) -> None:
         """Remove the secrets of clusters that are gone (their services were removed behind the
         gateway's back, or the gateway stopped between removing a service and its secrets)."""
+        for name in [name for name in self._workers if gone(name)]:
+            del self._workers[name]
         secrets = await self.engine.list_secrets({**deployment_labels, LABEL_CLUSTER: None})
         for secret in secrets:
             if gone(secret.labels.get(LABEL_CLUSTER, "")):

@@ -53,7 +53,7 @@ from core.engine.docker import DockerEngine, label_filters
 from core.engine.spec import ContainerSpec
 from core.engine.swarm_gpus import NodeGpus, gpus_in_use, node_gpus
 from core.engine.swarm_nodes import NodeRoom, node_rooms, published_ports
-from core.engine.swarm_records import NodeAddress, SecretInfo, failure, missing_image, reassignable, swarm_error
+from core.engine.swarm_records import NodeAddress, SecretInfo, failure, missing_image, passing_rejection, swarm_error
 from core.engine.swarm_spec import (
     ENDED,
     TaskStatus,
@@ -83,6 +83,9 @@ class SwarmEngine(DockerEngine):
             client_factory = _client_of(manager, threads)
         super().__init__(threads=threads, client_factory=client_factory)
         self.poll = poll  # seconds between two looks at a task that is not there yet
+        # A task a node rejects while it still frees a removed overlay's subnet is asked for again
+        # this often, this many seconds apart (swarm_records.network_settling).
+        self.network_retries, self.network_settle = 10, 1.0
         # Swarm makes an overlay whose subnet overlaps another's: check-then-create, one at a time.
         self._network_lock = asyncio.Lock()
 
@@ -132,10 +135,14 @@ class SwarmEngine(DockerEngine):
             raise swarm_error(error, f"removing secret {secret_id[:12]}") from None
         return True
 
-    async def _scale(self, service_id: str, replicas: int, grace: float | None = None) -> None:
+    async def _scale(self, service_id: str, replicas: int, grace: float | None = None, anew: bool = False) -> None:
+        """Set the replicas (and the stop grace period); ``anew``: a new task even if one is there (a
+        forced update: scaling to 0 and back at once may leave no task at all, measured)."""
         def work(api: docker.APIClient) -> None:
             current = api.inspect_service(service_id)
             template = dict(current["Spec"]["TaskTemplate"])
+            if anew:
+                template["ForceUpdate"] = int(template.get("ForceUpdate", 0)) + 1
             if grace is not None:
                 template["ContainerSpec"] = {**template["ContainerSpec"], "StopGracePeriod": int(grace * 1e9)}
             api.update_service(current["ID"], current["Version"]["Index"], task_template=template,
@@ -243,7 +250,7 @@ class SwarmEngine(DockerEngine):
         name = service_id[:12]
         deadline = time.monotonic() + within
         unplaced_since: float | None = None
-        retries = 2
+        retries, network_retries = 2, self.network_retries
         seen: tuple[str, str] | None = None
         task: TaskStatus | None = None
         while time.monotonic() < deadline:
@@ -256,12 +263,17 @@ class SwarmEngine(DockerEngine):
                 seen = (task.state, task.error)
                 if task.state == "running":
                     return task
-                if task.state in ENDED and reassignable(task) and retries > 0:
+                passing = passing_rejection(task) if task.state in ENDED else ""
+                if (passing == "constraints" and retries > 0) or (passing == "network" and network_retries > 0):
                     # Swarm's constraint enforcer took the node back between placement and start (it
-                    # counts reservations while tasks change; seen with generic resources): ask again.
-                    retries -= 1
-                    await self._scale(service_id, 0)
-                    await self._scale(service_id, 1)
+                    # counts reservations while tasks change; seen with generic resources), or the node
+                    # still frees the subnet of a just-removed overlay: ask again.
+                    if passing == "constraints":
+                        retries -= 1
+                    else:
+                        network_retries -= 1
+                        await asyncio.sleep(self.network_settle)
+                    await self._scale(service_id, 1, anew=True)
                     seen = None
                     await asyncio.sleep(self.poll)
                     continue
@@ -318,8 +330,9 @@ class SwarmEngine(DockerEngine):
         return (await self.node_of(service_id)).address, task.ports[port]
 
     async def rooms(self, empty: bool = False) -> list[NodeRoom]:
-        """What each ready, active node has free now, or (``empty``) would have with nothing running
-        (core.engine.swarm_nodes: ``no_room_reason`` decides from it whether a profile can start anywhere)."""
+        """What each node has free now, or (``empty``) would have with nothing running, and whether it
+        is ready and active (core.engine.swarm_nodes: ``no_room_reason`` decides from it whether a
+        profile can start anywhere)."""
         nodes = await self._swarm("listing nodes", lambda api: api.nodes())
         if empty:
             return node_rooms(nodes, [])

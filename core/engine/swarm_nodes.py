@@ -21,7 +21,8 @@ HOLDING = frozenset({"assigned", "accepted", "ready", "preparing", "starting", "
 
 @dataclass(frozen=True)
 class NodeRoom:
-    """One ready, active node: its pool and what is free on it."""
+    """One node: its pool, what is free on it, and whether it takes servers now (ready and active;
+    a node that is down or drained is listed only to say so)."""
 
     node_id: str
     hostname: str
@@ -30,6 +31,7 @@ class NodeRoom:
     cpus: float  # free CPUs
     memory: int  # free bytes
     resources: Mapping[str, int] = field(default_factory=dict)  # free units of each generic resource
+    ready: bool = True  # Swarm has it ready and active
 
 
 def _generic(entries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -45,7 +47,8 @@ def _generic(entries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
 
 
 def node_rooms(nodes: Sequence[Mapping[str, Any]], tasks: Sequence[Mapping[str, Any]]) -> list[NodeRoom]:
-    """The room on each ready, active node (``GET /nodes``), given every task (``GET /tasks``)."""
+    """The room on each node (``GET /nodes``), given every task (``GET /tasks``); nodes that are not
+    ready and active are there with ``ready`` False."""
     held: dict[str, tuple[int, int, dict[str, int]]] = {}
     for task in tasks:
         if (task.get("Status") or {}).get("State") not in HOLDING or task.get("DesiredState") != "running":
@@ -59,8 +62,6 @@ def node_rooms(nodes: Sequence[Mapping[str, Any]], tasks: Sequence[Mapping[str, 
     rooms = []
     for node in nodes:
         status, spec = node.get("Status") or {}, node.get("Spec") or {}
-        if status.get("State") != "ready" or spec.get("Availability") != "active":
-            continue
         description = node.get("Description") or {}
         resources = description.get("Resources") or {}
         cpus, memory, units = held.get(str(node["ID"]), (0, 0, {}))
@@ -70,6 +71,7 @@ def node_rooms(nodes: Sequence[Mapping[str, Any]], tasks: Sequence[Mapping[str, 
             pool=str((spec.get("Labels") or {}).get(NODE_POOL, "")),
             cpus=(int(resources.get("NanoCPUs", 0)) - cpus) / 1e9, memory=int(resources.get("MemoryBytes", 0)) - memory,
             resources={kind: count - units.get(kind, 0) for kind, count in total.items()},
+            ready=status.get("State") == "ready" and spec.get("Availability") == "active",
         ))
     return rooms
 
@@ -79,9 +81,14 @@ def no_room_reason(rooms: Sequence[NodeRoom], cores: float, memory: int, pool: s
     """"" when some node can hold a container of that size (``rooms``: what each node has free now;
     ``now`` False: each node as if empty, and the reason says so), else why not, for a user."""
     wanted = dict(resources or {})
-    candidates = [room for room in rooms if not pool or room.pool == pool]
+    in_pool = [room for room in rooms if not pool or room.pool == pool]
+    candidates = [room for room in in_pool if room.ready]
     if not candidates:
-        return f"no node is in the pool {pool!r}" if pool else "no node is ready"
+        if not in_pool:
+            return f"no node is in the pool {pool!r}" if pool else "no node is ready"
+        where = f"of the pool {pool!r} " if pool else ""
+        away = ", ".join(sorted(room.hostname for room in in_pool))
+        return f"no node {where}is up now ({away} {'is' if len(in_pool) == 1 else 'are'} down or drained)"
     for room in candidates:
         if room.cpus >= cores and room.memory >= memory and \
                 all(room.resources.get(kind, 0) >= count for kind, count in wanted.items()):
@@ -96,6 +103,19 @@ def no_room_reason(rooms: Sequence[NodeRoom], cores: float, memory: int, pool: s
     what = ", ".join(short) or "all of it at once"
     where = f"in the pool {pool!r}" if pool else f"of the {len(candidates)} nodes"
     return f"no node {where} has {what} free now" if now else f"no node {where} has {what}"
+
+
+def spread_node(rooms: Sequence[NodeRoom], held: Mapping[str, int], cores: float, memory: int,
+                pool: str = "") -> str:
+    """The node (its id) for one more container of a group that has ``held[node id]`` containers on
+    each node (a Dask cluster's workers): of the ready nodes in ``pool`` with room for it now, the one
+    holding the fewest of the group, then the one with the most memory free. "" when no node has
+    room now (Swarm then places it when one has, and says why it waits)."""
+    fits = [room for room in rooms if room.ready and (not pool or room.pool == pool)
+            and room.cpus >= cores and room.memory >= memory]
+    if not fits:
+        return ""
+    return min(fits, key=lambda room: (held.get(room.node_id, 0), -room.memory, room.hostname)).node_id
 
 
 def free_port(used: Iterable[int], low: int, high: int, first: int | None = None) -> int:

@@ -83,6 +83,16 @@ def failure(name: str, task: TaskStatus, node: str = "", why: str = "") -> Engin
     return EngineError(f"{name}: the task {task.state} on {where}: {reason}")
 
 
+def passing_rejection(task: TaskStatus) -> str:
+    """Why a rejected task may well run when asked for again, "" when it would not: "constraints"
+    (:func:`reassignable`), or "network": its node still holds the address pool of a removed overlay
+    that had the same subnet (the manager gave it out again at once); the node lets it go within moments."""
+    if reassignable(task):
+        return "constraints"
+    overlap = "Pool overlaps with other one on this address space" in (task.error or task.message)
+    return "network" if task.state == "rejected" and overlap else ""
+
+
 def reassignable(task: TaskStatus) -> bool:
     """The task was rejected before it ran because its node "no longer meets constraints"."""
     return task.state == "rejected" and "no longer meets constraints" in (task.error or task.message)

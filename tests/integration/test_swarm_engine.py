@@ -251,6 +251,14 @@ def test_a_missing_image_and_other_refusals_are_named_errors(bed: Testbed) -> No
             with pytest.raises(ImageMissing, match="titan/absent:0"):
                 await engine.wait_running(absent, within=60, progress=seen.append)
             print("a missing image: " + " -> ".join(t.progress for t in seen))
+            # Asking again for a task Swarm rejected (wait_running does for a passing reason): a new
+            # task each time, never none (scaling to 0 and back at once left none, measured).
+            def tasks_made() -> int:
+                return len(node_api(bed, 1).tasks(filters={"service": absent}))
+
+            for made in (2, 3):
+                await engine._scale(absent, 1, anew=True)
+                assert wait_until(lambda: tasks_made() == made, 20), tasks_made()  # noqa: B023 -- called at once
             assert await engine.remove(absent)
 
             info = await engine.info()

@@ -115,6 +115,7 @@ class SharedHomes:
             "allow_other", f"port={self.port}", f"IdentityFile={self.node_key(i)}",
             f"UserKnownHostsFile={self.keys / 'known_hosts'}", "StrictHostKeyChecking=yes", "BatchMode=yes",
             "ServerAliveInterval=5", "ServerAliveCountMax=3",
+            "reconnect",  # after a cut link, as an NFS hard mount: the home is back with the link
         ])
         root = shlex.quote(str(self.root))
         return (f"mount --bind {shlex.quote(str(local))} {root} && "

@@ -5,6 +5,7 @@ thing runs on a real swarm in tests/integration/test_swarm_hub.py (from a real s
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import types
 from typing import Any
@@ -243,3 +244,53 @@ async def test_the_reaper_removes_the_secrets_of_clusters_that_are_gone() -> Non
     await parts.reap_secrets({"titan.deployment": "t"}, lambda name: name != "live")
     assert engine.asked == [{"titan.deployment": "t", "titan.dask.cluster": None}]
     assert [s.id for s in engine.secrets] == ["s2", "s3"]  # s3 in use: the next pass
+
+
+class Nodes:
+    """The part of a SwarmEngine that placing workers asks: two ready nodes with room, a drained one."""
+
+    def __init__(self) -> None:
+        from core.engine.swarm_nodes import NodeRoom
+
+        self.rooms_now = [NodeRoom("n2", "node-2", "10.0.0.12", "", cpus=2, memory=8 * GIB),
+                          NodeRoom("n3", "node-3", "10.0.0.13", "", cpus=2, memory=6 * GIB),
+                          NodeRoom("n1", "manager", "10.0.0.11", "", cpus=8, memory=32 * GIB, ready=False)]
+        self.made: dict[str, ContainerSpec] = {}
+        self.count = 0
+
+    async def rooms(self) -> list[Any]:
+        return list(self.rooms_now)
+
+    async def list_containers(self, labels: dict[str, str]) -> list[Any]:
+        return [types.SimpleNamespace(id=sid) for sid, s in self.made.items()
+                if all(s.labels.get(k) == v for k, v in labels.items())]
+
+    async def published_ports(self) -> set[int]:
+        return set()
+
+    async def create(self, spec: ContainerSpec) -> str:
+        await asyncio.sleep(0.01)  # the manager's round trip: another placement would run meanwhile
+        service_id, self.count = f"s{self.count}", self.count + 1
+        self.made[service_id] = spec
+        return service_id
+
+
+@pytest.mark.asyncio
+async def test_a_clusters_workers_are_spread_over_the_nodes_with_room() -> None:
+    engine = Nodes()
+    parts = swarm.SwarmClusters(engine, (30000, 30999), "eth0", logging.getLogger("t"))  # type: ignore[arg-type]
+    one = cluster()
+
+    def worker(n: int) -> ContainerSpec:
+        return ContainerSpec(name=f"w{n}", image="i", cores=1, memory=GIB, network="net1",
+                             labels={"titan.dask.cluster": one.name, "titan.dask.role": "worker"})
+
+    await asyncio.gather(*(parts.create(worker(n), one) for n in range(4)))  # at once, as dask-gateway scales
+    nodes = sorted(s.node for s in engine.made.values())
+    assert nodes == ["n2", "n2", "n3", "n3"]  # never the drained manager; two each
+    del engine.made["s0"]  # a worker scaled away: its node has room for the next one
+    await parts.create(worker(4), one)
+    assert sorted(s.node for s in engine.made.values()) == ["n2", "n2", "n3", "n3"]
+    engine.rooms_now = [r for r in engine.rooms_now if not r.ready]  # no node with room now: Swarm decides
+    await parts.create(worker(5), one)
+    assert engine.made["s5"].node == ""

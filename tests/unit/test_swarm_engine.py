@@ -256,7 +256,8 @@ def test_node_rooms_are_what_running_tasks_leave_of_ready_active_nodes() -> None
     tasks = [_task("cpu1", 2, 4 * GIB), _task("cpu1", 1, 1 * GIB, state="pending"),  # pending: holds nothing
              _task("gpu1", 4, 16 * GIB, gpus=1), _task("gpu1", 4, 16 * GIB, desired="shutdown")]
     rooms = {room.node_id: room for room in node_rooms(nodes, tasks)}
-    assert set(rooms) == {"cpu1", "gpu1"}
+    assert set(rooms) == {"cpu1", "gpu1", "down1"}
+    assert (rooms["cpu1"].ready, rooms["gpu1"].ready, rooms["down1"].ready) == (True, True, False)
     assert (rooms["cpu1"].cpus, rooms["cpu1"].memory, rooms["cpu1"].resources) == (6, 28 * GIB, {})
     assert (rooms["gpu1"].cpus, rooms["gpu1"].memory, rooms["gpu1"].resources) == (12, 48 * GIB, {"gpu": 1})
     assert (rooms["gpu1"].pool, rooms["gpu1"].hostname) == ("gpu", "gpu1")
@@ -273,6 +274,12 @@ def test_no_room_reason_says_what_no_node_has() -> None:
     assert no_room_reason(rooms, 16, 64 * GIB) == "no node of the 2 nodes has 16 CPUs, 64 GiB of memory free now"
     assert no_room_reason(rooms, 8, 32 * GIB, pool="gpu") == ""
     assert no_room_reason(rooms, 1, GIB, pool="big") == "no node is in the pool 'big'"
+    # a pool whose nodes are all down or drained: said so, and they are not counted elsewhere
+    lost = [rooms[0], NodeRoom("b", "gpu-host", "10.0.0.2", "gpu", cpus=12, memory=48 * GIB, ready=False)]
+    assert no_room_reason(lost, 1, GIB, pool="gpu") == \
+        "no node of the pool 'gpu' is up now (gpu-host is down or drained)"
+    assert no_room_reason(lost, 16, GIB) == "no node of the 1 nodes has 16 CPUs free now"
+    assert no_room_reason(lost[1:], 1, GIB) == "no node is up now (gpu-host is down or drained)"
     # each alone fits somewhere, not together on one node
     assert no_room_reason(rooms, 8, 16 * GIB, resources={"gpu": 0}) == ""
     assert no_room_reason(rooms, 2, 40 * GIB, pool="", resources={"gpu": 1}) == ""
@@ -286,13 +293,14 @@ class ScriptedSwarm:
     script: races of a real swarm that a test on one cannot bring about on purpose."""
 
     def __init__(self, tasks: list[list[dict[str, Any]]], stale_updates: int = 0) -> None:
-        self.tasks_script, self.stale_updates, self.updates = tasks, stale_updates, 0
+        self.tasks_script, self.stale_updates, self.updates, self.forced = tasks, stale_updates, 0, 0
 
     def inspect_service(self, service: str, insert_defaults: Any = None) -> dict[str, Any]:
         return {"ID": service, "Version": {"Index": 7}, "Spec": {"TaskTemplate": {"ContainerSpec": {"Image": "i"}}}}
 
-    def update_service(self, service: str, version: int, **_: Any) -> dict[str, Any]:
+    def update_service(self, service: str, version: int, **changes: Any) -> dict[str, Any]:
         self.updates += 1
+        self.forced = int((changes.get("task_template") or {}).get("ForceUpdate", 0))
         if self.updates <= self.stale_updates:
             raise _api_error(500, "rpc error: code = Unknown desc = update out of sequence")
         return {}
@@ -343,11 +351,30 @@ def test_a_task_whose_node_no_longer_meets_constraints_is_asked_for_again() -> N
     new = {**RUNNING, "CreatedAt": "2026-12-04T10:00:05Z"}
     api = ScriptedSwarm([[rejected], [rejected, new]])
     task = asyncio.run(_engine(api).wait_running("s1", within=5))
-    assert task.container_id == "c2" and api.updates == 2  # scaled to 0, then to 1
+    assert task.container_id == "c2" and (api.updates, api.forced) == (1, 1)  # a forced update: a new task
     always = ScriptedSwarm([[rejected]])
     with pytest.raises(EngineError, match="the task rejected on node host-n1: assigned node no longer meets"):
         asyncio.run(_engine(always).wait_running("s1", within=5))
-    assert always.updates == 4  # twice asked again, then given up
+    assert always.updates == 2  # twice asked again, then given up
+
+
+def test_a_task_rejected_while_its_node_still_frees_a_removed_networks_subnet_is_asked_for_again() -> None:
+    """A user's overlay made on the subnet another user's just-removed overlay had: a node where that
+    one had containers rejects the task until it has let the old subnet go (seen with two users
+    stopping and two starting at once)."""
+    overlap = "Pool overlaps with other one on this address space"
+    rejected = {**ENDED, "Status": {"State": "rejected", "Err": overlap}}
+    new = {**RUNNING, "CreatedAt": "2026-12-04T10:00:05Z"}
+    api = ScriptedSwarm([[rejected], [rejected], [rejected], [rejected, new]])
+    engine = _engine(api)
+    engine.network_settle = 0.01
+    task = asyncio.run(engine.wait_running("s1", within=5))
+    assert task.container_id == "c2" and api.updates == 3  # asked again after each of the three rejections
+    always = ScriptedSwarm([[rejected]])
+    engine = _engine(always)
+    engine.network_settle = 0.01
+    with pytest.raises(EngineError, match=f"the task rejected on node host-n1: {overlap}"):
+        asyncio.run(engine.wait_running("s1", within=5))
 
 
 def test_a_free_published_port_is_found_from_a_start_and_wraps_around() -> None:
