@@ -1,5 +1,6 @@
 """The service's one Docker client (``DockerHost``): users' home volumes, the profile of a running
-server, and the gateway's Dask containers, all read from the engine on this host.
+server, and the gateway's Dask containers, all read from the engine on this host (on a swarm, from
+its manager: servers and Dask containers are services there).
 
 The service runs as root on the Docker host: a home is reached through its volume's host path
 (``docker volume inspect`` -> Mountpoint), never through ``docker exec``; with homes on shared
@@ -106,6 +107,8 @@ class DockerHost(LoggingConfigurable):
         from core.labels import LABEL_CLUSTER, LABEL_ORIGIN, LABEL_ROLE
 
         labels = [LABEL_CLUSTER] + ([f"{LABEL_DEPLOYMENT}={self.deployment}"] if self.deployment else [])
+        if self.swarm:
+            return self._dask_services(labels)
         found: list[dict[str, Any]] = self.client.api.containers(all=True, filters={"label": labels})
         known = self._dask_sizes
         result = []
@@ -134,6 +137,45 @@ class DockerHost(LoggingConfigurable):
                 cluster=container_labels.get(LABEL_CLUSTER, ""), role=container_labels.get(LABEL_ROLE, ""),
                 server=container_labels.get(LABEL_ORIGIN, ""), cores=size[0], memory=size[1], started=size[2],
                 running=running, finished=finished))
+        for gone in set(known) - {c.id for c in result}:
+            known.pop(gone, None)
+        return result
+
+    def _dask_services(self, labels: list[str]) -> list[DaskContainer]:
+        """On a swarm: each scheduler and worker is a service on the manager (gateway.swarm), its
+        size its limits (= its reservations), its start the time its task began running, its end the
+        time that task ended. Two calls: the services, then their tasks."""
+        from core.engine.swarm_spec import latest_task
+        from core.labels import LABEL_CLUSTER, LABEL_ORIGIN, LABEL_ROLE
+
+        services: list[dict[str, Any]] = self.client.api.services(filters={"label": labels})
+        if not services:
+            self._dask_sizes.clear()
+            return []
+        tasks: list[dict[str, Any]] = self.client.api.tasks(filters={"service": [s["ID"] for s in services]})
+        by_service: dict[str, list[dict[str, Any]]] = {}
+        for each in tasks:
+            by_service.setdefault(str(each.get("ServiceID", "")), []).append(each)
+        known, result = self._dask_sizes, []
+        for service in services:
+            spec = service.get("Spec") or {}
+            limits = ((spec.get("TaskTemplate") or {}).get("Resources") or {}).get("Limits") or {}
+            task = latest_task(by_service.get(str(service["ID"]), []))
+            status = (task or {}).get("Status") or {}
+            state = str(status.get("State", ""))
+            running = state == "running"
+            if running and service["ID"] not in known:  # the time it became running: its start
+                known[service["ID"]] = (int(limits.get("NanoCPUs") or 0) / 1e9, int(limits.get("MemoryBytes") or 0),
+                                        parse_time(status.get("Timestamp")))
+            cores, memory, started = known.get(service["ID"], (int(limits.get("NanoCPUs") or 0) / 1e9,
+                                                                int(limits.get("MemoryBytes") or 0), None))
+            ended = state in ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
+            service_labels = spec.get("Labels") or {}
+            result.append(DaskContainer(
+                id=str(service["ID"]), user=service_labels.get(LABEL_OWNER, ""),
+                cluster=service_labels.get(LABEL_CLUSTER, ""), role=service_labels.get(LABEL_ROLE, ""),
+                server=service_labels.get(LABEL_ORIGIN, ""), cores=cores, memory=memory, started=started,
+                running=running, finished=parse_time(status.get("Timestamp")) if ended else None))
         for gone in set(known) - {c.id for c in result}:
             known.pop(gone, None)
         return result

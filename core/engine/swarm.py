@@ -84,7 +84,7 @@ class SwarmEngine(DockerEngine):
         super().__init__(threads=threads, client_factory=client_factory)
         self.poll = poll  # seconds between two looks at a task that is not there yet
         # A task a node rejects while it still frees a removed overlay's subnet is asked for again
-        # this often, this many seconds apart (swarm_records.network_settling).
+        # this often, this many seconds apart (swarm_records.passing_rejection).
         self.network_retries, self.network_settle = 10, 1.0
         # Swarm makes an overlay whose subnet overlaps another's: check-then-create, one at a time.
         self._network_lock = asyncio.Lock()

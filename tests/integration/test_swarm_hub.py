@@ -29,6 +29,7 @@ from core.engine.swarm import SwarmEngine
 from core.images import image_tag
 from core.labels import NODE_POOL
 from core.registry import registry_digest, registry_image
+from service.dockerhost import DockerHost
 from tests.helpers import wait_for
 from tests.integration.hub import Hub, start_hub, stop_hub
 from tests.swarm.host import can_run
@@ -360,6 +361,12 @@ def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas
           f"{[nodes[s.id] for s in found if s.labels.get(LABEL_ROLE) != WORKER]}")
     assert all(s.labels.get("titan.owner") == "alice" for s in found)
     assert len(secrets) == 6  # each service's certificate and key, Swarm secrets of its own
+    # The Titan service's usage accounting reads them from the manager, as services.
+    usage = DockerHost(swarm=True, manager=bed.manager, deployment=hub.deployment)
+    counted = [c for c in usage.dask_containers() if c.cluster == name]
+    assert sorted(c.role for c in counted) == ["scheduler", "worker", "worker"], counted
+    assert all(c.user == "alice" and c.running and c.started is not None and c.cores > 0 and c.memory > 0
+               for c in counted), counted
     api = docker.APIClient(base_url=bed.manager, timeout=30)
     overlay = f"{hub.deployment}-user-alice"
     for service in found:
@@ -388,6 +395,7 @@ def test_a_dask_cluster_from_a_server_runs_across_nodes_and_computes_what_pandas
     while time.monotonic() < deadline and any(asyncio.run(remaining())):
         time.sleep(1)
     assert asyncio.run(remaining()) == ([], [])
+    assert not [c for c in usage.dask_containers() if c.cluster == name]  # gone with their services
 
 
 def _print_cluster_reachability(bed: Testbed) -> None:
