@@ -145,7 +145,7 @@ class DockerHost(LoggingConfigurable):
         """On a swarm: each scheduler and worker is a service on the manager (gateway.swarm), its
         size its limits (= its reservations), its start the time its task began running, its end the
         time that task ended. Two calls: the services, then their tasks."""
-        from core.engine.swarm_spec import latest_task
+        from core.engine.swarm_spec import ENDED, latest_task
         from core.labels import LABEL_CLUSTER, LABEL_ORIGIN, LABEL_ROLE
 
         services: list[dict[str, Any]] = self.client.api.services(filters={"label": labels})
@@ -164,12 +164,11 @@ class DockerHost(LoggingConfigurable):
             status = (task or {}).get("Status") or {}
             state = str(status.get("State", ""))
             running = state == "running"
+            cores, memory = int(limits.get("NanoCPUs") or 0) / 1e9, int(limits.get("MemoryBytes") or 0)
             if running and service["ID"] not in known:  # the time it became running: its start
-                known[service["ID"]] = (int(limits.get("NanoCPUs") or 0) / 1e9, int(limits.get("MemoryBytes") or 0),
-                                        parse_time(status.get("Timestamp")))
-            cores, memory, started = known.get(service["ID"], (int(limits.get("NanoCPUs") or 0) / 1e9,
-                                                                int(limits.get("MemoryBytes") or 0), None))
-            ended = state in ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
+                known[service["ID"]] = (cores, memory, parse_time(status.get("Timestamp")))
+            started = known[service["ID"]][2] if service["ID"] in known else None
+            ended = state in ENDED
             service_labels = spec.get("Labels") or {}
             result.append(DaskContainer(
                 id=str(service["ID"]), user=service_labels.get(LABEL_OWNER, ""),

@@ -19,6 +19,7 @@ from core.engine.base import EngineError
 from core.engine.docker import DockerEngine
 from core.engine.spec import ContainerSpec, Mount
 from core.engine.swarm import SecretInfo, SwarmEngine
+from core.engine.swarm_nodes import NodeRoom
 from core.engine.swarm_spec import secret_labels, secret_name, service_arguments
 from gateway import swarm
 from gateway.backend import DockerBackend
@@ -250,8 +251,6 @@ class Nodes:
     """The part of a SwarmEngine that placing workers asks: two ready nodes with room, a drained one."""
 
     def __init__(self) -> None:
-        from core.engine.swarm_nodes import NodeRoom
-
         self.rooms_now = [NodeRoom("n2", "node-2", "10.0.0.12", "", cpus=2, memory=8 * GIB),
                           NodeRoom("n3", "node-3", "10.0.0.13", "", cpus=2, memory=6 * GIB),
                           NodeRoom("n1", "manager", "10.0.0.11", "", cpus=8, memory=32 * GIB, ready=False)]
