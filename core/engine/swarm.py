@@ -336,7 +336,7 @@ class SwarmEngine(DockerEngine):
         nodes = await self._swarm("listing nodes", lambda api: api.nodes())
         if empty:
             return node_rooms(nodes, [])
-        tasks = await self._swarm("listing tasks", lambda api: api.tasks(filters={"desired-state": "running"}))
+        tasks = await self._swarm("listing tasks", lambda api: api.tasks())  # stopping ones hold room too
         return node_rooms(nodes, tasks)
 
     async def gpu_inventory(self) -> tuple[list[NodeGpus], set[str]]:
