@@ -280,6 +280,8 @@ class DockerBackend(DBBackendBase, BackendSettings):
             request = parse_request(settings, cluster_options, self.max_idle_timeout)
         except OptionsError as error:
             raise PublicException(str(error)) from None
+        if self.swarm and request.worker_gpus:  # as_service refuses them: say so before anything starts
+            raise PublicException(swarm_parts.NO_GPU_WORKERS)
         origin = await self.origin(user.name, request.server)
         server_type = self.worker_gpus.server_gpu_type(user.name, request.server, origin.gpus, origin.profile) \
             if request.worker_gpus else None

@@ -16,7 +16,11 @@ Swarm service cannot, so on Swarm (``c.DockerBackend.engine_kind = "swarm"``):
   files under /run/secrets readable by the container user only, removed with the service (and by the
   reaper, for a service removed behind the gateway's back); never a file on the gateway's host;
 - reservations equal limits (core.engine.swarm_spec), so the per-user limits (gateway.limits) are
-  what Swarm places, unchanged.
+  what Swarm places, unchanged;
+- the scheduler goes to its server's node when that node has room, and workers spread over the nodes
+  with room, that node first among equals: a container joins its owner's overlay in about 0.5 s on
+  a node where that overlay already has a container, 1.0-1.5 s on one where it has none (measured on
+  the test bed; docker's overlay makes its namespace on a node for the first container there).
 
 Nothing here decides admission or limits; the backend (gateway.backend) calls these builders.
 """
@@ -32,6 +36,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from core.engine.base import EngineError
 from core.engine.spec import ContainerSpec
 from core.engine.swarm import SwarmEngine
 from core.engine.swarm_nodes import free_port, spread_node
@@ -46,6 +51,9 @@ PORTS = (SCHEDULER_PORT, DASHBOARD_PORT, API_PORT)
 SECRETS_DIR = "/run/secrets"  # where a service's secrets are (ContainerSpec.secrets)
 TLS_CERT = f"{SECRETS_DIR}/{TLS_CERT_NAME}"
 TLS_KEY = f"{SECRETS_DIR}/{TLS_KEY_NAME}"
+# A server's GPUs are Titan's picks on its node (spawner.swarm); its cluster's workers get none yet.
+NO_GPU_WORKERS = ("Dask workers with GPUs are not available on this Swarm deployment yet (servers get GPUs, "
+                  "their clusters' workers do not): ask for worker_gpus=0, or use the GPUs of your server.")
 
 _FIXED = {"--port": str(SCHEDULER_PORT), "--dashboard-address": f"0.0.0.0:{DASHBOARD_PORT}",
           "--dg-api-address": f"0.0.0.0:{API_PORT}"}
@@ -83,7 +91,7 @@ def as_service(spec: ContainerSpec, network: str, cert: bytes, key: bytes,
     if not network:
         raise ValueError(f"{spec.name}: no network to join (the server's service is on none)")
     if spec.gpus:
-        raise ValueError(f"{spec.name}: GPU workers are not supported on Swarm yet")
+        raise ValueError(f"{spec.name}: {NO_GPU_WORKERS}")
     return replace(spec, network=network, mounts=(), secrets={TLS_CERT_NAME: cert, TLS_KEY_NAME: key},
                    publish=dict(publish or {}))
 
@@ -111,7 +119,8 @@ class SwarmClusters:
         self.log = log
         self._picked: set[int] = set()  # ports given to schedulers being made (not yet seen by Swarm)
         self._workers: dict[str, dict[str, str]] = {}  # cluster -> {worker service id: node id it was put on}
-        self._placing = asyncio.Lock()  # one worker placed at a time: two never count the same nodes
+        self._server_nodes: dict[str, str] = {}  # cluster -> the node of its server ("" unknown)
+        self._placing = asyncio.Lock()  # one container placed at a time: two never count the same room
 
     async def ports(self) -> dict[int, int]:
         """A node port of the range for each of the scheduler's ports, none published by any service."""
@@ -125,10 +134,24 @@ class SwarmClusters:
 
     async def create(self, spec: ContainerSpec, cluster: Any) -> str:
         """Create ``cluster``'s scheduler or worker ``spec`` (gateway.containers) as a service; its id."""
-        if spec.labels.get(LABEL_ROLE) == WORKER:
-            async with self._placing:
+        async with self._placing:
+            if spec.labels.get(LABEL_ROLE) == WORKER:
                 return await self._create_worker(spec, cluster)
-        return await self._create(spec, cluster)
+            rooms, near = await asyncio.gather(self.engine.rooms(), self._server_node(cluster))
+            node = spread_node(rooms, {}, spec.cores, spec.memory, spec.pool, prefer=near)
+            return await self._create(replace(spec, node=node) if node else spec, cluster)
+
+    async def _server_node(self, cluster: Any) -> str:
+        """The node the cluster's server runs on ("" when Swarm cannot say: the server is gone)."""
+        name = str(cluster.name)
+        if name not in self._server_nodes:
+            server = str(cluster.config.get("origin_container") or "")
+            try:
+                task = await self.engine.task(server) if server else None
+            except EngineError:
+                task = None
+            self._server_nodes[name] = task.node_id if task else ""
+        return self._server_nodes[name]
 
     async def _create_worker(self, spec: ContainerSpec, cluster: Any) -> str:
         """A worker on the node with room holding fewest of its cluster's workers (Swarm places each
@@ -137,7 +160,8 @@ class SwarmClusters:
         alive = {c.id for c in await self.engine.list_containers({LABEL_CLUSTER: name, LABEL_ROLE: WORKER})}
         placed = {sid: node for sid, node in self._workers.get(name, {}).items() if sid in alive}
         held = Counter(placed.values())
-        node = spread_node(await self.engine.rooms(), held, spec.cores, spec.memory, spec.pool)
+        rooms, near = await asyncio.gather(self.engine.rooms(), self._server_node(cluster))
+        node = spread_node(rooms, held, spec.cores, spec.memory, spec.pool, prefer=near)
         service_id = await self._create(replace(spec, node=node) if node else spec, cluster)
         placed[service_id] = node
         self._workers[name] = placed
@@ -165,6 +189,8 @@ class SwarmClusters:
         gateway's back, or the gateway stopped between removing a service and its secrets)."""
         for name in [name for name in self._workers if gone(name)]:
             del self._workers[name]
+        for name in [name for name in self._server_nodes if gone(name)]:
+            del self._server_nodes[name]
         secrets = await self.engine.list_secrets({**deployment_labels, LABEL_CLUSTER: None})
         for secret in secrets:
             if gone(secret.labels.get(LABEL_CLUSTER, "")):

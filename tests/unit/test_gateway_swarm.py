@@ -20,7 +20,7 @@ from core.engine.docker import DockerEngine
 from core.engine.spec import ContainerSpec, Mount
 from core.engine.swarm import SecretInfo, SwarmEngine
 from core.engine.swarm_nodes import NodeRoom
-from core.engine.swarm_spec import secret_labels, secret_name, service_arguments
+from core.engine.swarm_spec import TaskStatus, secret_labels, secret_name, service_arguments
 from gateway import swarm
 from gateway.backend import DockerBackend
 from gateway.cluster_config import DockerClusterConfig
@@ -34,9 +34,9 @@ GATEWAY_COMMAND = ["dask", "scheduler", "--protocol", "tls", "--port", "0", "--h
 
 
 def cluster(**config: Any) -> types.SimpleNamespace:
-    values = DockerClusterConfig(image="titan/datascience:1", origin_server="", origin_container="srv1",
-                                 origin_network="net1", worker_memory=GIB, scheduler_memory=GIB // 2,
-                                 worker_cores=1, scheduler_cores=0.5, **config).to_dict()
+    values = DockerClusterConfig(**{"image": "titan/datascience:1", "origin_server": "", "origin_container": "srv1",
+                                    "origin_network": "net1", "worker_memory": GIB, "scheduler_memory": GIB // 2,
+                                    "worker_cores": 1, "scheduler_cores": 0.5, **config}).to_dict()
     return types.SimpleNamespace(name="c" * 32, username="alice", config=FrozenAttrDict(values),
                                  tls_cert=b"CERT", tls_key=b"KEY", token="t0k")
 
@@ -151,6 +151,20 @@ def test_the_backend_on_swarm_uses_its_secrets_and_fixed_ports() -> None:
     assert one_host.swarm is None and one_host.get_tls_paths(c)[0] == f"{TLS_DIR}/dask.crt"
 
 
+@pytest.mark.asyncio
+async def test_a_cluster_with_gpu_workers_is_refused_on_swarm_with_the_reason(tmp_path: Any) -> None:
+    """Before any engine call (the manager here answers nothing): a message the user can act on."""
+    from dask_gateway_server.backends.base import PublicException
+    from dask_gateway_server.models import User
+
+    (tmp_path / "p.yaml").write_text("profiles: [{display_name: S, image: minimal, resources: {cpu: 1, memory: 1G}}]\n"
+                                     "dask: {worker_gpus: {choices: [0, 1], default: 0}}\n")
+    backend = DockerBackend(deployment="titan", engine_kind="swarm", swarm_manager="unix:///nowhere.sock",
+                            profiles_dir=str(tmp_path), api_url="http://10.0.0.254:1/api")
+    with pytest.raises(PublicException, match=r"^Dask workers with GPUs are not available on this Swarm"):
+        await backend.start_cluster(User("alice"), {"worker_gpus": 1})
+
+
 class SecretSwarm:
     """A stand-in for docker-py's APIClient with the calls a service's secrets go through: made before
     the service, removed after it, also when the service cannot be made."""
@@ -256,6 +270,7 @@ class Nodes:
                           NodeRoom("n1", "manager", "10.0.0.11", "", cpus=8, memory=32 * GIB, ready=False)]
         self.made: dict[str, ContainerSpec] = {}
         self.count = 0
+        self.servers = {"srv1": "n3"}  # the server's service -> its node
 
     async def rooms(self) -> list[Any]:
         return list(self.rooms_now)
@@ -266,6 +281,11 @@ class Nodes:
 
     async def published_ports(self) -> set[int]:
         return set()
+
+    async def task(self, service_id: str) -> TaskStatus | None:
+        if service_id not in self.servers:
+            raise EngineError(f"service {service_id}: not found")
+        return TaskStatus("running", node_id=self.servers[service_id])
 
     async def create(self, spec: ContainerSpec) -> str:
         await asyncio.sleep(0.01)  # the manager's round trip: another placement would run meanwhile
@@ -293,3 +313,41 @@ async def test_a_clusters_workers_are_spread_over_the_nodes_with_room() -> None:
     engine.rooms_now = [r for r in engine.rooms_now if not r.ready]  # no node with room now: Swarm decides
     await parts.create(worker(5), one)
     assert engine.made["s5"].node == ""
+
+
+def scheduler(one: types.SimpleNamespace, cores: float = 0.5) -> ContainerSpec:
+    return ContainerSpec(name="s", image="i", cores=cores, memory=GIB // 2, network="net1",
+                         labels={"titan.dask.cluster": one.name, "titan.dask.role": "scheduler"})
+
+
+@pytest.mark.asyncio
+async def test_the_scheduler_goes_to_its_servers_node_when_it_has_room() -> None:
+    """A container joins its user's overlay in 0.5 s on a node where that overlay already has a
+    container, 1.0-1.5 s on one where it has none (measured on the test bed): the scheduler goes to
+    its server's node (n3, though n2 has more memory free), and so does the first worker."""
+    engine = Nodes()
+    parts = swarm.SwarmClusters(engine, (30000, 30999), "eth0", logging.getLogger("t"))  # type: ignore[arg-type]
+    one = cluster()
+    sid = await parts.create(scheduler(one), one)
+    assert engine.made[sid].node == "n3"
+    assert set(engine.made[sid].publish) == set(swarm.PORTS)
+    worker = ContainerSpec(name="w", image="i", cores=1, memory=GIB, network="net1",
+                           labels={"titan.dask.cluster": one.name, "titan.dask.role": "worker"})
+    first, second = [await parts.create(worker, one) for _ in range(2)]
+    assert (engine.made[first].node, engine.made[second].node) == ("n3", "n2")  # then spread
+
+
+@pytest.mark.asyncio
+async def test_a_scheduler_goes_elsewhere_when_its_servers_node_is_full_or_unknown() -> None:
+    engine = Nodes()
+    parts = swarm.SwarmClusters(engine, (30000, 30999), "eth0", logging.getLogger("t"))  # type: ignore[arg-type]
+    big = cluster()
+    sid = await parts.create(scheduler(big, cores=4), big)  # n3 has 2 CPUs free, n2 neither: Swarm decides
+    assert engine.made[sid].node == ""
+    engine.rooms_now[0] = NodeRoom("n2", "node-2", "10.0.0.12", "", cpus=8, memory=8 * GIB)
+    sid = await parts.create(scheduler(big, cores=4), big)
+    assert engine.made[sid].node == "n2"
+    gone = cluster(origin_container="srv-gone")  # the server went meanwhile: most memory free
+    gone.name = "d" * 32
+    sid = await parts.create(scheduler(gone), gone)
+    assert engine.made[sid].node == "n2"
