@@ -9,8 +9,11 @@ same image, same run (issue #16: the swarm at most 1.3x the single-host backend)
   inside it.
 
 Each side: W uncounted rounds, then N rounds of ``new_cluster()`` until it returns (the scheduler's
-first heartbeat reached the gateway: create-to-ready), shut down, a pause. Prints medians and p95 and
-the ratio swarm/docker; writes bench/results/dask-swarm-<timestamp>.json. Exits 0 whatever the ratio.
+first heartbeat reached the gateway: create-to-ready), shut down, then a wait until the cluster's
+containers are gone from every engine and a pause: each round starts as a user's first cluster does,
+with none of theirs running (a scheduler still stopping holds its node's room for seconds on Swarm).
+Prints medians and p95 and the ratio swarm/docker; writes bench/results/dask-swarm-<timestamp>.json.
+Exits 0 whatever the ratio.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bench.dask import titan_side
 from bench.spawn import ratio, summary
 from core.images import image_tag
+from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT
 from tests.integration.hub import REPO
 from tests.swarm.gateway import gateway_on, load_image, stand_in_servers
 from tests.swarm.host import can_run
@@ -36,10 +42,9 @@ DEPLOYMENT = "bsw"
 USER = "benchuser"
 PASSWORD = "bench-password"
 RESULTS = REPO / "bench" / "results"
-# As the shipped profile data's smallest sizes; one cluster at a time.
-DASK = {"worker_cores": {"choices": [0.5], "default": 0.5}, "worker_memory": {"choices": ["512M"], "default": "512M"},
-        "scheduler": {"cores": 0.5, "memory": "512M"},
-        "limits": {"max_clusters": 1, "max_cores": 3, "max_memory": "4G", "max_workers": 2}}
+# The shipped profile data's Dask section, as the docker side's hub has it: the same scheduler size
+# on both sides (a scheduler given half a core starts its Python half as fast).
+DASK = yaml.safe_load((REPO / "profiles" / "profiles.yaml").read_text())["dask"]
 
 CREATE = """
 import gc, json, sys, time
@@ -50,31 +55,42 @@ if args["address"]:
     gateway = Gateway(args["address"], proxy_address=args["proxy"], auth=BasicAuth(args["user"], args["password"]))
 else:
     gateway = Gateway()  # the server's environment, as in a notebook
-times = []
-for _ in range(args["rounds"]):
-    t0 = time.perf_counter()
-    cluster = gateway.new_cluster()
-    times.append(time.perf_counter() - t0)
-    cluster.shutdown()
-    gc.collect()
-    time.sleep(args["pause"])
-print(json.dumps(times))
+t0 = time.perf_counter()
+cluster = gateway.new_cluster()
+took = time.perf_counter() - t0
+cluster.shutdown()
+print(json.dumps(took))
 """
+GONE_WITHIN_S = 60
 
 
-def rounds(docker: list[str], container: str, count: int, pause: float, **gateway: str) -> list[float]:
-    """``count`` create-to-ready times from inside ``container`` (``docker``: the CLI to reach its engine)."""
-    arguments = {"rounds": count, "pause": pause, "address": "", **gateway}
-    output = subprocess.run([*docker, "exec", container, "python", "-c", CREATE, json.dumps(arguments)],
-                            capture_output=True, text=True, timeout=60 + 60 * count, check=True).stdout
-    times: list[float] = json.loads(output.strip().splitlines()[-1])
+def rounds(docker: list[str], container: str, engines: list[list[str]], deployment: str, count: int,
+           pause: float, **gateway: str) -> list[float]:
+    """``count`` create-to-ready times from inside ``container`` (``docker``: the CLI to reach its
+    engine), each once no Dask container of ``deployment`` is left on ``engines`` (their CLIs), then
+    a ``pause``."""
+    arguments = {"address": "", **gateway}
+    times: list[float] = []
+    for _ in range(count):
+        output = subprocess.run([*docker, "exec", container, "python", "-c", CREATE, json.dumps(arguments)],
+                                capture_output=True, text=True, timeout=120, check=True).stdout
+        times.append(float(json.loads(output.strip().splitlines()[-1])))
+        deadline = time.monotonic() + GONE_WITHIN_S
+        listing = ["ps", "-q", "--filter", f"label={LABEL_CLUSTER}",
+                   "--filter", f"label={LABEL_DEPLOYMENT}={deployment}"]
+        while any(subprocess.run([*engine, *listing], capture_output=True, text=True, timeout=30,
+                                 check=True).stdout.strip() for engine in engines):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a cluster's containers were still there {GONE_WITHIN_S} s after its shutdown")
+            time.sleep(0.1)
+        time.sleep(pause)
     return times
 
 
 def docker_side(root: Path, logs: Path, warmup: int, repeat: int, pause: float) -> list[float]:
-    with titan_side(root, logs) as (_hub, container):
-        rounds(["docker"], container, warmup, pause)
-        return rounds(["docker"], container, repeat, pause)
+    with titan_side(root, logs) as (hub, container):
+        rounds(["docker"], container, [["docker"]], hub.deployment, warmup, pause)
+        return rounds(["docker"], container, [["docker"]], hub.deployment, repeat, pause)
 
 
 def swarm_side(root: Path, warmup: int, repeat: int, pause: float) -> tuple[list[float], dict[str, float]]:
@@ -86,9 +102,10 @@ def swarm_side(root: Path, warmup: int, repeat: int, pause: float) -> tuple[list
         node, container = stand_in_servers(bed, DEPLOYMENT, (USER,), image_tag(IMAGE))[USER]
         with gateway_on(bed, root, DEPLOYMENT, PASSWORD, DASK) as gateway:
             client = ["docker", "-H", bed.socket(node)]
+            nodes = [["docker", "-H", bed.socket(i)] for i in (2, 3)]
             where = {"address": gateway["http"], "proxy": gateway["proxy"], "user": USER, "password": PASSWORD}
-            rounds(client, container, warmup, pause, **where)
-            return rounds(client, container, repeat, pause, **where), {"image_load_s": load}
+            rounds(client, container, nodes, DEPLOYMENT, warmup, pause, **where)
+            return rounds(client, container, nodes, DEPLOYMENT, repeat, pause, **where), {"image_load_s": load}
     finally:
         bed.down()
 
@@ -97,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.dask_swarm", description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="measured rounds per side (default 5)")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds per side first (default 1)")
-    parser.add_argument("--pause", type=float, default=2.0, help="seconds between rounds (default 2)")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="seconds between rounds, once the last cluster's containers are gone (default 1)")
     args = parser.parse_args(argv)
     why = can_run()
     if why:
