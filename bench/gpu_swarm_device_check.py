@@ -8,7 +8,7 @@ network. It:
    it against ``nvidia-smi --query-gpu`` (same uuids, models, memory);
 2. prints the lines the titan_swarm role would write on this node: daemon.json's
    ``node-generic-resources`` and the NVIDIA runtime's ``swarm-resource`` (a GPU of no profile type
-   is given a type named after its model, e.g. ``H200``, with a warning: add it to the profiles);
+   is given a type named after its model, e.g. ``B200``, with a warning: add it to the profiles);
 3. for each unit, as a Swarm task would be given it (``DOCKER_RESOURCE_<KIND>=<uuid>``, which the
    NVIDIA runtime turns into the container's visible devices), checks that a process told
    ``CUDA_VISIBLE_DEVICES=<uuid>`` sees exactly that device through the CUDA driver API (count 1,
@@ -49,7 +49,7 @@ from core.gpu.swarm_resources import (  # noqa: E402
 
 PROFILES = Path(__file__).resolve().parents[1] / "profiles" / "profiles.yaml"
 #: profiles/profiles.yaml's gpu_types, for a machine without PyYAML (the script needs only the standard library).
-SHIPPED_TYPES = {"T4": r"\bT4\b", "A100": "A100", "H100": "H100"}
+SHIPPED_TYPES = {"T4": r"\bT4\b", "A100": "A100", "H100": "H100", "H200": "H200"}
 NO_SUCH_UUID = "GPU-00000000-0000-0000-0000-000000000000"
 CUDA_SUCCESS = 0
 
@@ -64,7 +64,7 @@ def profile_types() -> str:
 
 
 def type_for_model(model: str) -> str:
-    """A type name for a GPU of no profile type, from its model: ``"NVIDIA H200"`` → ``"H200"``."""
+    """A type name for a GPU of no profile type, from its model: ``"NVIDIA B200"`` → ``"B200"``."""
     words = [w for w in model.replace("NVIDIA", "").split() if any(c.isdigit() for c in w)]
     return words[0] if words else "GPU"
 

@@ -82,7 +82,7 @@ def test_shipped_profiles_round_trip(shipped: tuple[Path, Path]) -> None:
     # read back from the file, KubeSpawner gives every profile and choice what Titan gives
     checks = kubespawner_check.check(deployment.profiles, values["singleuser"]["profileList"],
                                      values["hub"]["extraConfig"], context(deployment, ExportOptions()))
-    assert checks[0].startswith("KubeSpawner built 20 pods")
+    assert checks[0].startswith("KubeSpawner built 22 pods")
 
 
 def test_secrets_stay_out_unless_asked(shipped: tuple[Path, Path], tmp_path: Path) -> None:

@@ -33,8 +33,8 @@ def test_shipped_profiles_load_and_are_normalised() -> None:
     gpu = profiles.get("gpu")
     assert gpu is not None
     gpu_type = gpu.option("gpu_type")
-    assert gpu_type is not None and [c.key for c in gpu_type.choices] == ["T4", "A100", "H100"]
-    assert set(profiles.gpu_types) == {"T4", "A100", "H100"}
+    assert gpu_type is not None and [c.key for c in gpu_type.choices] == ["T4", "A100", "H100", "H200"]
+    assert set(profiles.gpu_types) == {"T4", "A100", "H100", "H200"}
     # Every option has a default filled in and every profile an access rule.
     assert all(o.default for p in profiles.profiles for o in p.options)
     assert all(p.access.everyone for p in profiles.profiles)
