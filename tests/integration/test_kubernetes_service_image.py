@@ -101,6 +101,13 @@ echo "kubectl stand-in: unexpected call: $*" >&2; exit 3
     return folder
 
 
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
 def _start_stock_hub(root: Path, values: dict[str, Any], tokens: dict[str, str],
                      public_url: str) -> subprocess.Popen[bytes]:
     root.mkdir()
@@ -161,6 +168,9 @@ def test_generated_service_container_serves_through_the_hub(
         admin = requests.Session()
         admin.headers["Authorization"] = f"token {tokens['test-admin']}"
         api = f"{public_url}/hub/api"
+        # JupyterHub 6 waits up to a service's `timeout` (30 s) for an external service before it routes
+        # anything through its proxy: a container made within that time finds the hub not routing yet.
+        wait_for(lambda: _answers(f"{api}/"), 90, "the hub to route its API through the proxy")
         for user in ("alice", "bob"):
             assert admin.post(f"{api}/users/{user}", timeout=30).status_code in (201, 409)
         alice = admin.post(f"{api}/users/alice/tokens", json={"note": "test"}, timeout=30).json()["token"]
