@@ -32,6 +32,7 @@ from bench.dask import titan_side
 from bench.spawn import ratio, summary
 from core.images import image_tag
 from core.labels import LABEL_CLUSTER, LABEL_DEPLOYMENT
+from tests.helpers import wait_for
 from tests.integration.hub import REPO
 from tests.swarm.gateway import gateway_on, load_image, stand_in_servers
 from tests.swarm.host import can_run
@@ -70,19 +71,15 @@ def rounds(docker: list[str], container: str, engines: list[list[str]], deployme
     engine), each once no Dask container of ``deployment`` is left on ``engines`` (their CLIs), then
     a ``pause``."""
     arguments = {"address": "", **gateway}
+    listing = ["ps", "-q", "--filter", f"label={LABEL_CLUSTER}", "--filter", f"label={LABEL_DEPLOYMENT}={deployment}"]
     times: list[float] = []
     for _ in range(count):
         output = subprocess.run([*docker, "exec", container, "python", "-c", CREATE, json.dumps(arguments)],
                                 capture_output=True, text=True, timeout=120, check=True).stdout
         times.append(float(json.loads(output.strip().splitlines()[-1])))
-        deadline = time.monotonic() + GONE_WITHIN_S
-        listing = ["ps", "-q", "--filter", f"label={LABEL_CLUSTER}",
-                   "--filter", f"label={LABEL_DEPLOYMENT}={deployment}"]
-        while any(subprocess.run([*engine, *listing], capture_output=True, text=True, timeout=30,
-                                 check=True).stdout.strip() for engine in engines):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"a cluster's containers were still there {GONE_WITHIN_S} s after its shutdown")
-            time.sleep(0.1)
+        wait_for(lambda: not any(subprocess.run([*engine, *listing], capture_output=True, text=True, timeout=30,
+                                                check=True).stdout.strip() for engine in engines),
+                 GONE_WITHIN_S, "the last cluster's containers to go", interval=0.1)
         time.sleep(pause)
     return times
 

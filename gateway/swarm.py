@@ -133,13 +133,26 @@ class SwarmClusters:
         return chosen
 
     async def create(self, spec: ContainerSpec, cluster: Any) -> str:
-        """Create ``cluster``'s scheduler or worker ``spec`` (gateway.containers) as a service; its id."""
+        """Create ``cluster``'s scheduler or worker ``spec`` (gateway.containers) as a service; its id.
+        Each worker goes to the node with room holding fewest of its cluster's workers (Swarm places
+        each service on its own and would not spread one cluster's workers: each is a service of its
+        own); the scheduler, and a worker among equals, to the node of the cluster's server."""
         async with self._placing:
-            if spec.labels.get(LABEL_ROLE) == WORKER:
-                return await self._create_worker(spec, cluster)
-            rooms, near = await asyncio.gather(self.engine.rooms(), self._server_node(cluster))
-            node = spread_node(rooms, {}, spec.cores, spec.memory, spec.pool, prefer=near)
-            return await self._create(replace(spec, node=node) if node else spec, cluster)
+            if spec.labels.get(LABEL_ROLE) != WORKER:
+                return (await self._place(spec, cluster, {}))[0]
+            name = str(cluster.name)
+            alive = {c.id for c in await self.engine.list_containers({LABEL_CLUSTER: name, LABEL_ROLE: WORKER})}
+            placed = {sid: node for sid, node in self._workers.get(name, {}).items() if sid in alive}
+            service_id, placed[service_id] = await self._place(spec, cluster, Counter(placed.values()))
+            self._workers[name] = placed
+            return service_id
+
+    async def _place(self, spec: ContainerSpec, cluster: Any, held: Mapping[str, int]) -> tuple[str, str]:
+        """``spec`` as a service on the node ``spread_node`` picks (``held``: the cluster's workers on
+        each node); (its service id, that node's id, "" when Swarm decides)."""
+        rooms, near = await asyncio.gather(self.engine.rooms(), self._server_node(cluster))
+        node = spread_node(rooms, held, spec.cores, spec.memory, spec.pool, prefer=near)
+        return await self._create(replace(spec, node=node) if node else spec, cluster), node
 
     async def _server_node(self, cluster: Any) -> str:
         """The node the cluster's server runs on ("" when Swarm cannot say: the server is gone)."""
@@ -152,20 +165,6 @@ class SwarmClusters:
                 task = None
             self._server_nodes[name] = task.node_id if task else ""
         return self._server_nodes[name]
-
-    async def _create_worker(self, spec: ContainerSpec, cluster: Any) -> str:
-        """A worker on the node with room holding fewest of its cluster's workers (Swarm places each
-        service on its own and would not spread one cluster's workers: each is a service of its own)."""
-        name = str(cluster.name)
-        alive = {c.id for c in await self.engine.list_containers({LABEL_CLUSTER: name, LABEL_ROLE: WORKER})}
-        placed = {sid: node for sid, node in self._workers.get(name, {}).items() if sid in alive}
-        held = Counter(placed.values())
-        rooms, near = await asyncio.gather(self.engine.rooms(), self._server_node(cluster))
-        node = spread_node(rooms, held, spec.cores, spec.memory, spec.pool, prefer=near)
-        service_id = await self._create(replace(spec, node=node) if node else spec, cluster)
-        placed[service_id] = node
-        self._workers[name] = placed
-        return service_id
 
     async def _create(self, spec: ContainerSpec, cluster: Any) -> str:
         ports = await self.ports() if spec.labels.get(LABEL_ROLE) == SCHEDULER else {}
@@ -187,10 +186,9 @@ class SwarmClusters:
     async def reap_secrets(self, deployment_labels: Mapping[str, str | None], gone: Callable[[str], bool]) -> None:
         """Remove the secrets of clusters that are gone (their services were removed behind the
         gateway's back, or the gateway stopped between removing a service and its secrets)."""
-        for name in [name for name in self._workers if gone(name)]:
-            del self._workers[name]
-        for name in [name for name in self._server_nodes if gone(name)]:
-            del self._server_nodes[name]
+        for name in [name for name in {*self._workers, *self._server_nodes} if gone(name)]:
+            self._workers.pop(name, None)
+            self._server_nodes.pop(name, None)
         secrets = await self.engine.list_secrets({**deployment_labels, LABEL_CLUSTER: None})
         for secret in secrets:
             if gone(secret.labels.get(LABEL_CLUSTER, "")):

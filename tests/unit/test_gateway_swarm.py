@@ -160,7 +160,7 @@ async def test_a_cluster_with_gpu_workers_is_refused_on_swarm_with_the_reason(tm
     (tmp_path / "p.yaml").write_text("profiles: [{display_name: S, image: minimal, resources: {cpu: 1, memory: 1G}}]\n"
                                      "dask: {worker_gpus: {choices: [0, 1], default: 0}}\n")
     backend = DockerBackend(deployment="titan", engine_kind="swarm", swarm_manager="unix:///nowhere.sock",
-                            profiles_dir=str(tmp_path), api_url="http://10.0.0.254:1/api")
+                            profiles_dir=str(tmp_path), api_url="http://127.0.0.1:1/api")
     with pytest.raises(PublicException, match=r"^Dask workers with GPUs are not available on this Swarm"):
         await backend.start_cluster(User("alice"), {"worker_gpus": 1})
 
