@@ -235,6 +235,7 @@ def test_public_links_are_off_so_an_anonymous_visitor_is_sent_to_login(hub: Hub,
 def test_my_links_page_publish_copy_revoke_in_chromium(hub: Hub, alice: Api) -> None:
     """A person publishes a report from the My links page, another opens it, the owner revokes it,
     and the next visit is refused. The XSS payload in the notebook never runs in the viewer."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -244,8 +245,12 @@ def test_my_links_page_publish_copy_revoke_in_chromium(hub: Hub, alice: Api) -> 
         driver.find_element(By.ID, "path").send_keys("work/xss.ipynb")
         driver.find_element(By.ID, "new-users").send_keys("bob")
         driver.find_element(By.ID, "titan-publish-submit").click()
-        WebDriverWait(driver, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "tr.titan-link"))
-        url = driver.find_element(By.CSS_SELECTOR, "tr.titan-link .titan-link-url").get_attribute("value")
+        # Publishing posts a form and the page reloads; earlier tests' links are listed too, so wait
+        # for this one's row on the new page.
+        new_row = WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: next((r for r in d.find_elements(By.CSS_SELECTOR, "tr.titan-link")
+                            if "work/xss.ipynb" in r.text), None))
+        url = new_row.find_element(By.CSS_SELECTOR, ".titan-link-url").get_attribute("value")
         assert url and url.startswith(f"{hub.url}/services/titan/r/")
         ARTIFACTS.mkdir(exist_ok=True)
         driver.save_screenshot(str(ARTIFACTS / "sharing-my-links.png"))
@@ -265,7 +270,8 @@ def test_my_links_page_publish_copy_revoke_in_chromium(hub: Hub, alice: Api) -> 
         row = next(r for r in driver.find_elements(By.CSS_SELECTOR, "tr.titan-link")
                    if url.endswith(str(r.get_attribute("data-link-id"))))
         row.find_element(By.CSS_SELECTOR, ".titan-revoke").click()
-        WebDriverWait(driver, 60).until(
+        # Revoking posts a form and the page reloads: rows read during the reload go stale.
+        WebDriverWait(driver, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
             lambda d: any(r.get_attribute("data-state") == "revoked" for r in d.find_elements(
                 By.CSS_SELECTOR, "tr.titan-link") if url.endswith(str(r.get_attribute("data-link-id")))))
 
