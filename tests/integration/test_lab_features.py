@@ -176,6 +176,7 @@ def test_lab_in_a_browser_shows_memory_git_and_dask(lab: Lab) -> None:
 
 
 def test_a_widget_dashboard_answers_its_viewer(lab: Lab) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -196,7 +197,9 @@ def test_a_widget_dashboard_answers_its_viewer(lab: Lab) -> None:
         if "/hub/api/oauth2/authorize" in driver.current_url:
             driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         label = f"double is {2 * SLIDER_START}"
-        WebDriverWait(driver, TIMEOUT).until(lambda d: label in d.find_element(By.TAG_NAME, "body").text)
+        # After the authorize form the page reloads: a body read during the reload goes stale.
+        WebDriverWait(driver, TIMEOUT, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: label in d.find_element(By.TAG_NAME, "body").text)
         handle = WebDriverWait(driver, 30).until(
             lambda d: next(iter(d.find_elements(By.CSS_SELECTOR, ".widget-slider .noUi-handle, .noUi-handle")), None))
         handle.click()
