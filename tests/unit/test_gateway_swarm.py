@@ -107,9 +107,9 @@ async def test_one_host_refuses_secrets() -> None:
 def test_the_gateway_reaches_the_scheduler_at_its_nodes_published_ports() -> None:
     heartbeat = {"scheduler_address": "tls://127.0.0.1:8786", "dashboard_address": "http://127.0.0.1:8787",
                  "api_address": "http://127.0.0.1:8788", "count": 2}
-    reached = swarm.reached_at(heartbeat, "10.0.0.12", {8786: 30010, 8787: 30011, 8788: 30012})
-    assert reached == {"scheduler_address": "tls://10.0.0.12:30010", "dashboard_address": "http://10.0.0.12:30011",
-                       "api_address": "http://10.0.0.12:30012", "count": 2}
+    reached = swarm.reached_at(heartbeat, "10.232.0.12", {8786: 30010, 8787: 30011, 8788: 30012})
+    assert reached == {"scheduler_address": "tls://10.232.0.12:30010", "dashboard_address": "http://10.232.0.12:30011",
+                       "api_address": "http://10.232.0.12:30012", "count": 2}
     assert swarm.reached_at({**heartbeat, "dashboard_address": ""}, "n", {8787: 1})["dashboard_address"] == ""
 
 
@@ -138,7 +138,7 @@ async def test_scheduler_ports_are_free_distinct_and_in_the_range() -> None:
 
 def test_the_backend_on_swarm_uses_its_secrets_and_fixed_ports() -> None:
     backend = DockerBackend(deployment="titan", engine_kind="swarm", swarm_manager="unix:///nowhere.sock",
-                            swarm_published_ports="31000-31099", api_url="http://10.0.0.254:1/api")
+                            swarm_published_ports="31000-31099", api_url="http://10.232.0.254:1/api")
     assert backend.swarm is not None and (backend.swarm.low, backend.swarm.high) == (31000, 31099)
     c: Any = cluster()
     assert backend.get_tls_paths(c) == ("/run/secrets/dask.crt", "/run/secrets/dask.pem")
@@ -265,9 +265,9 @@ class Nodes:
     """The part of a SwarmEngine that placing workers asks: two ready nodes with room, a drained one."""
 
     def __init__(self) -> None:
-        self.rooms_now = [NodeRoom("n2", "node-2", "10.0.0.12", "", cpus=2, memory=8 * GIB),
-                          NodeRoom("n3", "node-3", "10.0.0.13", "", cpus=2, memory=6 * GIB),
-                          NodeRoom("n1", "manager", "10.0.0.11", "", cpus=8, memory=32 * GIB, ready=False)]
+        self.rooms_now = [NodeRoom("n2", "node-2", "10.232.0.12", "", cpus=2, memory=8 * GIB),
+                          NodeRoom("n3", "node-3", "10.232.0.13", "", cpus=2, memory=6 * GIB),
+                          NodeRoom("n1", "manager", "10.232.0.11", "", cpus=8, memory=32 * GIB, ready=False)]
         self.made: dict[str, ContainerSpec] = {}
         self.count = 0
         self.servers = {"srv1": "n3"}  # the server's service -> its node
@@ -344,7 +344,7 @@ async def test_a_scheduler_goes_elsewhere_when_its_servers_node_is_full_or_unkno
     big = cluster()
     sid = await parts.create(scheduler(big, cores=4), big)  # n3 has 2 CPUs free, n2 neither: Swarm decides
     assert engine.made[sid].node == ""
-    engine.rooms_now[0] = NodeRoom("n2", "node-2", "10.0.0.12", "", cpus=8, memory=8 * GIB)
+    engine.rooms_now[0] = NodeRoom("n2", "node-2", "10.232.0.12", "", cpus=8, memory=8 * GIB)
     sid = await parts.create(scheduler(big, cores=4), big)
     assert engine.made[sid].node == "n2"
     gone = cluster(origin_container="srv-gone")  # the server went meanwhile: most memory free

@@ -32,17 +32,18 @@ from core.settings import SettingsError, load_settings
 
 def test_a_service_names_the_image_in_the_registry_or_the_plain_tag_without_one() -> None:
     assert registry_image("titan/minimal:3f2a9c0d1e4b", "") == "titan/minimal:3f2a9c0d1e4b"
-    assert registry_image("titan/minimal:3f2a9c0d1e4b", "10.0.0.11:5000") == "10.0.0.11:5000/titan/minimal:3f2a9c0d1e4b"
-    assert registry_image("10.0.0.11:5000/titan/minimal:1", "10.0.0.11:5000") == "10.0.0.11:5000/titan/minimal:1"
+    assert registry_image("titan/minimal:3f2a9c0d1e4b", "10.232.0.11:5000") == \
+        "10.232.0.11:5000/titan/minimal:3f2a9c0d1e4b"
+    assert registry_image("10.232.0.11:5000/titan/minimal:1", "10.232.0.11:5000") == "10.232.0.11:5000/titan/minimal:1"
     assert registry_image("titan/base:1", "registry.example.org") == "registry.example.org/titan/base:1"
     with pytest.raises(RegistryError, match="Docker Hub namespace"):
         registry_image("titan/base:1", "manager")
 
 
 @pytest.mark.parametrize(("address", "problem"), [
-    ("http://10.0.0.11:5000", "not a registry address"),
-    ("10.0.0.11:5000/titan", "not a registry address"),
-    ("10.0.0.11:99999", "out of range"),
+    ("http://10.232.0.11:5000", "not a registry address"),
+    ("10.232.0.11:5000/titan", "not a registry address"),
+    ("10.232.0.11:99999", "out of range"),
     ("manager", "Docker Hub namespace"),
     ("-x:5000", "not a registry address"),
 ])
@@ -52,21 +53,21 @@ def test_an_address_docker_would_not_read_as_a_registry_is_refused(address: str,
 
 
 def test_registry_addresses_docker_reads_as_registries_are_kept() -> None:
-    for address in ("", "10.0.0.11:5000", "manager:5000", "localhost", "registry.example.org", "reg.lan:443"):
+    for address in ("", "10.232.0.11:5000", "manager:5000", "localhost", "registry.example.org", "reg.lan:443"):
         assert check_registry(address) == address
 
 
 def test_the_image_names_registry_is_read_as_docker_reads_it() -> None:
-    assert split_registry("10.0.0.11:5000/titan/base:1") == ("10.0.0.11:5000", "titan/base:1")
+    assert split_registry("10.232.0.11:5000/titan/base:1") == ("10.232.0.11:5000", "titan/base:1")
     assert split_registry("localhost/titan/base:1") == ("localhost", "titan/base:1")
     assert split_registry("titan/base:1") == ("", "titan/base:1")
     assert split_registry("base:1") == ("", "base:1")
 
 
 def test_the_registry_config_is_what_docker_registry_reads() -> None:
-    config = yaml.safe_load(registry_config("10.0.0.11:5000", "/var/lib/docker-registry"))
+    config = yaml.safe_load(registry_config("10.232.0.11:5000", "/var/lib/docker-registry"))
     assert config["version"] == 0.1
-    assert config["http"]["addr"] == "10.0.0.11:5000"
+    assert config["http"]["addr"] == "10.232.0.11:5000"
     assert config["storage"]["filesystem"] == {"rootdirectory": "/var/lib/docker-registry"}
     assert "auth" not in config  # plain HTTP on a private address: the engines trust it (docs/swarm-registry.md)
 
@@ -74,9 +75,9 @@ def test_the_registry_config_is_what_docker_registry_reads() -> None:
 def test_titan_yaml_takes_a_registry_and_refuses_a_wrong_one(tmp_path: Path) -> None:
     path = tmp_path / "titan.yaml"
     assert load_settings(tmp_path / "absent.yaml", environ={}).swarm["registry"] == ""
-    path.write_text("swarm:\n  registry: 10.0.0.11:5000\n")
-    assert load_settings(path, environ={}).swarm["registry"] == "10.0.0.11:5000"
-    path.write_text("swarm:\n  registry: http://10.0.0.11:5000\n")
+    path.write_text("swarm:\n  registry: 10.232.0.11:5000\n")
+    assert load_settings(path, environ={}).swarm["registry"] == "10.232.0.11:5000"
+    path.write_text("swarm:\n  registry: http://10.232.0.11:5000\n")
     with pytest.raises(SettingsError, match="swarm.registry"):
         load_settings(path, environ={})
     path.write_text("swarm:\n  registry: manager\n")
@@ -187,7 +188,7 @@ def test_the_build_refuses_a_registry_docker_would_not_read_before_building_anyt
         capsys: pytest.CaptureFixture[str]) -> None:
     from images.build import main
 
-    assert main(["--registry", "http://10.0.0.11:5000", "base"]) == 2
+    assert main(["--registry", "http://10.232.0.11:5000", "base"]) == 2
     assert "not a registry address" in capsys.readouterr().out
 
 
@@ -196,10 +197,10 @@ def test_the_build_has_the_nodes_pull_only_on_a_swarm(tmp_path: Path, monkeypatc
 
     path = tmp_path / "titan.yaml"
     monkeypatch.setenv("TITAN_SETTINGS", str(path))
-    path.write_text("swarm:\n  registry: 10.0.0.11:5000\n")
+    path.write_text("swarm:\n  registry: 10.232.0.11:5000\n")
     assert configured_manager() is None  # one host: a registry, no nodes to warm
-    path.write_text("engine: swarm\nswarm:\n  registry: 10.0.0.11:5000\n  hub_address: 10.0.0.10\n"
-                    "  manager: tcp://10.0.0.11:2375\n")
-    assert configured_manager() == "tcp://10.0.0.11:2375"
-    path.write_text("engine: swarm\nswarm:\n  registry: 10.0.0.11:5000\n  hub_address: 10.0.0.10\n")
+    path.write_text("engine: swarm\nswarm:\n  registry: 10.232.0.11:5000\n  hub_address: 10.232.0.10\n"
+                    "  manager: tcp://10.232.0.11:2375\n")
+    assert configured_manager() == "tcp://10.232.0.11:2375"
+    path.write_text("engine: swarm\nswarm:\n  registry: 10.232.0.11:5000\n  hub_address: 10.232.0.10\n")
     assert configured_manager() == ""  # the hub host is the manager

@@ -232,7 +232,7 @@ def test_the_test_bed_picks_a_subnet_no_route_address_or_other_test_bed_uses() -
 
 def _node(node_id: str, cpus: float, memory: int, pool: str = "", gpus: tuple[str, ...] = (),
           state: str = "ready") -> dict[str, Any]:
-    return {"ID": node_id, "Status": {"State": state, "Addr": f"10.0.0.{len(node_id)}"},
+    return {"ID": node_id, "Status": {"State": state, "Addr": f"10.232.0.{len(node_id)}"},
             "Spec": {"Availability": "active", "Labels": {"titan.pool": pool} if pool else {}},
             "Description": {"Hostname": node_id, "Resources": {
                 "NanoCPUs": int(cpus * 1e9), "MemoryBytes": memory,
@@ -269,8 +269,8 @@ def test_node_rooms_are_what_tasks_not_ended_leave_of_ready_active_nodes() -> No
 def test_no_room_reason_says_what_no_node_has() -> None:
     from core.engine.swarm_nodes import NodeRoom, no_room_reason
 
-    rooms = [NodeRoom("a", "a", "10.0.0.1", "", cpus=6, memory=28 * GIB),
-             NodeRoom("b", "b", "10.0.0.2", "gpu", cpus=12, memory=48 * GIB, resources={"gpu": 1})]
+    rooms = [NodeRoom("a", "a", "10.232.0.1", "", cpus=6, memory=28 * GIB),
+             NodeRoom("b", "b", "10.232.0.2", "gpu", cpus=12, memory=48 * GIB, resources={"gpu": 1})]
     assert no_room_reason(rooms, 4, 16 * GIB) == ""
     assert no_room_reason(rooms, 4, 16 * GIB, pool="gpu", resources={"gpu": 1}) == ""
     assert no_room_reason(rooms, 4, 16 * GIB, resources={"gpu": 2}) == "no node of the 2 nodes has 2 gpu free now"
@@ -278,7 +278,7 @@ def test_no_room_reason_says_what_no_node_has() -> None:
     assert no_room_reason(rooms, 8, 32 * GIB, pool="gpu") == ""
     assert no_room_reason(rooms, 1, GIB, pool="big") == "no node is in the pool 'big'"
     # a pool whose nodes are all down or drained: said so, and they are not counted elsewhere
-    lost = [rooms[0], NodeRoom("b", "gpu-host", "10.0.0.2", "gpu", cpus=12, memory=48 * GIB, ready=False)]
+    lost = [rooms[0], NodeRoom("b", "gpu-host", "10.232.0.2", "gpu", cpus=12, memory=48 * GIB, ready=False)]
     assert no_room_reason(lost, 1, GIB, pool="gpu") == \
         "no node of the pool 'gpu' is up now (gpu-host is down or drained)"
     assert no_room_reason(lost, 16, GIB) == "no node of the 1 nodes has 16 CPUs free now"
